@@ -1,0 +1,267 @@
+"""Readers for ground truth and cheap labels. Every error names the file, the line and what is wrong.
+
+Formats:
+* ground truth in the ActivityNet schema (THUMOS14, GTEA, ActivityNet): ``{"database": {video: {"subset",
+  "duration", "annotations": [{"segment": [s, e], "label"}]}}}``;
+* action clicks (SF-Net): ``video,seconds,label`` per line, CRLF line ends and blank lines allowed;
+* background clicks (BackTAL): CSV with a UTF-8 byte-order mark and a header; the ``Start`` column holds the second;
+* THUMOS14 ambiguous segments: ``video start end`` per line, whitespace separated.
+
+Clicks on videos or classes absent from the ground truth are counted and reported in :class:`ReadReport`, and
+skipped unless ``strict``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+    label: str
+
+
+@dataclass(frozen=True)
+class VideoAnnotation:
+    video_id: str
+    subset: str
+    duration_s: float
+    segments: tuple[Segment, ...] = ()
+
+    @property
+    def extent_s(self) -> float:
+        """The later of the stated duration and the last annotated end.
+
+        Some released files state a wrong duration (SF-Net's THUMOS14 file gives frames/30 for a few 25 fps videos,
+        so annotations and clicks run past it); times up to the extent are real and kept.
+        """
+        return max([self.duration_s] + [s.end_s for s in self.segments])
+
+    @property
+    def labels(self) -> frozenset[str]:
+        return frozenset(s.label for s in self.segments)
+
+
+@dataclass
+class GroundTruth:
+    videos: dict[str, VideoAnnotation]
+    source: str = "<memory>"
+    warnings: list[str] = field(default_factory=list)
+
+    def classes(self, subset: str | None = None) -> list[str]:
+        """Sorted labels that occur in ``subset`` (all subsets when None)."""
+        return sorted({s.label for v in self.subset(subset).values() for s in v.segments})
+
+    def subset(self, subset: str | None) -> dict[str, VideoAnnotation]:
+        if subset is None:
+            return dict(self.videos)
+        return {k: v for k, v in self.videos.items() if v.subset == subset}
+
+    def subsets(self) -> list[str]:
+        return sorted({v.subset for v in self.videos.values()})
+
+
+def _number(value, where: str, what: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{where}: {what} {value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise AnnotationError(f"{where}: {what} {value!r} is not finite")
+    return x
+
+
+def load_ground_truth(path: str | os.PathLike) -> GroundTruth:
+    """Read an ActivityNet-schema ground-truth file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: no such ground-truth file") from None
+    except json.JSONDecodeError as e:
+        raise AnnotationError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    database = data.get("database") if isinstance(data, dict) else None
+    if not isinstance(database, dict):
+        raise AnnotationError(f"{path}: no 'database' mapping (ActivityNet schema expected)")
+    videos, warnings = {}, []
+    for vid, entry in database.items():
+        where = f"{path}: video {vid}"
+        if not isinstance(entry, dict):
+            raise AnnotationError(f"{where}: entry is not a mapping")
+        duration = _number(entry.get("duration"), where, "duration")
+        if duration <= 0:
+            raise AnnotationError(f"{where}: duration {duration} is not positive")
+        segments = []
+        for i, ann in enumerate(entry.get("annotations", [])):
+            w = f"{where}, annotation {i}"
+            try:
+                s, e = ann["segment"]
+                label = ann["label"]
+            except (KeyError, TypeError, ValueError):
+                raise AnnotationError(f"{w}: needs 'segment': [start, end] and 'label'") from None
+            s, e = _number(s, w, "start"), _number(e, w, "end")
+            if s < 0 or e < s:
+                raise AnnotationError(f"{w}: segment [{s}, {e}] is not a valid interval")
+            segments.append(Segment(s, e, str(label)))
+        segments.sort(key=lambda x: (x.start_s, x.end_s, x.label))
+        videos[vid] = VideoAnnotation(vid, str(entry.get("subset", "")), duration, tuple(segments))
+        if videos[vid].extent_s > duration:
+            warnings.append(f"{where}: annotations end at {videos[vid].extent_s} s, past the stated duration "
+                            f"{duration} s")
+    return GroundTruth(videos, str(path), warnings)
+
+
+def read_ambiguous(path: str | os.PathLike) -> dict[str, list[tuple[float, float]]]:
+    """THUMOS14's ambiguous segments: ``video start end`` per line."""
+    path = Path(path)
+    out: dict[str, list[tuple[float, float]]] = {}
+    for lineno, line in _lines(path):
+        parts = line.split()
+        where = f"{path}: line {lineno}"
+        if len(parts) != 3:
+            raise AnnotationError(f"{where}: expected 'video start end', got {line!r}")
+        s, e = _number(parts[1], where, "start"), _number(parts[2], where, "end")
+        if s < 0 or e < s:
+            raise AnnotationError(f"{where}: segment [{s}, {e}] is not a valid interval")
+        out.setdefault(parts[0], []).append((s, e))
+    return out
+
+
+def _lines(path: Path):
+    """Non-blank lines with their 1-based numbers; BOM, CRLF and surrounding spaces removed."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f"{path}: not UTF-8 text ({e})") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line:
+            yield lineno, line
+
+
+@dataclass(frozen=True)
+class ActionClick:
+    time_s: float
+    label: str
+
+
+@dataclass
+class ReadReport:
+    """What a click reader kept and skipped."""
+
+    source: str
+    kept: int = 0
+    unknown_videos: Counter = field(default_factory=Counter)  # video -> clicks skipped
+    unknown_labels: Counter = field(default_factory=Counter)  # label -> clicks skipped
+    past_duration: Counter = field(default_factory=Counter)  # video -> clicks kept past its annotated extent
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.unknown_videos.values()) + sum(self.unknown_labels.values())
+
+    def summary(self) -> str:
+        parts = [f"{self.source}: kept {self.kept} clicks"]
+        if self.unknown_videos:
+            parts.append(f"skipped {sum(self.unknown_videos.values())} on {len(self.unknown_videos)} videos "
+                         f"absent from the ground truth")
+        if self.unknown_labels:
+            parts.append(f"skipped {sum(self.unknown_labels.values())} with classes absent from the ground truth "
+                         f"({', '.join(sorted(self.unknown_labels))})")
+        if self.past_duration:
+            parts.append(f"kept {sum(self.past_duration.values())} past the end of {len(self.past_duration)} videos "
+                         f"(the ground truth's durations look wrong there)")
+        return "; ".join(parts)
+
+
+def _check_click(gt: GroundTruth, vid: str, t: float, where: str, report: ReadReport, strict: bool) -> bool:
+    """True when the click is kept. A negative time is always an error. A video absent from the ground truth and
+    a time past the video's annotated extent are errors when ``strict``; otherwise the first is skipped and the
+    second kept (released THUMOS14 files state too short a duration for some videos), both counted."""
+    video = gt.videos.get(vid)
+    if video is None:
+        if strict:
+            raise AnnotationError(f"{where}: video {vid!r} is not in the ground truth {gt.source}")
+        report.unknown_videos[vid] += 1
+        return False
+    if t < 0:
+        raise AnnotationError(f"{where}: negative time {t} s in video {vid}")
+    if t > video.extent_s:
+        if strict:
+            raise AnnotationError(f"{where}: time {t} s is past the end of video {vid} "
+                                  f"(duration {video.extent_s:.3f} s)")
+        report.past_duration[vid] += 1
+    return True
+
+
+def read_action_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool = False
+                       ) -> tuple[dict[str, list[ActionClick]], ReadReport]:
+    """SF-Net's click files: ``video,seconds,label`` per line."""
+    path = Path(path)
+    known = set(gt.classes())
+    report = ReadReport(str(path))
+    clicks: dict[str, list[ActionClick]] = {}
+    for lineno, line in _lines(path):
+        where = f"{path}: line {lineno}"
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3 or not parts[0] or not parts[2]:
+            raise AnnotationError(f"{where}: expected 'video,seconds,label', got {line!r}")
+        vid, label = parts[0], parts[2]
+        t = _number(parts[1], where, "time")
+        if not _check_click(gt, vid, t, where, report, strict):
+            continue
+        if label not in known:
+            if strict:
+                raise AnnotationError(f"{where}: class {label!r} is not in the ground truth {gt.source}")
+            report.unknown_labels[label] += 1
+            continue
+        clicks.setdefault(vid, []).append(ActionClick(t, label))
+        report.kept += 1
+    for v in clicks.values():
+        v.sort(key=lambda c: c.time_s)
+    return clicks, report
+
+
+def read_background_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool = False,
+                           time_column: str = "Start", video_column: str = "URLID"
+                           ) -> tuple[dict[str, list[float]], ReadReport]:
+    """BackTAL's background-click CSV (UTF-8 BOM, header row; ``Start`` holds the clicked second)."""
+    path = Path(path)
+    report = ReadReport(str(path))
+    rows = list(_lines(path))
+    if not rows:
+        raise AnnotationError(f"{path}: empty file (a header with '{video_column}' and '{time_column}' expected)")
+    header_line, header = rows[0][0], next(csv.reader([rows[0][1]]))
+    header = [h.strip() for h in header]
+    for col in (video_column, time_column):
+        if col not in header:
+            raise AnnotationError(f"{path}: line {header_line}: header has no {col!r} column ({header})")
+    vi, ti = header.index(video_column), header.index(time_column)
+    clicks: dict[str, list[float]] = {}
+    for lineno, line in rows[1:]:
+        where = f"{path}: line {lineno}"
+        row = next(csv.reader(io.StringIO(line)))
+        if len(row) != len(header):
+            raise AnnotationError(f"{where}: expected {len(header)} fields, got {len(row)} in {line!r}")
+        vid = row[vi].strip()
+        t = _number(row[ti], where, time_column)
+        if not _check_click(gt, vid, t, where, report, strict):
+            continue
+        clicks.setdefault(vid, []).append(t)
+        report.kept += 1
+    for v in clicks.values():
+        v.sort()
+    return clicks, report
