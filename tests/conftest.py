@@ -1,0 +1,13 @@
+"""Shared fixtures. Tests read the real files in ../shared/benchkit (present on every developer and CI machine)."""
+from pathlib import Path
+
+import pytest
+
+BENCHKIT = Path(__file__).resolve().parents[2] / "shared" / "benchkit"
+
+
+@pytest.fixture(scope="session")
+def benchkit() -> Path:
+    if not BENCHKIT.is_dir():
+        pytest.fail(f"the shared benchkit is missing at {BENCHKIT}")
+    return BENCHKIT
