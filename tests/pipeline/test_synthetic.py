@@ -1,0 +1,38 @@
+import av
+import numpy as np
+
+from clicktal.pipeline.annotations import load_ground_truth
+from clicktal.pipeline.synthetic import random_ground_truth, synthesize_features, write_demo_videos
+
+
+def test_demo_videos_decode_with_their_ground_truth(tmp_path):
+    gt = write_demo_videos(tmp_path, n_videos=2, duration_s=3.0, size=(64, 48))
+    loaded = load_ground_truth(tmp_path / "groundtruth.json")
+    assert sorted(loaded.videos) == ["demo_00", "demo_01"] and len(loaded.videos["demo_00"].segments) == 2
+    with av.open(str(tmp_path / "demo_00.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 75 and frames[0].shape == (48, 64, 3)
+    seg = gt["database"]["demo_00"]["annotations"][0]["segment"]
+    # the square moves inside an instance and rests before it
+    moving = np.abs(frames[int(seg[0] * 25) + 10].astype(int) - frames[int(seg[0] * 25) + 20]).mean()
+    resting = np.abs(frames[0].astype(int) - frames[5]).mean()
+    assert moving > 5 * max(resting, 0.1)
+
+
+def test_synthetic_features_follow_the_geometry_and_separate_actions(tmp_path):
+    gt = random_ground_truth(n_videos=6, seed=1)
+    gt.write(tmp_path / "gt.json")
+    assert load_ground_truth(tmp_path / "gt.json").videos.keys() == gt.videos.keys()
+    cache = synthesize_features(gt, tmp_path / "cache", dim=32, seed=1)
+    inside, outside = [], []
+    for vid, video in gt.videos.items():
+        x, meta = cache.read(vid)
+        assert x.shape == (meta.geometry.snippet_count(video.duration_s), 32)
+        t = meta.geometry.centre_s(np.arange(len(x)))
+        mask = np.zeros(len(x), bool)
+        for s in video.segments:
+            mask |= (t >= s.start_s) & (t <= s.end_s)
+        flow = np.asarray(x[:, 16:]).mean(axis=1)
+        inside.append(flow[mask].mean())
+        outside.append(flow[~mask].mean())
+    assert np.mean(inside) > np.mean(outside)  # motion is higher in actions
