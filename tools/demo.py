@@ -7,6 +7,7 @@ generates its own videos and ground truth (and says so).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from clicktal.pipeline.supervision import simulate_action_clicks, simulate_backg
 from clicktal.pipeline.synthetic import random_ground_truth
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHKIT = REPO.parent / "shared" / "benchkit"
+BENCHKIT = Path(os.environ.get("CLICKTAL_BENCHKIT", REPO.parent / "shared" / "benchkit"))
 
 
 def banner(text: str) -> None:
