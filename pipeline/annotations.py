@@ -35,6 +35,8 @@ class Segment:
 
 @dataclass(frozen=True)
 class VideoAnnotation:
+    """One video's ground truth; ``segments`` in file order (the official evaluator breaks tIoU ties by it)."""
+
     video_id: str
     subset: str
     duration_s: float
@@ -63,6 +65,10 @@ class GroundTruth:
     def classes(self, subset: str | None = None) -> list[str]:
         """Sorted labels that occur in ``subset`` (all subsets when None)."""
         return sorted({s.label for v in self.subset(subset).values() for s in v.segments})
+
+    def classes_in_order(self, subset: str | None = None) -> list[str]:
+        """Labels of ``subset`` in order of first appearance in the file (the official evaluator's class index)."""
+        return list(dict.fromkeys(s.label for v in self.subset(subset).values() for s in v.segments))
 
     def subset(self, subset: str | None) -> dict[str, VideoAnnotation]:
         if subset is None:
@@ -122,7 +128,6 @@ def load_ground_truth(path: str | os.PathLike) -> GroundTruth:
             if s < 0 or e < s:
                 raise AnnotationError(f"{w}: segment [{s}, {e}] is not a valid interval")
             segments.append(Segment(s, e, str(label)))
-        segments.sort(key=lambda x: (x.start_s, x.end_s, x.label))
         videos[vid] = VideoAnnotation(vid, str(entry.get("subset", "")), duration, tuple(segments))
         if videos[vid].extent_s > duration:
             warnings.append(f"{where}: annotations end at {videos[vid].extent_s} s, past the stated duration "

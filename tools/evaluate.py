@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Detection mAP of an ActivityNet results file, equal to the official ActivityNet evaluator.
+
+    python tools/evaluate.py --gt groundtruth.json --pred detections.json --subset test \\
+        [--tiou 0.1:0.1:0.7] [--ambiguous ambiguous_test.txt] [--per-class] [--out results.json]
+
+Prints mAP per tIoU and the averages (in %); ``--out`` writes the APs as fractions. Bad input: a message naming
+the file on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from clicktal.pipeline.annotations import AnnotationError, load_ground_truth, read_ambiguous
+from clicktal.pipeline.detections import DetectionFileError, read_detections
+from clicktal.pipeline.evaluation import EvaluationError, EvaluationResult, evaluate_detections, parse_tiou
+
+
+def format_table(result: EvaluationResult, per_class: bool) -> str:
+    lines = ["tIoU   mAP (%)"]
+    lines += [f"{t:<6.2f} {100 * m:7.2f}" for t, m in zip(result.tiou_thresholds, result.mAP)]
+    lines.append(f"average over the {len(result.tiou_thresholds)} thresholds: {100 * result.average_mAP:.2f}")
+    lines += [f"average over {name}: {100 * m:.2f}" for name, m in result.range_mAP.items()]
+    if per_class:
+        width = max(len("class"), *(len(c) for c in result.per_class_AP))
+        lines += ["", "AP (%) per class", f"{'class':<{width}} " + " ".join(f"{t:>6.2f}" for t in
+                                                                      result.tiou_thresholds)]
+        lines += [f"{c:<{width}} " + " ".join(f"{100 * a:6.2f}" for a in ap) for c, ap in result.per_class_AP.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gt", required=True, type=Path, help="ground truth in the ActivityNet schema")
+    parser.add_argument("--pred", required=True, type=Path, help="detections in the ActivityNet results schema")
+    parser.add_argument("--tiou", default="0.1:0.1:0.7",
+                        help="tIoU thresholds: 'a:b' (step 0.1), 'a:step:b' or '0.3,0.5' (default %(default)s)")
+    parser.add_argument("--subset", help="ground-truth subset to evaluate (needed when the file has several)")
+    parser.add_argument("--ambiguous", type=Path,
+                        help="THUMOS14 ambiguous segments ('video start end'); overlapping detections are dropped")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--per-class", action="store_true", help="also print AP per class")
+    parser.add_argument("--ignore-unknown-labels", action="store_true",
+                        help="drop detections whose label has no ground truth in the subset instead of failing")
+    args = parser.parse_args(argv)
+
+    try:
+        tiou = parse_tiou(args.tiou)
+    except ValueError as e:
+        parser.error(f"--tiou: {e}")  # exits with 2
+    try:
+        gt = load_ground_truth(args.gt)
+        subsets = gt.subsets()
+        if args.subset is None and len(subsets) > 1:
+            raise EvaluationError(f"{args.gt}: has subsets {', '.join(subsets)}; choose one with --subset")
+        if args.subset is not None and args.subset not in subsets:
+            raise EvaluationError(f"{args.gt}: no subset {args.subset!r} (has {', '.join(subsets)})")
+        detections = read_detections(args.pred)
+        ambiguous = read_ambiguous(args.ambiguous) if args.ambiguous else None
+        try:
+            result = evaluate_detections(gt, detections, tiou, subset=args.subset, ambiguous=ambiguous,
+                                         ignore_unknown_labels=args.ignore_unknown_labels)
+        except EvaluationError as e:
+            raise EvaluationError(f"{args.pred}: {e}") from None
+    except (AnnotationError, DetectionFileError, EvaluationError) as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
+
+    notes = [f"{result.n_detections} detections evaluated"]
+    if result.n_ambiguous:
+        notes.append(f"{result.n_ambiguous} dropped for overlapping ambiguous segments")
+    if result.n_unknown_label:
+        notes.append(f"{result.n_unknown_label} dropped for labels without ground truth")
+    if result.n_outside_subset:
+        notes.append(f"{result.n_outside_subset} on videos outside the subset counted as false positives")
+    print("; ".join(notes))
+    print(format_table(result, args.per_class))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result.to_json(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
