@@ -1,0 +1,11 @@
+"""Localizers: one module per family, registered by name in :data:`LOCALIZERS`.
+
+``build_localizer("sfnet", params, input_dim=..., num_classes=..., streams=...)`` builds one from a plain mapping
+(checked into the family's typed config); ``LOCALIZERS.names()`` lists them.
+"""
+from .base import (LOCALIZERS, FrameScores, Localizer, LocalizerOutput, TrainingContext, build_localizer,
+                   localizer_config, register_localizer)
+from . import sfnet  # noqa: F401  (registers "sfnet")
+
+__all__ = ["LOCALIZERS", "FrameScores", "Localizer", "LocalizerOutput", "TrainingContext", "build_localizer",
+           "localizer_config", "register_localizer"]

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""SF-Net's Table 3 ablation on synthetic features with the real temporal structure and real human clicks.
+
+    python benchmarks/sfnet_ablation.py --dataset thumos14 gtea       # both tables, defaults below
+    python benchmarks/sfnet_ablation.py --dataset gtea --difficulty 0.5 --work runs/sfnet_ablation/gtea_x0.5
+    python benchmarks/sfnet_ablation.py --time-full-size --threads 2      # CPU seconds per full-size iteration
+
+Features: ``../shared/benchkit/synth.py`` on the dataset's real ground truth (feature seed ``--feature-seed``,
+``--dim`` dimensions, ``--difficulty``), written once under ``--work``. Labels: the real clicks of the four
+annotators, one drawn at random per video (the run's seed draws it). Rows (the same network each time):
+
+* Full:  every action snippet labelled from the ground-truth boundaries (+ background mining, actionness);
+* Weak:  video-level labels only: L_video alone, no background class, no actionness (the paper's Weak is 3C-Net
+  with its centre loss; ours is the same network as the other rows, without the centre loss);
+* SF:    + clicks (L_frame^l), no background class;
+* SFB:   + background class and background mining (L_frame^b);
+* SFBA:  + actionness module (L_actionness, and C + A at inference);
+* SFBAE: + action-frame mining (Algorithm 1), i.e. SF-Net.
+
+Everything else is the dataset's config (configs/sfnet_thumos14.yaml, configs/sfnet_gtea.yaml: the paper's
+hyper-parameters) with a shorter schedule: ``--iterations`` (mining from a quarter of them), ``--max-length``
+random crops, ``--batch-size``. Evaluation on the test subset (THUMOS14: test, ambiguous segments removed; GTEA:
+validation); weights are the last iteration's (no model selection). Runs go ``--jobs`` at a time, ``--threads``
+torch threads each. Prints Markdown tables (mAP in %, mean ± std over seeds) and writes them with every run's
+numbers to ``--work``/ablation_<dataset>.{md,json}. Results on synthetic features are not THUMOS14/GTEA results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHKIT = Path(os.environ.get("CLICKTAL_BENCHKIT", REPO.parent / "shared" / "benchkit"))
+
+VARIANTS = {
+    "Full": {"data": {"clicks": {"source": "boundaries"}}, "model": {"params": {"mining": {"enabled": False}}}},
+    "Weak": {"data": {"clicks": {"source": "none"}},
+             "model": {"params": {"frame_loss": False, "background": False, "actionness": False,
+                                  "mining": {"enabled": False}}}},
+    "SF": {"model": {"params": {"background": False, "actionness": False, "mining": {"enabled": False}}}},
+    "SFB": {"model": {"params": {"actionness": False, "mining": {"enabled": False}}}},
+    "SFBA": {"model": {"params": {"mining": {"enabled": False}}}},
+    "SFBAE": {},
+}
+DATASETS = {
+    "thumos14": {"config": "configs/sfnet_thumos14.yaml", "gt": "thumos14/groundtruth.json",
+                 "clicks": "thumos14/action_clicks_A{}.txt", "ambiguous": "thumos14/ambiguous_test.txt",
+                 "iterations": 300, "max_length": 512},
+    "gtea": {"config": "configs/sfnet_gtea.yaml", "gt": "gtea/groundtruth.json", "clicks": "gtea/action_clicks_A{}.txt",
+             "ambiguous": None, "iterations": 500, "max_length": None},
+}
+
+
+def synthesize(dataset: str, work: Path, dim: int, seed: int, difficulty: float) -> Path:
+    out = work / f"{dataset}_d{dim}_s{seed}_x{difficulty:g}"
+    if not (out / "annotations.json").exists():
+        subprocess.run([sys.executable, str(BENCHKIT / "synth.py"), "--gt", str(BENCHKIT / DATASETS[dataset]["gt"]),
+                        "--out", str(out), "--seed", str(seed), "--dim", str(dim),
+                        "--difficulty", str(difficulty)], check=True)
+    return out
+
+
+def overrides(dataset: str, variant: str, seed: int, features: Path, args) -> dict:
+    d = DATASETS[dataset]
+    iterations = args.iterations or d["iterations"]
+    max_length = d["max_length"] if args.max_length is None else (args.max_length or None)
+    base = {
+        "name": f"{dataset}-{variant}-seed{seed}",
+        "data": {"features": str(features), "ground_truth": str(BENCHKIT / d["gt"]), "max_length": max_length,
+                 "ambiguous": str(BENCHKIT / d["ambiguous"]) if d["ambiguous"] else "",
+                 "clicks": {"source": "random_annotator",
+                            "files": [str(BENCHKIT / d["clicks"].format(i)) for i in range(1, 5)]}},
+        "model": {"params": {"mining": {"start_iteration": iterations // 4}}},
+        "train": {"iterations": iterations, "batch_size": args.batch_size, "seed": seed, "progress": False,
+                  "num_threads": args.threads, "checkpoint_every": iterations},
+    }
+    from clicktal.pipeline.experiments import _merge
+
+    return _merge(base, VARIANTS[variant])
+
+
+def run_one(job) -> dict:
+    dataset, variant, seed, features, args = job
+    import torch
+
+    from clicktal.pipeline.config import load_config
+    from clicktal.pipeline.engine import ExperimentConfig
+    from clicktal.pipeline.experiments import apply_overrides, run_experiment
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(ExperimentConfig, REPO / DATASETS[dataset]["config"],
+                      overrides(dataset, variant, seed, features, args))
+    t0 = time.perf_counter()
+    res = run_experiment(cfg, Path(args.work) / "runs" / cfg.name)
+    minutes = (time.perf_counter() - t0) / 60
+    row = res.row(cfg.evaluation.report)
+    print(f"  {cfg.name}: AVG {row[-1]:.1f}  ({minutes:.1f} min)", flush=True)
+    return {"dataset": dataset, "variant": variant, "seed": seed, "row": row, "minutes": minutes,
+            "train_minutes": res.train_seconds / 60, "report": cfg.evaluation.report,
+            "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()}}
+
+
+def time_full_size(args) -> int:
+    """Seconds per training iteration of the paper's THUMOS14 setting (2048-d two-stream features, batch 32, the
+    paper's network) on this machine, for whole videos (the paper) and for the code's 750-snippet crops."""
+    import numpy as np
+    import torch
+
+    from clicktal.models import build_localizer
+    from clicktal.pipeline.config import load_config
+    from clicktal.pipeline.datasets import batch_rng, load_data, sample_batch
+    from clicktal.pipeline.engine import ExperimentConfig, make_optimizer
+
+    features = synthesize("thumos14", args.work, 2048, args.feature_seed, 1.0)
+    cfg = load_config(ExperimentConfig, REPO / DATASETS["thumos14"]["config"],
+                      overrides("thumos14", "SFBAE", 0, features, args))
+    torch.set_num_threads(args.threads)
+    bundle = load_data(cfg.data, seed=0)
+    meta = bundle.source.load(bundle.train.ids[0])[1]
+    print(f"full size: {meta.dim}-d features, batch {args.batch_size}, {torch.get_num_threads()} torch thread(s), "
+          f"{args.time_iterations} timed iterations after 1 warm-up", flush=True)
+    lines = []
+    for crop in (None, 750):
+        torch.manual_seed(0)
+        model, _ = build_localizer("sfnet", cfg.model.params, input_dim=meta.dim, num_classes=len(bundle.classes),
+                                   streams=meta.streams)
+        opt = make_optimizer(model, cfg.train.optimizer)
+        times, lengths = [], []
+        for i in range(args.time_iterations + 1):
+            batch = sample_batch(bundle.train, args.batch_size, batch_rng(0, i), max_length=crop)
+            t0 = time.perf_counter()
+            model.train()
+            terms = model.losses(model(batch.features, batch.mask), batch, iteration=10**6)  # mining active
+            opt.zero_grad()
+            terms["total"].backward()
+            opt.step()
+            if i:
+                times.append(time.perf_counter() - t0)
+                lengths.append(batch.features.shape[1])
+        line = (f"- {'whole videos (paper)' if crop is None else f'crops of {crop} snippets (code)'}: "
+                f"{np.mean(times):.1f} s/iteration (min {np.min(times):.1f}, max {np.max(times):.1f}; padded "
+                f"length {int(np.mean(lengths))} snippets on average) -> 5000 iterations = "
+                f"{5000 * np.mean(times) / 3600:.0f} h")
+        print(line, flush=True)
+        lines.append(line)
+    (args.work / "full_size_timing.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", nargs="+", default=["thumos14", "gtea"], choices=list(DATASETS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--dim", type=int, default=256, help="feature dimension (RGB half + flow half)")
+    p.add_argument("--feature-seed", type=int, default=0)
+    p.add_argument("--difficulty", type=float, default=1.0)
+    p.add_argument("--iterations", type=int, help="default: thumos14 300, gtea 500 (the paper's GTEA schedule)")
+    p.add_argument("--max-length", type=int, help="training crop in snippets, 0 for none (default: thumos14 512, "
+                                                  "gtea none)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--work", type=Path, default=REPO / "runs" / "sfnet_ablation")
+    p.add_argument("--time-full-size", action="store_true",
+                   help="instead of the ablation: seconds per iteration at full size (2048-d THUMOS14, batch 32)")
+    p.add_argument("--time-iterations", type=int, default=3)
+    args = p.parse_args(argv)
+    if not (BENCHKIT / "synth.py").exists():
+        print(f"error: {BENCHKIT}/synth.py not found (set CLICKTAL_BENCHKIT)", file=sys.stderr)
+        return 2
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.time_full_size:
+        return time_full_size(args)
+
+    from clicktal.pipeline.experiments import format_results
+
+    for dataset in args.dataset:
+        features = synthesize(dataset, args.work, args.dim, args.feature_seed, args.difficulty)
+        jobs = [(dataset, v, s, features, args) for v in args.variants for s in args.seeds]
+        print(f"{dataset}: {len(jobs)} runs, {args.jobs} at a time", flush=True)
+        t0 = time.perf_counter()
+        if args.jobs > 1:
+            with mp.get_context("spawn").Pool(args.jobs) as pool:
+                results = pool.map(run_one, jobs, chunksize=1)
+        else:
+            results = [run_one(j) for j in jobs]
+        wall = (time.perf_counter() - t0) / 60
+        report = results[0]["report"]
+        rows = [(v, [r["row"] for r in results if r["variant"] == v]) for v in args.variants]
+        minutes = {v: sum(r["minutes"] for r in results if r["variant"] == v) / len(args.seeds)
+                   for v in args.variants}
+        d = DATASETS[dataset]
+        settings = (f"synthetic {dataset.upper()}-structured features (benchkit synth.py, seed {args.feature_seed}, "
+                    f"dim {args.dim}, difficulty {args.difficulty:g}), real human clicks (random annotator per "
+                    f"video), {args.iterations or d['iterations']} iterations, batch {args.batch_size}, crop "
+                    f"{(d['max_length'] if args.max_length is None else args.max_length) or 'none'}, seeds "
+                    f"{' '.join(map(str, args.seeds))}, {args.jobs} runs at a time x {args.threads} thread(s); "
+                    f"table wall time {wall:.1f} min")
+        table = format_results(rows, report, minutes=minutes, title=f"SF-Net ablation, {settings}")
+        print(table, flush=True)
+        (args.work / f"ablation_{dataset}.md").write_text(table + "\n")
+        (args.work / f"ablation_{dataset}.json").write_text(json.dumps(
+            {"settings": settings, "wall_minutes": wall, "runs": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

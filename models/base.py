@@ -1,0 +1,139 @@
+"""The localizer interface every model family implements, and the typed values that cross it.
+
+A localizer takes features ``[B, T, D]`` and a mask ``[B, T]`` and returns a :class:`LocalizerOutput`; it computes
+its own loss dict from that output and a :class:`~clicktal.pipeline.datasets.Batch` of supervision; and it says, in
+:meth:`Localizer.frame_scores`, how its output for one video becomes the :class:`FrameScores` that post-processing
+groups into segments. Time here is in snippets; the dataset and post-processing convert to and from seconds with the
+features' :class:`~clicktal.pipeline.geometry.FeatureGeometry`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from clicktal.pipeline.config import config_from_dict, config_to_dict
+from clicktal.pipeline.registry import Registry
+
+if TYPE_CHECKING:  # the dataset module imports nothing from models; this import is for type names only
+    from clicktal.pipeline.datasets import Batch, VideoItem
+
+
+@dataclass
+class LocalizerOutput:
+    """What a forward pass returns.
+
+    ``class_scores``: ``[B, T, K]`` class activations (logits) per snippet; ``K`` is the number of action classes,
+    plus one when the model has a background class (then column 0 is background, as in SF-Net).
+    ``actionness``: ``[B, T]`` actionness logits, or None for a model without one.
+    ``mask``: ``[B, T]`` bool, True on real (not padded) snippets.
+    ``aux``: further named outputs (for SF-Net the per-stream class scores and actionness), same shapes.
+    """
+
+    class_scores: torch.Tensor
+    actionness: torch.Tensor | None
+    mask: torch.Tensor
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class FrameScores:
+    """One video's per-snippet scores, ready for post-processing (numpy, snippet time).
+
+    ``scores``: ``[T, C]`` the per-class sequence that post-processing thresholds and groups (C action classes, no
+    background column); ``video_scores``: ``[C]`` video-level class scores; ``class_probs``: ``[T, C]`` per-class
+    probabilities alone and ``actionness``: ``[T]`` (probabilities) or None, for segment scorers that want the parts.
+    """
+
+    scores: np.ndarray
+    video_scores: np.ndarray
+    class_probs: np.ndarray
+    actionness: np.ndarray | None = None
+
+
+@dataclass
+class TrainingContext:
+    """What a model's training hook may use: the training videos one at a time, whole (no crop), and the device."""
+
+    iter_videos: Callable[[], Iterator["VideoItem"]]
+    device: torch.device
+
+
+class Localizer(nn.Module):
+    """Base class. Subclasses set ``num_classes`` (action classes) and ``has_background``."""
+
+    num_classes: int
+    has_background: bool = False
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LocalizerOutput:  # pragma: no cover
+        """``features [B, T, D]`` float, ``mask [B, T]`` bool -> :class:`LocalizerOutput`."""
+        raise NotImplementedError
+
+    def losses(self, output: LocalizerOutput, batch: "Batch", *, iteration: int) -> dict[str, torch.Tensor]:
+        """Named scalar loss terms; ``"total"`` is what the optimiser minimises. Every term is logged."""
+        raise NotImplementedError  # pragma: no cover
+
+    def frame_scores(self, output: LocalizerOutput, index: int = 0) -> FrameScores:
+        """Video ``index`` of ``output`` (its valid snippets only) as :class:`FrameScores`."""
+        raise NotImplementedError  # pragma: no cover
+
+    def training_hook(self, iteration: int, context: TrainingContext) -> bool:
+        """Called by the engine before each training iteration. Returns True when the model re-initialised its
+        weights (the engine then rebuilds the optimiser). The default does nothing."""
+        return False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` is True; 0 (with a gradient path) when nothing is selected."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """Parameter count and module tree, for run logs."""
+    return {"parameters": int(sum(p.numel() for p in model.parameters())), "modules": str(model)}
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+@dataclass(frozen=True)
+class LocalizerEntry:
+    """A registered localizer: its typed config class and a keyword-only builder
+    ``build(*, config, input_dim, num_classes, streams) -> Localizer``."""
+
+    config_type: type
+    build: Callable[..., Localizer]
+
+
+LOCALIZERS: Registry[LocalizerEntry] = Registry("localizer")
+
+
+def register_localizer(name: str, config_type: type):
+    """Decorator registering a builder under ``name`` with its config dataclass."""
+
+    def decorator(build):
+        LOCALIZERS.register(name)(LocalizerEntry(config_type, build))
+        return build
+
+    return decorator
+
+
+def localizer_config(name: str, params: dict | None, source: str = "<model.params>"):
+    """``params`` (a plain mapping, e.g. from YAML) checked into the typed config of localizer ``name``."""
+    return config_from_dict(LOCALIZERS.get(name).config_type, params or {}, source)
+
+
+def build_localizer(name: str, params: dict | None, *, input_dim: int, num_classes: int,
+                    streams: dict[str, tuple[int, int]] | None = None) -> tuple[Localizer, dict]:
+    """Build localizer ``name``; returns the model and its fully resolved params (for the saved config)."""
+    cfg = localizer_config(name, params)
+    model = LOCALIZERS.get(name).build(config=cfg, input_dim=input_dim, num_classes=num_classes, streams=streams)
+    return model, config_to_dict(cfg)

@@ -1,0 +1,476 @@
+"""SF-Net (Ma et al., ECCV 2020): single-frame supervision for temporal action localization.
+
+Network (paper Sec. 3.2, two-stream fusion as in its ref. [21], 3C-Net, and the authors' code): for every stream
+(RGB columns, flow columns of the features)
+
+* classification module: three fully connected layers, ``D_s -> H -> H -> K`` (ReLU after the first two, dropout
+  before the last), giving class activations ``[B, T, K]`` with ``K = Nc + 1`` (column 0 = background) when
+  background mining is on, ``K = Nc`` otherwise;
+* actionness module: two temporal convolutions ``D_s -> H -> H`` (kernel 3, ReLU) and one fully connected layer
+  ``H -> 1``, giving actionness logits ``[B, T]``.
+
+The fused class activation is ``sum_s m_s * C_s`` with learnable per-class multipliers ``m_s`` (initialised to 1, as
+3C-Net and the code do) and the fused actionness ``sum_s w_s * A_s`` (``w_s`` initialised to ``1 / n_streams``; the
+code starts them at 0). Widths the paper does not give: ``H`` defaults to the stream's own width (1024 for I3D, as
+the authors' code), so the hidden layers neither compress nor expand the features, and a reduced-dimension feature
+set shrinks the network with it. Dropout 0.7 (the code's and 3C-Net's value; the paper names none).
+
+Losses (paper Sec. 3.3), computed on the fused scores and, with ``stream_losses`` (3C-Net, the code), on each
+stream's own scores too, summed:
+
+* Eq. 1 ``L_frame^l``: cross-entropy of the K labelled snippets (clicks plus mined action snippets) of the batch;
+* Eq. 2 ``L_frame^b``: background mining over the whole batch: among the unlabelled valid snippets, the ``eta K``
+  with the highest background activation ``C[..., 0]`` are labelled background (selection is not differentiated);
+* Eq. 3 ``L_frame = L_frame^l + L_frame^b / Nc``;
+* Eq. 4 ``L_actionness``: ``-mean log sigma(A)`` on the labelled snippets ``- mean log(1 - sigma(A))`` on the mined
+  background snippets (the paper: "we also use the background frame mining strategy to get A^b");
+* Eq. 5 ``L_video``: top-k pooling over time (``k = ceil(T_i / 8)``) gives ``r_i [K]``; the target ``q_i`` is the
+  average of the video's labelled-snippet labels (clicks; video labels when a video has none); softmax over all K
+  columns, the sum over the ``Nc`` action columns;
+* Eq. 6 ``L = L_frame + alpha L_video + beta L_actionness``.
+
+Action-frame mining (Algorithm 1) is :func:`mine_action_frames`, with the typos fixed (see its docstring). It runs
+online on every batch's detached fused scores from ``mining.start_iteration`` (the paper gives no start; a warm-up is
+needed because the test compares predictions of a classifier); ``mining.mode = "once"`` instead mines the whole
+training set once at ``start_iteration`` and keeps the labels, as the authors' code does (which also re-initialises
+the network after mining: ``reinit_after``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import FrameScores, Localizer, LocalizerOutput, TrainingContext, masked_mean, register_localizer
+
+
+@dataclass
+class MiningConfig:
+    """Action-frame mining (Algorithm 1). ``score``: which score Algorithm 1's threshold compares, the softmax
+    probability (default: ``xi`` then means "at least xi of the anchor's confidence", which is what the text says)
+    or the raw activation ``C`` (literal reading; it flips meaning when the anchor's activation is negative).
+    ``argmax_over``: Algorithm 1 takes the argmax over all of C's columns (``all``); the code over the action
+    columns only (``actions``). Sec. 3.3 words the test as "the same predicted label as the anchor frame";
+    with the stop at the first failure, Algorithm 1's chain of agreeing neighbours implies exactly that."""
+
+    enabled: bool = True
+    radius: int = 5
+    xi: float = 0.9
+    start_iteration: int = 0
+    mode: Literal["online", "once"] = "online"
+    score: Literal["probability", "activation"] = "probability"
+    argmax_over: Literal["all", "actions"] = "all"
+    stop_at_failure: bool = True
+    reinit_after: bool = False
+
+
+@dataclass
+class SFNetInferenceConfig:
+    """How SF-Net's output becomes the frame scores that post-processing groups (paper Sec. 3.4, Fig. 3).
+
+    ``score_space``: the per-class sequence is ``P(c) + w * sigma(A)`` with softmax probabilities (``probability``,
+    default; both parts in [0, 1]) or ``C_c + w * A`` with raw activations (``activation``, the authors' code).
+    ``actionness_weight`` ``w``: 1 (the paper adds the two scores; the code uses 2). Video-level scores (the paper
+    pools and thresholds the classification score, after STPN): the top ``ceil(T / video_topk_divisor)``
+    activations per class are averaged (8 as in training, Eq. 5; the code's eval.py uses ``T // 12``); ``video_score``
+    ``softmax`` turns them into a distribution over the action classes (default), ``pooled_activation`` keeps the
+    averaged activations (the code's ``cs``, which its ``max + video score`` segment scoring adds)."""
+
+    score_space: Literal["probability", "activation"] = "probability"
+    actionness_weight: float = 1.0
+    video_topk_divisor: float = 8.0
+    video_score: Literal["softmax", "pooled_activation"] = "softmax"
+
+
+@dataclass
+class SFNetConfig:
+    """SF-Net's architecture, losses and inference; defaults are the paper's (THUMOS14 ``eta = 5``)."""
+
+    two_stream: bool = True
+    hidden_dim: int | None = None
+    conv_kernel: int = 3
+    dropout: float = 0.7
+    frame_loss: bool = True
+    background: bool = True
+    eta: float = 5.0
+    background_norm: Literal["num_classes", "num_classes_plus_one"] = "num_classes"
+    actionness: bool = True
+    actionness_negatives: Literal["mined_background", "top_actionness"] = "mined_background"
+    actionness_gate: float | None = None
+    video_loss: bool = True
+    topk_divisor: float = 8.0
+    video_target: Literal["clicks", "video_labels"] = "clicks"
+    alpha: float = 1.0
+    beta: float = 1.0
+    stream_losses: bool = True
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    inference: SFNetInferenceConfig = field(default_factory=SFNetInferenceConfig)
+
+    def __post_init__(self) -> None:
+        if self.actionness and self.actionness_negatives == "mined_background" and not self.background:
+            raise ValueError("actionness with actionness_negatives 'mined_background' needs background: true "
+                             "(or actionness_negatives: top_actionness)")
+        if self.mining.enabled and not self.frame_loss:
+            raise ValueError("mining.enabled needs frame_loss: true (mined snippets feed L_frame)")
+        if not (self.frame_loss or self.video_loss):
+            raise ValueError("at least one of frame_loss and video_loss must be on")
+        if self.eta < 0 or self.topk_divisor <= 0 or self.mining.radius < 0:
+            raise ValueError("eta must be >= 0, topk_divisor > 0, mining.radius >= 0")
+
+
+# ------------------------------------------------------------------------------------------------- mining
+
+
+def mine_action_frames(scores: np.ndarray, anchors: Sequence[tuple[int, int]], *, radius: int = 5, xi: float = 0.9,
+                       blocked: np.ndarray | None = None, argmax_from: int = 0,
+                       stop_at_failure: bool = True) -> list[tuple[int, int]]:
+    """Algorithm 1 (action frame mining) on one video.
+
+    ``scores [T, K]``: the per-snippet scores; ``anchors``: ``(t, y)`` pairs, ``y`` a column of ``scores``;
+    ``blocked [T]``: snippets the expansion may not enter (other labelled snippets). Returns the mined ``(t, y)``
+    pairs, anchors excluded.
+
+    Fixes to the printed algorithm, each evident from the text around it:
+    1. ``argmin`` -> ``argmax`` (lines 7-9): the "predicted class" of a snippet is its highest score;
+    2. expansion stops at the first snippet that fails (Sec. 3.3: "Otherwise, we stop the expansion process"),
+       whereas the printed loop would skip it and continue (``stop_at_failure=False`` restores that);
+    3. each direction is a separate loop over ``j = 1..r`` (lines 6 and 13 increment ``j`` twice, by 1 and by the
+       direction ``s``, which for ``s = -1`` never terminates);
+    4. line 11 adds ``(t + js, y)`` to S (printed as an assignment that replaces S);
+    and two edge cases the paper does not reach: a step whose ``t + (j+1)s`` falls outside the video stops (the
+    future neighbour cannot be checked), and the expansion stops at a ``blocked`` snippet rather than relabel it.
+    ``argmax_from`` 1 takes the argmax over the action columns only (the code).
+    """
+    scores = np.asarray(scores)
+    T = scores.shape[0]
+    pred = scores[:, argmax_from:].argmax(axis=1)
+    blocked = np.zeros(T, bool) if blocked is None else np.asarray(blocked, bool)
+    mined: list[tuple[int, int]] = []
+    for t, y in anchors:
+        anchor_score = scores[t, y]
+        for s in (-1, 1):
+            for j in range(1, radius + 1):
+                past, cur, fut = t + (j - 1) * s, t + j * s, t + (j + 1) * s
+                if not (0 <= cur < T and 0 <= fut < T) or blocked[cur]:
+                    break
+                if pred[past] == pred[cur] == pred[fut] and scores[cur, y] >= xi * anchor_score:
+                    mined.append((cur, y))
+                elif stop_at_failure:
+                    break
+    return mined
+
+
+# ------------------------------------------------------------------------------------------------- loss terms
+
+
+def top_mask(values: torch.Tensor, allowed: torch.Tensor, n: int) -> torch.Tensor:
+    """``[B, T]`` bool: the ``n`` largest ``values`` among ``allowed`` over the whole batch (none when n <= 0)."""
+    sel = torch.zeros(allowed.numel(), dtype=torch.bool, device=allowed.device)
+    n = min(int(n), int(allowed.sum()))
+    if n > 0:
+        sel[values.masked_fill(~allowed, float("-inf")).flatten().topk(n).indices] = True
+    return sel.view_as(allowed)
+
+
+def frame_action_loss(C: torch.Tensor, labelled: torch.Tensor, targets: torch.Tensor, offset: int) -> torch.Tensor:
+    """Eq. 1: ``-1/K sum_i y_i log p_i`` over the ``K`` labelled snippets. ``C [B, T, K']`` activations,
+    ``labelled [B, T]``, ``targets [B, T, Nc]`` (rows sum to 1 where labelled), ``offset`` the first action column."""
+    ce = -(targets * C.log_softmax(-1)[..., offset:]).sum(-1)
+    return masked_mean(ce, labelled)
+
+
+def background_loss(C: torch.Tensor, candidates: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 2: the ``n`` (= eta K) candidate snippets of the whole batch with the highest background activation
+    ``C[..., 0]`` are labelled background; returns ``(-mean log p_background over them, their [B, T] mask)``.
+    The selection itself is not differentiated."""
+    sel = top_mask(C[..., 0].detach(), candidates, n)
+    return masked_mean(-C.log_softmax(-1)[..., 0], sel), sel
+
+
+def actionness_loss(A: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: ``-mean log sigma(A)`` over ``positive`` ``- mean log(1 - sigma(A))`` over ``negative`` (``[B, T]``)."""
+    return masked_mean(-F.logsigmoid(A), positive) + masked_mean(-F.logsigmoid(-A), negative)
+
+
+def video_targets(labelled: torch.Tensor, targets: torch.Tensor, video_labels: torch.Tensor, *,
+                  from_clicks: bool = True) -> torch.Tensor:
+    """``q [B, Nc]`` of Eq. 5: the average label of a video's labelled snippets ("we average all the frame labels
+    in the video"), or its video labels normalised when it has no labelled snippet (or ``from_clicks`` is False);
+    a zero row for a video with neither (it is skipped)."""
+    n = labelled.sum(1, keepdim=True).to(targets.dtype)
+    clicks = (targets * labelled[..., None]).sum(1) / n.clamp_min(1)
+    weak = video_labels / video_labels.sum(1, keepdim=True).clamp_min(1e-12)
+    use_clicks = (n > 0) if from_clicks else torch.zeros_like(n, dtype=torch.bool)
+    return torch.where(use_clicks, clicks, weak)
+
+
+def video_loss(C: torch.Tensor, mask: torch.Tensor, q: torch.Tensor, *, topk_divisor: float = 8.0,
+               offset: int = 0) -> torch.Tensor:
+    """Eq. 5: ``r_i`` = mean of the top ``ceil(T_i / topk_divisor)`` activations of each column over the video's
+    valid snippets; ``-1/N sum_i sum_j q_ij log softmax(r_i)_j`` with the softmax over all columns and the sum over
+    the action columns (from ``offset``). Videos with an all-zero ``q`` row are left out of the mean."""
+    losses = []
+    for b in range(C.shape[0]):
+        T = int(mask[b].sum())
+        if T == 0 or not bool(q[b].sum() > 0):
+            continue
+        k = max(1, math.ceil(T / topk_divisor))
+        r = C[b][mask[b]].topk(k, dim=0).values.mean(0)
+        losses.append(-(q[b] * r.log_softmax(-1)[offset:]).sum())
+    return torch.stack(losses).mean() if losses else C.sum() * 0.0
+
+
+# ------------------------------------------------------------------------------------------------- network
+
+
+class _Stream(nn.Module):
+    """One stream's classification module (3 FC) and actionness module (2 temporal convs + FC)."""
+
+    def __init__(self, in_dim: int, hidden: int, out_classes: int, kernel: int, dropout: float):
+        super().__init__()
+        self.cls = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Dropout(dropout))
+        self.classifier = nn.Linear(hidden, out_classes)
+        pad = kernel // 2
+        self.conv1 = nn.Conv1d(in_dim, hidden, kernel, padding=pad)
+        self.conv2 = nn.Conv1d(hidden, hidden, kernel, padding=pad)
+        self.action = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, T, D_s]`` (zero on padding), ``m [B, 1, T]`` float mask -> (``[B, T, K]``, ``[B, T]``)."""
+        c = self.classifier(self.cls(x))
+        h = F.relu(self.conv1(x.transpose(1, 2))) * m  # padding stays zero, so batching never changes a video's scores
+        h = F.relu(self.conv2(h)) * m
+        a = self.action(h.transpose(1, 2)).squeeze(-1)
+        return c, a
+
+
+class SFNet(Localizer):
+    """SF-Net. ``forward(features [B, T, D], mask [B, T]) -> LocalizerOutput`` with fused ``class_scores
+    [B, T, K]`` and ``actionness [B, T]``; ``aux`` holds ``class_scores/<stream>`` and ``actionness/<stream>``."""
+
+    def __init__(self, *, config: SFNetConfig, input_dim: int, num_classes: int,
+                 streams: dict[str, tuple[int, int]] | None = None):
+        super().__init__()
+        self.config = config
+        self.num_classes = num_classes
+        self.has_background = config.background
+        self.offset = 1 if config.background else 0
+        K = num_classes + self.offset
+        if config.two_stream and streams and len(streams) > 1:
+            self.stream_slices = {k: (int(a), int(b)) for k, (a, b) in streams.items()}
+        else:
+            self.stream_slices = {"joint": (0, int(input_dim))}
+        self.streams = nn.ModuleDict({
+            name: _Stream(b - a, config.hidden_dim or (b - a), K, config.conv_kernel, config.dropout)
+            for name, (a, b) in self.stream_slices.items()})
+        n = len(self.stream_slices)
+        self.class_mul = nn.ParameterDict({k: nn.Parameter(torch.ones(K)) for k in self.stream_slices})
+        self.act_mul = nn.ParameterDict({k: nn.Parameter(torch.full((1,), 1.0 / n)) for k in self.stream_slices})
+        self._mined: dict[str, list[list[int]]] = {}  # "once" mining: video -> [[snippet, class column], ...]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and zero biases (the authors' code), multipliers back to their start."""
+        for mod in self.modules():
+            if isinstance(mod, (nn.Linear, nn.Conv1d)):
+                nn.init.xavier_uniform_(mod.weight)
+                nn.init.zeros_(mod.bias)
+        with torch.no_grad():
+            for p in self.class_mul.values():
+                p.fill_(1.0)
+            for p in self.act_mul.values():
+                p.fill_(1.0 / len(self.act_mul))
+
+    def get_extra_state(self):
+        return {"mined": self._mined}
+
+    def set_extra_state(self, state) -> None:
+        self._mined = {k: [list(map(int, p)) for p in v] for k, v in (state or {}).get("mined", {}).items()}
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LocalizerOutput:
+        m = mask.to(features.dtype).unsqueeze(1)
+        features = features * m.transpose(1, 2)
+        aux, fused_c, fused_a = {}, 0, 0
+        for name, (a, b) in self.stream_slices.items():
+            c, act = self.streams[name](features[..., a:b], m)
+            aux[f"class_scores/{name}"], aux[f"actionness/{name}"] = c, act
+            fused_c = fused_c + self.class_mul[name] * c
+            fused_a = fused_a + self.act_mul[name] * act
+        return LocalizerOutput(fused_c, fused_a if self.config.actionness else None, mask.bool(), aux)
+
+    # ------------------------------------------------------------------------------------------- losses
+
+    def _score_sets(self, output: LocalizerOutput) -> list[tuple[str, torch.Tensor, torch.Tensor | None]]:
+        sets = [("fused", output.class_scores, output.actionness)]
+        if self.config.stream_losses and len(self.stream_slices) > 1:
+            for name in self.stream_slices:
+                act = output.aux[f"actionness/{name}"] if self.config.actionness else None
+                sets.append((name, output.aux[f"class_scores/{name}"], act))
+        return sets
+
+    def labelled_snippets(self, output: LocalizerOutput, batch, *, iteration: int
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(labelled ``[B, T]`` bool, targets ``[B, T, Nc]``, mined ``[B, T]`` bool): the batch's labelled
+        snippets with the mined action snippets added (Algorithm 1) when mining is active."""
+        labelled, targets = batch.action_mask & output.mask, batch.action_targets
+        mined = torch.zeros_like(labelled)
+        cfg = self.config.mining
+        if not (cfg.enabled and iteration >= cfg.start_iteration):
+            return labelled, targets, mined
+        extra = torch.zeros_like(targets)
+        if cfg.mode == "online":
+            scores = output.class_scores.detach()
+            if cfg.score == "probability":
+                scores = scores.softmax(-1)
+            scores = scores.cpu().numpy()
+            anchors_all = batch.anchor_mask.cpu().numpy()
+            tg = batch.action_targets.cpu().numpy()
+            blocked_all = labelled.cpu().numpy()
+            for b in range(scores.shape[0]):
+                T = int(batch.lengths[b])
+                anchors = [(int(t), int(y) + self.offset) for t in np.flatnonzero(anchors_all[b, :T])
+                           for y in np.flatnonzero(tg[b, t] > 0)]
+                if not anchors:
+                    continue
+                for t, y in mine_action_frames(scores[b, :T], anchors, radius=cfg.radius, xi=cfg.xi,
+                                               blocked=blocked_all[b, :T], argmax_from=self._argmax_from(),
+                                               stop_at_failure=cfg.stop_at_failure):
+                    extra[b, t, y - self.offset] = 1.0
+        else:
+            for b, vid in enumerate(batch.video_ids):
+                start, T = int(batch.offsets[b]), int(batch.lengths[b])
+                for t, y in self._mined.get(vid, ()):
+                    if start <= t < start + T and not bool(labelled[b, t - start]):
+                        extra[b, t - start, y - self.offset] = 1.0
+        mined = extra.sum(-1) > 0
+        if mined.any():
+            targets = targets + extra
+            targets = targets / targets.sum(-1, keepdim=True).clamp_min(1e-12)
+            labelled = labelled | mined
+        return labelled, targets, mined
+
+    def _argmax_from(self) -> int:
+        return self.offset if self.config.mining.argmax_over == "actions" else 0
+
+    def losses(self, output: LocalizerOutput, batch, *, iteration: int) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        labelled, targets, mined = self.labelled_snippets(output, batch, iteration=iteration)
+        zero = output.class_scores.sum() * 0.0
+        terms = {k: zero for k in ("frame_action", "frame_background", "video", "actionness")}
+        n_bg = zero.detach()
+        for name, C, A in self._score_sets(output):
+            t = self._losses_one(C, A, output.mask, labelled, targets, batch.video_labels)
+            for k in terms:
+                terms[k] = terms[k] + t[k]
+            if name == "fused":
+                n_bg = t["n_background"]
+        norm = self.num_classes + (1 if cfg.background_norm == "num_classes_plus_one" else 0)
+        frame = terms["frame_action"] + terms["frame_background"] / norm
+        total = zero
+        if cfg.frame_loss:
+            total = total + frame
+        if cfg.video_loss:
+            total = total + cfg.alpha * terms["video"]
+        if cfg.actionness and (cfg.actionness_gate is None or terms["actionness"].item() > cfg.actionness_gate):
+            total = total + cfg.beta * terms["actionness"]
+        out = dict(terms, frame=frame, total=total)
+        out["n_labelled"] = labelled.sum().float()
+        out["n_mined"] = mined.sum().float()
+        out["n_background"] = n_bg
+        return out
+
+    def _losses_one(self, C: torch.Tensor, A: torch.Tensor | None, mask: torch.Tensor, labelled: torch.Tensor,
+                    targets: torch.Tensor, video_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms of one score set: ``C [B, T, K]``, ``A [B, T]`` or None."""
+        cfg, off = self.config, self.offset
+        zero = C.sum() * 0.0
+        out = {"frame_action": zero, "frame_background": zero, "video": zero, "actionness": zero,
+               "n_background": zero.detach()}
+        K_lab = int(labelled.sum())
+        if cfg.frame_loss:
+            out["frame_action"] = frame_action_loss(C, labelled, targets, off)
+        candidates = mask & ~labelled
+        n = min(int(cfg.eta * K_lab), int(candidates.sum()))
+        bg_sel = torch.zeros_like(mask)
+        if cfg.background and cfg.frame_loss:
+            out["frame_background"], bg_sel = background_loss(C, candidates, n)
+            out["n_background"] = bg_sel.sum().float()
+        if cfg.actionness and A is not None and K_lab:
+            if cfg.actionness_negatives == "mined_background":
+                neg = bg_sel
+            else:  # the authors' code: the eta*K unlabelled snippets of highest actionness
+                neg = top_mask(A.detach(), candidates, n)
+            out["actionness"] = actionness_loss(A, labelled, neg)
+        if cfg.video_loss:
+            q = video_targets(labelled, targets, video_labels, from_clicks=cfg.video_target == "clicks")
+            out["video"] = video_loss(C, mask, q, topk_divisor=cfg.topk_divisor, offset=off)
+        return out
+
+    # ------------------------------------------------------------------------------------------- training hook
+
+    def training_hook(self, iteration: int, context: TrainingContext) -> bool:
+        """``mining.mode = "once"``: at ``start_iteration`` mine every training video (whole, eval mode) and keep
+        the result; optionally re-initialise the network (the authors' code)."""
+        cfg = self.config.mining
+        if not (cfg.enabled and cfg.mode == "once" and iteration == cfg.start_iteration):
+            return False
+        was_training = self.training
+        self.eval()
+        mined: dict[str, list[list[int]]] = {}
+        with torch.no_grad():
+            for item in context.iter_videos():
+                feats = torch.from_numpy(np.asarray(item.features, np.float32))[None].to(context.device)
+                mask = torch.ones(feats.shape[:2], dtype=torch.bool, device=context.device)
+                C = self(feats, mask).class_scores[0]
+                scores = (C.softmax(-1) if cfg.score == "probability" else C).cpu().numpy()
+                anchors = [(int(t), int(y) + self.offset) for t in np.flatnonzero(item.anchor_mask)
+                           for y in np.flatnonzero(item.action_targets[t] > 0)]
+                found = mine_action_frames(scores, anchors, radius=cfg.radius, xi=cfg.xi, blocked=item.action_mask,
+                                           argmax_from=self._argmax_from(), stop_at_failure=cfg.stop_at_failure)
+                mined[item.video_id] = [[t, y] for t, y in found]
+        self._mined = mined
+        self.train(was_training)
+        if cfg.reinit_after:
+            self.reset_parameters()
+            return True
+        return False
+
+    # ------------------------------------------------------------------------------------------- inference
+
+    def frame_scores(self, output: LocalizerOutput, index: int = 0) -> FrameScores:
+        """``P(c) + w sigma(A)`` (or ``C_c + w A``) over the video's valid snippets; video scores from top-k
+        pooling (see :class:`SFNetInferenceConfig`)."""
+        icfg, off = self.config.inference, self.offset
+        T = int(output.mask[index].sum())
+        C = output.class_scores[index, :T].detach().float()
+        probs = C.softmax(-1)[:, off:]
+        k = max(1, math.ceil(T / icfg.video_topk_divisor))
+        pooled = C.topk(k, dim=0).values.mean(0)[off:]
+        video = pooled.softmax(-1) if icfg.video_score == "softmax" else pooled
+        act = None
+        w = icfg.actionness_weight if output.actionness is not None else 0.0
+        if output.actionness is not None:
+            A = output.actionness[index, :T].detach().float()
+            act = torch.sigmoid(A)
+        if icfg.score_space == "probability":
+            seq = probs + (w * act[:, None] if act is not None else 0.0)
+        else:
+            seq = C[:, off:] + (w * output.actionness[index, :T].detach().float()[:, None] if act is not None else 0.0)
+        return FrameScores(scores=seq.cpu().numpy(), video_scores=video.cpu().numpy(),
+                           class_probs=probs.cpu().numpy(), actionness=None if act is None else act.cpu().numpy())
+
+
+
+
+@register_localizer("sfnet", SFNetConfig)
+def build_sfnet(*, config: SFNetConfig, input_dim: int, num_classes: int,
+                streams: dict[str, tuple[int, int]] | None = None) -> SFNet:
+    """SF-Net for ``input_dim``-d features (``streams``: column ranges, e.g. ``{"rgb": (0, 1024), "flow": (1024,
+    2048)}``) and ``num_classes`` action classes."""
+    return SFNet(config=config, input_dim=input_dim, num_classes=num_classes, streams=streams)

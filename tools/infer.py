@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Detections of a trained run on any feature folder (no ground truth needed), as ActivityNet results JSON.
+
+    python tools/infer.py --run runs/sfnet --features my_features --out detections.json [--videos v1 v2]
+        [--preset sfnet_code] [--set thresholds=[0.5]]
+
+The run's post-processing (config.yaml ``postprocess``) is used unless ``--preset``/``--set`` change it; times in
+the output are seconds (through the features' geometry). To evaluate a run on its test subset use
+``tools/train_localizer.py --out RUN --eval-only``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from clicktal.pipeline.cache import open_features
+from clicktal.pipeline.detections import write_detections
+from clicktal.pipeline.experiments import parse_set
+from clicktal.pipeline.inference import infer_videos, load_run, postprocess_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder written by tools/train_localizer.py")
+    p.add_argument("--features", required=True, help="feature folder (cache or synthesizer output)")
+    p.add_argument("--out", required=True, help="detections JSON to write")
+    p.add_argument("--checkpoint", help="weights (default: the run's selected ones)")
+    p.add_argument("--videos", nargs="*", help="only these videos (default: every video of the folder)")
+    p.add_argument("--preset", help="post-processing preset instead of the run's")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a post-processing field")
+    args = p.parse_args(argv)
+    try:
+        run = load_run(args.run, checkpoint=args.checkpoint)
+        spec = run.config.postprocess
+        if args.preset:
+            spec = replace(spec, preset=args.preset, params={})
+        spec = replace(spec, params={**spec.params, **parse_set(args.set)})
+        post = postprocess_config(spec)
+        source = open_features(args.features)
+        ids = args.videos or source.ids()
+        durations = {}
+        for v in ids:
+            d = source.load(v)[1].source.get("duration_s")
+            if d:
+                durations[v] = float(d)
+        dets = infer_videos(run.model, source, ids, run.classes, post, durations=durations, device=run.device)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    write_detections(args.out, dets, version=run.config.name)
+    print(f"{len(dets)} detections on {len(ids)} videos -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
