@@ -80,9 +80,9 @@ def overrides(dataset: str, variant: str, seed: int, features: Path, args) -> di
         "train": {"iterations": iterations, "batch_size": args.batch_size, "seed": seed, "progress": False,
                   "num_threads": args.threads, "checkpoint_every": iterations},
     }
-    from clicktal.pipeline.experiments import _merge
+    from clicktal.pipeline.config import merge_overrides
 
-    return _merge(base, VARIANTS[variant])
+    return merge_overrides(base, VARIANTS[variant])
 
 
 def run_one(job) -> dict:

@@ -78,12 +78,15 @@ class GroundTruth:
     def subsets(self) -> list[str]:
         return sorted({v.subset for v in self.videos.values()})
 
-    def write(self, path: str | os.PathLike) -> None:
-        """Write in the ActivityNet schema that :func:`load_ground_truth` reads."""
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write in the ActivityNet schema that :func:`load_ground_truth` reads; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         database = {vid: {"subset": v.subset, "duration": v.duration_s,
                           "annotations": [{"segment": [s.start_s, s.end_s], "label": s.label} for s in v.segments]}
                     for vid, v in self.videos.items()}
-        Path(path).write_text(json.dumps({"version": "clicktal", "database": database}))
+        path.write_text(json.dumps({"version": self.source, "database": database}))
+        return path
 
 
 def _number(value, where: str, what: str) -> float:

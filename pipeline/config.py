@@ -6,6 +6,7 @@ expected. ``dump_config`` writes the fully resolved config next to checkpoints a
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -121,14 +122,15 @@ def load_config(cls: type[C], path: str | os.PathLike, overrides: dict | None = 
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     if overrides:
-        data = _merge(data, overrides)
+        data = merge_overrides(data, overrides)
     return config_from_dict(cls, data, str(path))
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge_overrides(base: dict, over: dict) -> dict:
+    """``base`` with the nested mapping ``over`` merged on top (neither is modified)."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_overrides(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
 
 
@@ -149,4 +151,4 @@ def dump_config(cfg: Any, path: str | os.PathLike) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
-__all__ = ["ConfigError", "load_config", "config_from_dict", "config_to_dict", "dump_config"]
+__all__ = ["ConfigError", "load_config", "config_from_dict", "config_to_dict", "dump_config", "merge_overrides"]

@@ -7,7 +7,6 @@ weights, or with the best on a held-out part of the training subset (``train.sel
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -21,7 +20,7 @@ import torch
 from clicktal.models import build_localizer
 
 from .annotations import GroundTruth, read_ambiguous
-from .config import config_from_dict, config_to_dict, dump_config
+from .config import config_from_dict, config_to_dict, dump_config, merge_overrides
 from .datasets import DataBundle, load_data, label_counts
 from .detections import Detection, write_detections
 from .engine import ExperimentConfig, TrainResult, Trainer, load_checkpoint, resolve_device, validation_loss
@@ -59,15 +58,8 @@ def apply_overrides(cfg: ExperimentConfig, overrides: dict | None, source: str =
     """``cfg`` with a nested mapping merged on top (checked like a YAML file)."""
     if not overrides:
         return cfg
-    data = _merge(config_to_dict(cfg), overrides)
+    data = merge_overrides(config_to_dict(cfg), overrides)
     return config_from_dict(ExperimentConfig, data, source)
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def parse_set(items: list[str]) -> dict:
@@ -230,7 +222,7 @@ def demo_sfnet(features: str | os.PathLike, out_dir: str | os.PathLike, *,
     features are synthetic: such numbers are not results on the real dataset)."""
     out_dir = Path(out_dir)
     if isinstance(ground_truth, GroundTruth):
-        ground_truth = write_ground_truth(ground_truth, out_dir / "groundtruth.json")
+        ground_truth = ground_truth.write(out_dir / "groundtruth.json")
     cfg = ExperimentConfig(name="sfnet-demo")
     short = {
         "data": {"features": str(features), "ground_truth": str(ground_truth or ""), "train_subset": train_subset,
@@ -258,16 +250,5 @@ def demo_sfnet(features: str | os.PathLike, out_dir: str | os.PathLike, *,
 
 
 
-def write_ground_truth(gt: GroundTruth, path: str | os.PathLike) -> Path:
-    """Write ``gt`` in the ActivityNet schema (for generated data that exists only in memory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = {v: {"subset": a.subset, "duration": a.duration_s,
-              "annotations": [{"segment": [s.start_s, s.end_s], "label": s.label} for s in a.segments]}
-          for v, a in gt.videos.items()}
-    path.write_text(json.dumps({"version": gt.source, "database": db}))
-    return path
-
-
 __all__ = ["ExperimentResult", "run_experiment", "evaluate_run", "apply_overrides", "parse_set", "format_results",
-           "demo_sfnet", "make_validator", "write_ground_truth"]
+           "demo_sfnet", "make_validator"]

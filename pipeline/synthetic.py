@@ -82,6 +82,7 @@ def random_ground_truth(*, n_videos: int = 60, classes: tuple[str, ...] = ("A", 
         labels = rng.choice(classes, size=int(rng.integers(1, 3)), replace=False)
         n = int(rng.integers(2, 9))
         lengths = rng.uniform(2, 12, size=n)
+        lengths *= min(1.0, 0.6 * duration / lengths.sum())  # short videos keep room for background
         gaps = rng.dirichlet(np.ones(n + 1)) * max(duration - lengths.sum(), 0.0)
         starts = np.cumsum(np.concatenate([[gaps[0]], (lengths + gaps[1:])[:-1]]))
         segs = tuple(Segment(float(s), float(min(s + d, duration)), str(rng.choice(labels)))

@@ -5,7 +5,6 @@ import pytest
 from clicktal.pipeline.annotations import ActionClick, GroundTruth, Segment, VideoAnnotation
 from clicktal.pipeline.datasets import (ClickConfig, DataConfig, batch_rng, choose_action_clicks, collate, load_data,
                                         make_item, sample_batch, split_holdout, training_supervision)
-from clicktal.pipeline.experiments import write_ground_truth
 from clicktal.pipeline.geometry import FeatureGeometry
 from clicktal.pipeline.supervision import Supervision
 from clicktal.pipeline.synthetic import random_ground_truth, synthesize_features
@@ -105,7 +104,7 @@ def test_holdout_split_is_seeded_and_disjoint():
 def test_load_data_and_seeded_batches(tmp_path):
     gt = random_ground_truth(n_videos=8, seed=0)
     synthesize_features(gt, tmp_path / "feats", dim=8, seed=0)
-    gt_path = write_ground_truth(gt, tmp_path / "gt.json")
+    gt_path = gt.write(tmp_path / "gt.json")
     cfg = DataConfig(features=str(tmp_path / "feats"), ground_truth=str(gt_path), train_subset="training",
                      test_subset="test", clicks=ClickConfig(source="uniform"), val_fraction=0.25)
     bundle = load_data(cfg, seed=0)

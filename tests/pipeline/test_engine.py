@@ -11,7 +11,6 @@ from clicktal.models.base import Localizer, LocalizerOutput
 from clicktal.pipeline.datasets import ClickConfig, DataConfig, load_data
 from clicktal.pipeline.engine import (ExperimentConfig, NonFiniteLossError, OptimConfig, TrainConfig, Trainer,
                                       load_checkpoint, make_optimizer)
-from clicktal.pipeline.experiments import write_ground_truth
 from clicktal.pipeline.synthetic import random_ground_truth, synthesize_features
 
 
@@ -20,7 +19,7 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
     gt = random_ground_truth(n_videos=10, seed=1)
     synthesize_features(gt, root / "feats", dim=8, seed=1)
-    cfg = DataConfig(features=str(root / "feats"), ground_truth=str(write_ground_truth(gt, root / "gt.json")),
+    cfg = DataConfig(features=str(root / "feats"), ground_truth=str(gt.write(root / "gt.json")),
                      train_subset="training", test_subset="test", clicks=ClickConfig(source="uniform"),
                      max_length=40)
     return load_data(cfg, seed=0), cfg

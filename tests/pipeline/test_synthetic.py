@@ -37,3 +37,11 @@ def test_synthetic_features_follow_the_geometry_and_separate_actions(tmp_path):
         inside.append(flow[mask].mean())
         outside.append(flow[~mask].mean())
     assert np.mean(inside) > np.mean(outside)  # motion is higher in actions
+
+
+def test_random_ground_truth_is_valid_for_short_videos():
+    gt = random_ground_truth(n_videos=40, duration_range=(5.0, 20.0), seed=3)
+    for video in gt.videos.values():
+        ends = [s.end_s for s in video.segments]
+        assert all(0 <= s.start_s < s.end_s <= video.duration_s for s in video.segments)
+        assert ends == sorted(ends)

@@ -7,7 +7,6 @@ import pytest
 import yaml
 
 from clicktal.pipeline.detections import read_detections
-from clicktal.pipeline.experiments import write_ground_truth
 from clicktal.pipeline.synthetic import random_ground_truth, synthesize_features
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
@@ -25,7 +24,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     gt = random_ground_truth(n_videos=10, seed=2)
     synthesize_features(gt, root / "feats", dim=8, seed=2)
-    gt_path = write_ground_truth(gt, root / "gt.json")
+    gt_path = gt.write(root / "gt.json")
     cfg = {
         "name": "tiny",
         "data": {"features": "UNSET", "ground_truth": str(gt_path), "train_subset": "training", "test_subset": "test",
