@@ -1,0 +1,27 @@
+"""Feature extraction: decoding, TV-L1 optical flow, two-stream I3D and TSN, written to the feature cache.
+
+Entry points: :func:`extract_folder` (what ``tools/extract_features.py`` runs), :func:`extract_video` (the
+per-video task that joblib, Dask or Ray run), :func:`compute_features` (arrays + metadata, no cache),
+:func:`demo_extract` (what ``make demo`` runs: real weights when configured, else loudly random-init).
+"""
+from .decode import Video, VideoError, VideoInfo, find_videos
+from .extract import (ExtractionConfig, Summary, VideoResult, compute_features, demo_extract, extract_folder,
+                      extract_video, plan_videos, read_saved_flow)
+from .weights import WeightsError
+
+__all__ = [
+    "ExtractionConfig",
+    "Summary",
+    "Video",
+    "VideoError",
+    "VideoInfo",
+    "VideoResult",
+    "WeightsError",
+    "compute_features",
+    "demo_extract",
+    "extract_folder",
+    "extract_video",
+    "find_videos",
+    "plan_videos",
+    "read_saved_flow",
+]

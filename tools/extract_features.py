@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Extract two-stream snippet features from a folder of videos into a feature cache (resumable).
+
+    python tools/extract_features.py videos/ --out cache/ --weights-dir weights/
+    python tools/extract_features.py videos/ --out cache/ --random-init          # smoke test, untrained networks
+    python tools/extract_features.py list.txt --out cache/ --shard 3/8          # one of 8 batch jobs
+
+Exit status: 0 when every video is in the cache, 1 when any failed (see <out>/failures.json), 2 on a setup error
+(missing weights, bad arguments). See docs/extraction.md for every choice.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from clicktal.extractors.extract import PARALLEL_BACKENDS, SAVE_FLOW_FORMATS, ExtractionConfig, extract_folder
+from clicktal.extractors.models import FEATURES
+from clicktal.extractors.weights import WeightsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ExtractionConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("videos", help="folder of videos (searched recursively) or a text file listing video paths")
+    p.add_argument("--out", required=True, help="feature cache folder (<video>.npy + <video>.json)")
+    p.add_argument("--features", choices=FEATURES, default=d.features, help="extractor (default: %(default)s)")
+    p.add_argument("--fps", type=float, default=d.fps, help="resampling rate (default: %(default)s)")
+    p.add_argument("--window", type=int, default=d.window, help="frames per snippet (default: %(default)s)")
+    p.add_argument("--stride", type=int, default=d.stride, help="frames between snippets (default: %(default)s)")
+    p.add_argument("--device", default=d.device, help="torch device for the networks: cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision,
+                   help="network precision (bf16 = autocast where the device supports it)")
+    p.add_argument("--flow-device", choices=("auto", "cpu", "cuda"), default=d.flow_device,
+                   help="TV-L1 on the CPU or with OpenCV CUDA (auto: CUDA when OpenCV has it and sees a GPU)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes: videos run in parallel; with fewer videos than workers, TV-L1 of one video "
+                        "is split across them")
+    p.add_argument("--backend", choices=PARALLEL_BACKENDS, default="loky",
+                   help="joblib backend: loky (this machine), dask or ray (a cluster; see docs)")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address or ray address (default: local)")
+    p.add_argument("--shard", default=None, help="i/n: process every n-th video starting at i (0-based)")
+    p.add_argument("--weights-dir", default=None,
+                   help="folder with the checkpoints (default: $CLICKTAL_WEIGHTS_DIR or ~/.cache/clicktal/weights)")
+    p.add_argument("--random-init", action="store_true",
+                   help="no weights: untrained networks for smoke tests (metadata says 'untrained')")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of --random-init")
+    p.add_argument("--decoder", choices=("pyav", "decord"), default=d.decoder)
+    p.add_argument("--resize", type=int, default=d.resize, help="shorter side before cropping (default: 256)")
+    p.add_argument("--crop", type=int, default=d.crop, help="centre crop (default: 224)")
+    p.add_argument("--flow-size", type=int, default=None,
+                   help="smoke tests only: TV-L1 at this shorter side, upsampled (default: at --resize)")
+    p.add_argument("--tsn-arch", default=d.tsn_arch, help="torchvision backbone of --features tsn")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="snippets per network call")
+    p.add_argument("--save-flow", nargs="?", const="jpg", choices=SAVE_FLOW_FORMATS, default=None,
+                   help="also keep the flow as uint8 under <out>/flow/<video>/ (jpg images by default)")
+    p.add_argument("--overwrite", action="store_true", help="recompute videos already in the cache")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.random_init:
+        print("WARNING: --random-init: the networks are UNTRAINED; these features are for smoke tests only and "
+              "are marked 'untrained' in the cache metadata.", file=sys.stderr, flush=True)
+    warnings.simplefilter("default", RuntimeWarning)
+    try:
+        summary = extract_folder(
+            args.videos, args.out, workers=args.workers, backend=args.backend, scheduler=args.scheduler,
+            shard=args.shard, overwrite=args.overwrite, progress=not args.no_progress,
+            features=args.features, fps=args.fps, window=args.window, stride=args.stride, device=args.device,
+            precision=args.precision, flow_device=args.flow_device, weights_dir=args.weights_dir,
+            random_init=args.random_init, seed=args.seed, decoder=args.decoder, resize=args.resize, crop=args.crop,
+            flow_size=args.flow_size, tsn_arch=args.tsn_arch, batch_size=args.batch_size, save_flow=args.save_flow,
+        )
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary.text())
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
