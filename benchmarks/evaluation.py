@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Speed of the detection evaluator beside a plain per-detection loop port of the official ActivityNet code.
+"""Speed of the detection evaluator beside a plain per-detection loop port of the official ActivityNet code
+(:mod:`clicktal.pipeline.evaluation_reference`, the same port the tests compare against).
 
     python benchmarks/evaluation.py [--gt groundtruth.json] [--detections 200000] [--repeats 3] [--quick]
 
@@ -10,6 +11,7 @@ gives the median of the repeats, and the run checks that both give the same per-
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -20,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from clicktal.pipeline.annotations import GroundTruth, load_ground_truth
-from clicktal.pipeline.detections import Detection
+from clicktal.pipeline.detections import Detection, detections_to_json
 from clicktal.pipeline.evaluation import evaluate_detections, parse_tiou
+from clicktal.pipeline.evaluation_reference import reference_anet_detection
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GT = ROOT.parent / "shared" / "benchkit" / "thumos14" / "groundtruth.json"
@@ -51,72 +54,6 @@ def random_detections(gt: GroundTruth, subset: str, n: int, rng: np.random.Gener
             video = names[video_pick[k]]
             start = uniform[k] * videos[video].duration_s
             out.append(Detection(video, classes[class_pick[k]], start, start + length[k], float(scores[k])))
-    return out
-
-
-def _segment_iou(target_segment, candidate_segments):
-    tt1 = np.maximum(target_segment[0], candidate_segments[:, 0])
-    tt2 = np.minimum(target_segment[1], candidate_segments[:, 1])
-    segments_intersection = (tt2 - tt1).clip(0)
-    segments_union = (candidate_segments[:, 1] - candidate_segments[:, 0]) \
-        + (target_segment[1] - target_segment[0]) - segments_intersection
-    return segments_intersection.astype(float) / segments_union
-
-
-def _interpolated_prec_rec(prec, rec):
-    mprec = np.hstack([[0], prec, [0]])
-    mrec = np.hstack([[0], rec, [1]])
-    for i in range(len(mprec) - 1)[::-1]:
-        mprec[i] = max(mprec[i], mprec[i + 1])
-    idx = np.where(mrec[1::] != mrec[0:-1])[0] + 1
-    return np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx])
-
-
-def loop_port(gt: GroundTruth, detections: list[Detection], subset: str, thresholds) -> dict[str, np.ndarray]:
-    """The official ``compute_average_precision_detection`` per class, one detection at a time (pandas rows
-    replaced by tuples): per-class APs ``[K]``."""
-    videos = gt.subset(subset)
-    out = {}
-    for label in gt.classes(subset):
-        ground_truth = [(v, s.start_s, s.end_s) for v, a in videos.items() for s in a.segments if s.label == label]
-        prediction = [d for d in detections if d.label == label]
-        ap = np.zeros(len(thresholds))
-        out[label] = ap
-        if not prediction:
-            continue
-        lock_gt = np.ones((len(thresholds), len(ground_truth))) * -1
-        sort_idx = np.array([p.score for p in prediction]).argsort()[::-1]
-        prediction = [prediction[i] for i in sort_idx]
-        tp = np.zeros((len(thresholds), len(prediction)))
-        fp = np.zeros((len(thresholds), len(prediction)))
-        by_video: dict[str, list] = {}
-        for index, (v, s, e) in enumerate(ground_truth):
-            by_video.setdefault(v, []).append((index, s, e))
-        for idx, pred in enumerate(prediction):
-            if pred.video not in by_video:
-                fp[:, idx] = 1
-                continue
-            this_gt = by_video[pred.video]
-            tiou_arr = _segment_iou(np.array([pred.start_s, pred.end_s]), np.array([g[1:] for g in this_gt]))
-            tiou_sorted_idx = tiou_arr.argsort()[::-1]
-            for tidx, tiou_thr in enumerate(thresholds):
-                for jdx in tiou_sorted_idx:
-                    if tiou_arr[jdx] < tiou_thr:
-                        fp[tidx, idx] = 1
-                        break
-                    if lock_gt[tidx, this_gt[jdx][0]] >= 0:
-                        continue
-                    tp[tidx, idx] = 1
-                    lock_gt[tidx, this_gt[jdx][0]] = idx
-                    break
-                if fp[tidx, idx] == 0 and tp[tidx, idx] == 0:
-                    fp[tidx, idx] = 1
-        tp_cumsum = np.cumsum(tp, axis=1).astype(float)
-        fp_cumsum = np.cumsum(fp, axis=1).astype(float)
-        recall = tp_cumsum / float(len(ground_truth))
-        precision = tp_cumsum / (tp_cumsum + fp_cumsum)
-        for tidx in range(len(thresholds)):
-            ap[tidx] = _interpolated_prec_rec(precision[tidx], recall[tidx])
     return out
 
 
@@ -160,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     with np.errstate(divide="ignore", invalid="ignore"):
         t_ours, ours = median_time(lambda: evaluate_detections(gt, detections, thresholds, subset=args.subset),
                                    args.repeats)
-        t_loop, loop = median_time(lambda: loop_port(gt, detections, args.subset, thresholds), args.repeats)
+        database = json.loads(args.gt.read_text())["database"]
+        results = detections_to_json(detections)["results"]
+        t_loop, (loop, loop_map) = median_time(
+            lambda: reference_anet_detection(database, results, args.subset, thresholds), args.repeats)
     identical = all(ours.per_class_AP[c] == tuple(ap) for c, ap in loop.items())
-    loop_map = np.mean(list(loop.values()), axis=0)
 
     print(f"Detection mAP on {args.gt.name} ({args.subset}: {len(videos)} videos, {n_gt:,} ground-truth segments), "
           f"{n:,} random detections, {len(thresholds)} tIoUs ({args.tiou})")
