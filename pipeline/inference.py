@@ -76,6 +76,27 @@ class LoadedRun:
     classes: list[str]
     checkpoint: Path
     device: torch.device
+    input_dim: int  # feature width the model was trained on
+
+    def detect(self, source: FeatureSource, video_ids: Iterable[str], *, preset: str | None = None,
+               overrides: dict | None = None) -> list[Detection]:
+        """Detections (seconds) of ``video_ids`` from ``source`` with the run's post-processing, or ``preset``,
+        with ``overrides`` replacing fields. Each video's segments are clipped to its duration when its features
+        record one."""
+        spec = self.config.postprocess
+        if preset:
+            spec = dataclasses.replace(spec, preset=preset, params={})
+        post = postprocess_config(dataclasses.replace(spec, params={**spec.params, **(overrides or {})}))
+        ids = list(video_ids)
+        durations = {}
+        for vid in ids:
+            feats, meta = source.load(vid)
+            if feats.shape[1] != self.input_dim:
+                raise ValueError(f"video {vid}: features are {feats.shape[1]}-d but the run {self.checkpoint} was "
+                                 f"trained on {self.input_dim}-d features (extract them the same way)")
+            if meta.source.get("duration_s"):
+                durations[vid] = float(meta.source["duration_s"])
+        return infer_videos(self.model, source, ids, self.classes, post, durations=durations, device=self.device)
 
 
 def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
@@ -100,7 +121,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None
                                num_classes=len(meta["classes"]), streams=streams)
     model.load_state_dict(ck["model"])
     model.to(dev).eval()
-    return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev)
+    return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev, int(meta["input_dim"]))
 
 
 __all__ = ["postprocess_config", "predict_scores", "detect_video", "infer_videos", "LoadedRun", "load_run"]

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 
 from clicktal.pipeline.cache import open_features
 from clicktal.pipeline.detections import write_detections
 from clicktal.pipeline.experiments import parse_set
-from clicktal.pipeline.inference import infer_videos, load_run, postprocess_config
+from clicktal.pipeline.inference import load_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,19 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         run = load_run(args.run, checkpoint=args.checkpoint)
-        spec = run.config.postprocess
-        if args.preset:
-            spec = replace(spec, preset=args.preset, params={})
-        spec = replace(spec, params={**spec.params, **parse_set(args.set)})
-        post = postprocess_config(spec)
         source = open_features(args.features)
         ids = args.videos or source.ids()
-        durations = {}
-        for v in ids:
-            d = source.load(v)[1].source.get("duration_s")
-            if d:
-                durations[v] = float(d)
-        dets = infer_videos(run.model, source, ids, run.classes, post, durations=durations, device=run.device)
+        dets = run.detect(source, ids, preset=args.preset, overrides=parse_set(args.set))
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
