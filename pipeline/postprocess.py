@@ -20,6 +20,7 @@ from clicktal.pipeline.registry import Registry
 Scoring = Literal["mean", "max", "outer_inner"]
 NmsKind = Literal["none", "hard", "soft"]
 Resolution = Literal["snippet", "frame"]
+ThresholdReference = Literal["absolute", "mean", "range"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class PostprocessConfig:
     Grouping: ``resolution="frame"`` first interpolates the snippet scores linearly (between snippet centres) to one
     score per frame of the resampled video, so boundaries land on frames instead of snippet edges. For each of
     ``thresholds`` a run of consecutive samples with score ``>=`` threshold (``>`` when ``strict``) is a segment;
-    with ``relative_to_mean`` a threshold is a multiple of the class's mean score over the video. Runs of the
+    ``threshold_reference`` says what a threshold is relative to: ``absolute`` (the score itself), ``mean`` (a
+    multiple of the class's mean score over the video) or ``range`` (a fraction of the way from the class's minimum
+    to its maximum over the video: 0.5 is W-TALC's half-range threshold). Runs of the
     class-agnostic ``actionness`` signal at ``actionness_thresholds`` are proposals for every localised class too.
     Runs shorter than ``min_snippets`` snippets are dropped; a segment found at several thresholds is kept once.
 
@@ -49,7 +52,7 @@ class PostprocessConfig:
     class_ratio: float | None = None
     resolution: Resolution = "snippet"
     thresholds: tuple[float, ...] = (0.5,)
-    relative_to_mean: bool = False
+    threshold_reference: ThresholdReference = "absolute"
     strict: bool = False
     actionness_thresholds: tuple[float, ...] = ()
     min_snippets: int = 1
@@ -68,6 +71,8 @@ class PostprocessConfig:
             (self.scoring in ("mean", "max", "outer_inner"), f"unknown scoring {self.scoring!r}"),
             (self.nms in ("none", "hard", "soft"), f"unknown nms {self.nms!r}"),
             (self.resolution in ("snippet", "frame"), f"unknown resolution {self.resolution!r}"),
+            (self.threshold_reference in ("absolute", "mean", "range"),
+             f"unknown threshold_reference {self.threshold_reference!r}"),
             (self.min_snippets >= 1, f"min_snippets must be >= 1, got {self.min_snippets}"),
             (self.inflation >= 0, f"inflation must be >= 0, got {self.inflation}"),
             (0 < self.nms_tiou <= 1, f"nms_tiou must be in (0, 1], got {self.nms_tiou}"),
@@ -94,11 +99,18 @@ PRESETS: Registry[PostprocessConfig] = Registry("post-processing preset")
 # >= 2 snippets; no NMS). The model combines the scores: the paper sums class score and actionness, the code weights
 # actionness by options.py --actionness-weight 2.0.
 PRESETS.register("sfnet")(PostprocessConfig(
-    class_ratio=1 / 1.5, thresholds=(1.0,), relative_to_mean=True, strict=True, min_snippets=2,
+    class_ratio=1 / 1.5, thresholds=(1.0,), threshold_reference="mean", strict=True, min_snippets=2,
     scoring="max", nms="none"))
 # The code's variant (eval.py generate_segment): aggr_score = max(score inside) + cs[i], the video-level score.
 PRESETS.register("sfnet_code")(PostprocessConfig(
-    class_ratio=1 / 1.5, thresholds=(1.0,), relative_to_mean=True, strict=True, min_snippets=2,
+    class_ratio=1 / 1.5, thresholds=(1.0,), threshold_reference="mean", strict=True, min_snippets=2,
+    scoring="max", video_weight=1.0, nms="none"))
+# The code's other evaluator, detectionMAP.py getLocMAP (inherited from W-TALC): half-range threshold max - (max - min) * 0.5 per class and video,
+# classes with cs > max(cs) / 2 and cs > 0 (cs the mean of the top T // 8 activations, which the model passes as
+# video_scores), max + cs, segments of >= 2 snippets, no NMS; its filter_segments drops detections overlapping the
+# THUMOS14 ambiguous segments, which is the evaluator's ``ambiguous`` option here.
+PRESETS.register("sfnet_code_half_range")(PostprocessConfig(
+    class_ratio=1 / 2, thresholds=(0.5,), threshold_reference="range", strict=True, min_snippets=2,
     scoring="max", video_weight=1.0, nms="none"))
 
 # BackTAL (Yang et al., TPAMI 2021): Sec. 4.1 sets tau_cls = 0.25 and adopts "the same inference paradigm with
@@ -241,8 +253,11 @@ def _group(signal: np.ndarray, actionness: np.ndarray | None, config: Postproces
     parts = []
     if config.thresholds:
         thr = np.asarray(config.thresholds, dtype=np.float64)[:, None]  # [K, 1]
-        if config.relative_to_mean:
+        if config.threshold_reference == "mean":
             thr = thr * signal.mean(axis=0)[None, :]  # [K, C]
+        elif config.threshold_reference == "range":
+            low, high = signal.min(axis=0)[None, :], signal.max(axis=0)[None, :]
+            thr = low + thr * (high - low)  # [K, C]
         mask = compare(signal.T[None, :, :], thr[:, :, None])  # [K, C, L]
         row, start, end = find_runs(mask.reshape(-1, signal.shape[0]))
         parts.append((row % num_classes, start, end))

@@ -86,11 +86,19 @@ def test_class_rules_and_mask():
 
 def test_threshold_relative_to_the_mean_and_min_length():
     scores = np.array([1, 3, 3, 1, 2.5, 1, 1, 1])[:, None]  # mean 1.6875
-    cfg = PostprocessConfig(thresholds=(1.0,), relative_to_mean=True, strict=True, nms="none")
+    cfg = PostprocessConfig(thresholds=(1.0,), threshold_reference="mean", strict=True, nms="none")
     assert spans(detect_segments(scores, SECOND, ["A"], "v", cfg)) == [("A", 1.0, 3.0), ("A", 4.0, 5.0)]
     # SF-Net keeps runs of at least 2 snippets
     assert spans(detect_segments(scores, SECOND, ["A"], "v", dataclasses.replace(cfg, min_snippets=2))) == [
         ("A", 1.0, 3.0)]
+
+
+def test_half_range_threshold_of_the_sfnet_code_preset():
+    # W-TALC / SF-Net detectionMAP.py: threshold = max - (max - min) * 0.5 = 1 + 0.5 * 3 = 2.5, compared with '>'
+    scores = np.array([1, 4, 3, 1, 2.5, 2.6, 2.7, 1])[:, None]
+    cfg = dataclasses.replace(PRESETS.get("sfnet_code_half_range"), class_ratio=None, video_weight=0.0)
+    assert spans(detect_segments(scores, SECOND, ["A"], "v", cfg)) == [("A", 1.0, 3.0), ("A", 5.0, 7.0)]
+    assert cfg.threshold_reference == "range" and cfg.thresholds == (0.5,)
 
 
 def test_frame_resolution_interpolates_between_snippet_centres():
@@ -162,7 +170,7 @@ def test_empty_and_bad_input():
 
 
 def test_presets():
-    assert PRESETS.names() == ["backtal", "fsn", "sfnet", "sfnet_code"]
+    assert PRESETS.names() == ["backtal", "fsn", "sfnet", "sfnet_code", "sfnet_code_half_range"]
     backtal = PRESETS.get("backtal")
     assert backtal.thresholds == pytest.approx(np.arange(0.0, 0.25, 0.025))  # BackTAL ACT_THRESH_MIN/MAX/STEP
     assert backtal.actionness_thresholds == pytest.approx(np.arange(0.3, 0.8, 0.075))
@@ -171,11 +179,11 @@ def test_presets():
     assert PRESETS.get("fsn").thresholds == pytest.approx(np.arange(1, 10) / 10)
     sfnet, code = PRESETS.get("sfnet"), PRESETS.get("sfnet_code")
     assert dataclasses.replace(sfnet, video_weight=1.0) == code  # the paper and the code differ only there
-    with pytest.raises(KeyError, match="known: backtal, fsn, sfnet, sfnet_code"):
+    with pytest.raises(KeyError, match="known: backtal, fsn, sfnet, sfnet_code, sfnet_code_half_range"):
         PRESETS.get("bsn")
 
 
-@pytest.mark.parametrize("name", ["sfnet", "sfnet_code", "backtal", "fsn"])
+@pytest.mark.parametrize("name", ["sfnet", "sfnet_code", "sfnet_code_half_range", "backtal", "fsn"])
 def test_presets_run_end_to_end(name):
     rng = np.random.default_rng(0)
     t = np.arange(200)
