@@ -156,7 +156,7 @@ class CacheSource(FeatureSource):
 
 
 class SynthSource(FeatureSource):
-    """``features/<video>.npy`` + ``annotations.json`` with ``feature_meta`` (benchkit's synth.py layout)."""
+    """``features/<video>.npy`` + ``annotations.json`` with ``feature_meta`` (the feature synthesizer's layout)."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)

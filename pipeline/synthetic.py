@@ -1,4 +1,4 @@
-"""Data the project makes itself, for the demo and for tests on machines without the shared benchkit.
+"""Data the project makes itself, for the demo and for tests on machines without the shared benchmark kit.
 
 * :func:`write_demo_videos` writes small untrimmed videos with PyAV (a textured square that moves during "actions" and
   rests in between; the class sets the direction of motion) and returns their ground truth in the ActivityNet schema.
