@@ -23,7 +23,8 @@ from .annotations import GroundTruth, read_ambiguous
 from .config import config_from_dict, config_to_dict, dump_config, merge_overrides
 from .datasets import DataBundle, load_data, label_counts
 from .detections import Detection, write_detections
-from .engine import ExperimentConfig, TrainResult, Trainer, load_checkpoint, resolve_device, validation_loss
+from .engine import (ExperimentConfig, TrainResult, Trainer, load_checkpoint, resolve_device, seed_everything,
+                     validation_loss)
 from .evaluation import evaluate_detections
 from .inference import infer_videos, load_run, postprocess_config
 
@@ -128,6 +129,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
     seed = cfg.train.seed
     bundle = load_data(cfg.data, seed=seed)
     meta = _metadata(bundle)
+    seed_everything(seed, cfg.train.deterministic)  # the initial weights are part of what the seed reproduces
     model, params = build_localizer(cfg.model.name, cfg.model.params, input_dim=meta["input_dim"],
                                     num_classes=len(bundle.classes), streams=meta["streams"])
     cfg = replace(cfg, model=replace(cfg.model, params=params))

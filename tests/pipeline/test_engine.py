@@ -149,3 +149,16 @@ def test_optimizers_from_config():
     assert isinstance(make_optimizer(m, OptimConfig(name="sgd", lr=0.1, momentum=0.5)), torch.optim.SGD)
     opt = make_optimizer(m, OptimConfig())
     assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 1e-3
+
+
+def test_a_seeded_experiment_reproduces_its_initial_and_final_weights(data, tmp_path):
+    from clicktal.pipeline.experiments import run_experiment
+
+    _, data_cfg = data
+    cfg = ExperimentConfig(name="twice", data=data_cfg, train=train_cfg(iterations=3, checkpoint_every=3))
+    weights = []
+    for run in ("a", "b"):
+        torch.manual_seed(hash(run) % 1000)  # whatever the global state before, the run's seed decides
+        run_experiment(cfg, tmp_path / run, evaluate=False)
+        weights.append(load_checkpoint(tmp_path / run / "checkpoint_last.pt", "cpu")["model"])
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
