@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Detection mAP on {args.gt.name} ({args.subset}: {len(videos)} videos, {n_gt:,} ground-truth segments), "
           f"{n:,} random detections, {len(thresholds)} tIoUs ({args.tiou})")
-    print(f"device: {cpu_name()} ({os.cpu_count()} logical CPUs); Python {platform.python_version()}, numpy {np.__version__}; "
+    print(f"device: {cpu_name()} ({os.cpu_count()} logical CPUs); "
+          f"Python {platform.python_version()}, numpy {np.__version__}; "
           f"median of {args.repeats} runs\n")
     print("| implementation | time (s) | detections / s | speed-up |")
     print("|---|---:|---:|---:|")

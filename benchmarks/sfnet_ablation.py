@@ -91,7 +91,7 @@ def run_one(job) -> dict:
 
     from clicktal.pipeline.config import load_config
     from clicktal.pipeline.engine import ExperimentConfig
-    from clicktal.pipeline.experiments import apply_overrides, run_experiment
+    from clicktal.pipeline.experiments import run_experiment
 
     torch.set_num_threads(args.threads)
     cfg = load_config(ExperimentConfig, REPO / DATASETS[dataset]["config"],

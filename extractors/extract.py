@@ -28,7 +28,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from clicktal.pipeline.cache import FeatureCache, FeatureMeta, _atomic_write_bytes
+from clicktal.pipeline.cache import FeatureCache, FeatureMeta
+from clicktal.pipeline.files import atomic_write
 from clicktal.pipeline.geometry import FeatureGeometry
 
 from .decode import BACKENDS, Video, VideoError, find_videos
@@ -674,7 +675,7 @@ def extract_folder(videos: str | os.PathLike | Iterable, out_dir: str | os.PathL
     fpath = out / name
     payload = json.dumps({"failed": summary.failures, "total": summary.total, "done": summary.done,
                           "skipped": summary.skipped}, indent=1).encode()
-    _atomic_write_bytes(fpath, lambda f: f.write(payload))
+    atomic_write(fpath, lambda f: f.write(payload))
     summary.failures_path = str(fpath)
     summary.wall_s = time.perf_counter() - t0
     return summary

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from .files import atomic_write
 from .geometry import FeatureGeometry
 
 META_VERSION = 1
@@ -63,19 +63,6 @@ class CacheError(RuntimeError):
     pass
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class FeatureCache:
     """A folder of ``<video_id>.npy`` + ``<video_id>.json``."""
 
@@ -99,9 +86,9 @@ class FeatureCache:
         self.root.mkdir(parents=True, exist_ok=True)
         # A stale sidecar must not vouch for the new array while it is being replaced.
         self.meta_path(video_id).unlink(missing_ok=True)
-        _atomic_write_bytes(self.feature_path(video_id), lambda f: np.save(f, features))
+        atomic_write(self.feature_path(video_id), lambda f: np.save(f, features))
         meta_dict = dict(meta.to_dict(), num_snippets=int(features.shape[0]))
-        _atomic_write_bytes(self.meta_path(video_id), lambda f: f.write(json.dumps(meta_dict, indent=1).encode()))
+        atomic_write(self.meta_path(video_id), lambda f: f.write(json.dumps(meta_dict, indent=1).encode()))
 
     def read_meta(self, video_id: str) -> FeatureMeta:
         path = self.meta_path(video_id)

@@ -130,7 +130,8 @@ def merge_overrides(base: dict, over: dict) -> dict:
     """``base`` with the nested mapping ``over`` merged on top (neither is modified)."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = merge_overrides(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        nested = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = merge_overrides(out[k], v) if nested else copy.deepcopy(v)
     return out
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .files import atomic_write
 
 
 class DetectionFileError(ValueError):
@@ -45,17 +46,8 @@ def detections_to_json(detections: Iterable[Detection], version: str = "clicktal
 def write_detections(path: str | os.PathLike, detections: Iterable[Detection], version: str = "clicktal",
                      external_data: dict | None = None) -> None:
     """Write ``detections`` as ActivityNet results JSON, atomically (a killed run leaves no half file)."""
-    path = Path(path)
-    data = detections_to_json(detections, version, external_data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    data = json.dumps(detections_to_json(detections, version, external_data)).encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _finite(value, where: str, what: str) -> float:

@@ -29,7 +29,8 @@ def postprocess_config(spec: PostprocessSpec) -> PostprocessConfig:
     fields = {f.name for f in dataclasses.fields(base)}
     unknown = sorted(set(spec.params) - fields)
     if unknown:
-        raise ConfigError(f"postprocess.params: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        raise ConfigError(f"postprocess.params: unknown key(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(fields))}")
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.params.items()}
     try:
         return dataclasses.replace(base, **params)

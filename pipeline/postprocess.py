@@ -105,10 +105,10 @@ PRESETS.register("sfnet")(PostprocessConfig(
 PRESETS.register("sfnet_code")(PostprocessConfig(
     class_ratio=1 / 1.5, thresholds=(1.0,), threshold_reference="mean", strict=True, min_snippets=2,
     scoring="max", video_weight=1.0, nms="none"))
-# The code's other evaluator, detectionMAP.py getLocMAP (inherited from W-TALC): half-range threshold max - (max - min) * 0.5 per class and video,
-# classes with cs > max(cs) / 2 and cs > 0 (cs the mean of the top T // 8 activations, which the model passes as
-# video_scores), max + cs, segments of >= 2 snippets, no NMS; its filter_segments drops detections overlapping the
-# THUMOS14 ambiguous segments, which is the evaluator's ``ambiguous`` option here.
+# The code's other evaluator, detectionMAP.py getLocMAP (inherited from W-TALC): half-range threshold
+# max - (max - min) * 0.5 per class and video, classes with cs > max(cs) / 2 and cs > 0 (cs the mean of the top
+# T // 8 activations, which the model passes as video_scores), max + cs, segments of >= 2 snippets, no NMS; its
+# filter_segments drops detections overlapping the THUMOS14 ambiguous segments: the evaluator's ``ambiguous`` option.
 PRESETS.register("sfnet_code_half_range")(PostprocessConfig(
     class_ratio=1 / 2, thresholds=(0.5,), threshold_reference="range", strict=True, min_snippets=2,
     scoring="max", video_weight=1.0, nms="none"))

@@ -1,7 +1,6 @@
 """tools/extract_features.py end to end: exit status, failures.json, a killed run resumed, the real videos."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -22,16 +21,9 @@ TOOL = Path(__file__).resolve().parents[2] / "tools" / "extract_features.py"
 SMALL = ["--random-init", "--resize", "48", "--crop", "40", "--flow-size", "32", "--no-progress"]
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("extract_features_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def tool():
-    return load_tool()
+def tool(load_tool):
+    return load_tool("extract_features")
 
 
 def test_exit_status_and_failures_json(tool, tmp_path, capsys):

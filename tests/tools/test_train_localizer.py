@@ -1,23 +1,11 @@
 """tools/train_localizer.py and tools/infer.py end to end on a tiny generated feature set."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from clicktal.pipeline.detections import read_detections
 from clicktal.pipeline.synthetic import random_ground_truth, synthesize_features
-
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
-
-
-def tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", TOOLS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
@@ -39,9 +27,9 @@ def setup(tmp_path_factory):
     return root, path
 
 
-def test_train_eval_only_resume_and_infer(setup, capsys):
+def test_train_eval_only_resume_and_infer(setup, capsys, load_tool):
     root, cfg = setup
-    train = tool("train_localizer")
+    train = load_tool("train_localizer")
     out = root / "run"
     assert train.main(["--config", str(cfg), "--features", str(root / "feats"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -66,7 +54,7 @@ def test_train_eval_only_resume_and_infer(setup, capsys):
     assert read_detections(out / "detections.json") == dets
     assert json.loads((out / "results.json").read_text())["average_mAP"] == results["average_mAP"]
 
-    infer = tool("infer")
+    infer = load_tool("infer")
     dest = root / "dets.json"
     assert infer.main(["--run", str(out), "--features", str(root / "feats"), "--out", str(dest),
                        "--videos", "synth_0007", "--set", "nms=hard"]) == 0
@@ -74,9 +62,9 @@ def test_train_eval_only_resume_and_infer(setup, capsys):
     assert got and {d.video for d in got} == {"synth_0007"}
 
 
-def test_set_overrides_and_config_errors(setup, capsys):
+def test_set_overrides_and_config_errors(setup, capsys, load_tool):
     root, cfg = setup
-    train = tool("train_localizer")
+    train = load_tool("train_localizer")
     out = root / "short"
     assert train.main(["--config", str(cfg), "--features", str(root / "feats"), "--out", str(out),
                        "--set", "train.iterations=2", "--set", "model.params.mining.enabled=false"]) == 0
