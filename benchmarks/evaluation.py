@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Speed of the detection evaluator beside a plain per-detection loop port of the official ActivityNet code
-(:mod:`clicktal.pipeline.evaluation_reference`, the same port the tests compare against).
+(:mod:`clicktal.pipeline.evaluation.reference`, the same port the tests compare against).
 
     python benchmarks/evaluation.py [--gt groundtruth.json] [--detections 200000] [--repeats 3] [--quick]
 
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clicktal.pipeline.annotations import GroundTruth, load_ground_truth
-from clicktal.pipeline.detections import Detection, detections_to_json
-from clicktal.pipeline.evaluation import evaluate_detections, parse_tiou
-from clicktal.pipeline.evaluation_reference import reference_anet_detection
+from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth
+from clicktal.pipeline.data.detections import Detection, detections_to_json
+from clicktal.pipeline.evaluation.detection import evaluate_detections, parse_tiou
+from clicktal.pipeline.evaluation.reference import reference_anet_detection
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GT = ROOT.parent / "shared" / "benchkit" / "thumos14" / "groundtruth.json"

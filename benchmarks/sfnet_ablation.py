@@ -80,7 +80,7 @@ def overrides(dataset: str, variant: str, seed: int, features: Path, args) -> di
         "train": {"iterations": iterations, "batch_size": args.batch_size, "seed": seed, "progress": False,
                   "num_threads": args.threads, "checkpoint_every": iterations},
     }
-    from clicktal.pipeline.config import merge_overrides
+    from clicktal.pipeline.core.config import merge_overrides
 
     return merge_overrides(base, VARIANTS[variant])
 
@@ -89,9 +89,9 @@ def run_one(job) -> dict:
     dataset, variant, seed, features, args = job
     import torch
 
-    from clicktal.pipeline.config import load_config
-    from clicktal.pipeline.engine import ExperimentConfig
-    from clicktal.pipeline.experiments import run_experiment
+    from clicktal.pipeline.core.config import load_config
+    from clicktal.pipeline.runs.schema import ExperimentConfig
+    from clicktal.pipeline.runs.experiments import run_experiment
 
     torch.set_num_threads(args.threads)
     cfg = load_config(ExperimentConfig, REPO / DATASETS[dataset]["config"],
@@ -113,9 +113,10 @@ def time_full_size(args) -> int:
     import torch
 
     from clicktal.models import build_localizer
-    from clicktal.pipeline.config import load_config
-    from clicktal.pipeline.datasets import batch_rng, load_data, sample_batch
-    from clicktal.pipeline.engine import ExperimentConfig, make_optimizer
+    from clicktal.pipeline.core.config import load_config
+    from clicktal.pipeline.data.datasets import batch_rng, load_data, sample_batch
+    from clicktal.pipeline.runs.engine import make_optimizer
+    from clicktal.pipeline.runs.schema import ExperimentConfig
 
     features = synthesize("thumos14", args.work, 2048, args.feature_seed, 1.0)
     cfg = load_config(ExperimentConfig, REPO / DATASETS["thumos14"]["config"],
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
     if args.time_full_size:
         return time_full_size(args)
 
-    from clicktal.pipeline.experiments import format_results
+    from clicktal.tools.tables import format_results
 
     for dataset in args.dataset:
         features = synthesize(dataset, args.work, args.dim, args.feature_seed, args.difficulty)

@@ -1,11 +1,10 @@
 """Feature extraction: decoding, TV-L1 optical flow, two-stream I3D and TSN, written to the feature cache.
 
 Entry points: :func:`extract_folder` (what ``tools/extract_features.py`` runs), :func:`extract_video` (the
-per-video task that joblib, Dask or Ray run), :func:`compute_features` (arrays + metadata, no cache),
-:func:`demo_extract` (what ``make demo`` runs: real weights when configured, else loudly random-init).
+per-video task that joblib, Dask or Ray run), :func:`compute_features` (arrays + metadata, no cache).
 """
 from .decode import Video, VideoError, VideoInfo, find_videos
-from .extract import (ExtractionConfig, Summary, VideoResult, compute_features, demo_extract, extract_folder,
+from .extract import (ExtractionConfig, Summary, VideoResult, compute_features, extract_folder,
                       extract_video, plan_videos, read_saved_flow)
 from .weights import WeightsError
 
@@ -18,7 +17,6 @@ __all__ = [
     "VideoResult",
     "WeightsError",
     "compute_features",
-    "demo_extract",
     "extract_folder",
     "extract_video",
     "find_videos",

@@ -28,9 +28,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from clicktal.pipeline.cache import FeatureCache, FeatureMeta
-from clicktal.pipeline.files import atomic_write
-from clicktal.pipeline.geometry import FeatureGeometry
+from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta
+from clicktal.pipeline.core.files import atomic_write
+from clicktal.pipeline.core.geometry import FeatureGeometry
 
 from .decode import BACKENDS, Video, VideoError, find_videos
 from .flow import FLOW_DEVICES, FlowComputer, quantize_flow
@@ -709,29 +709,3 @@ def i3d_weights_present(weights_dir: str | os.PathLike | None = None) -> bool:
 
     folder = Path(weights_dir) if weights_dir else default_weights_dir()
     return all((folder / name).is_file() for name in I3D_FILES.values())
-
-
-def demo_extract(videos: str | os.PathLike | Iterable, out_dir: str | os.PathLike, *,
-                 weights_dir: str | os.PathLike | None = None, workers: int | None = None, progress: bool = True,
-                 log=print) -> Summary:
-    """What ``make demo`` runs: two-stream I3D features of ``videos`` into ``out_dir``.
-
-    With the Kinetics checkpoints configured (``weights_dir`` or ``$CLICKTAL_WEIGHTS_DIR``) the extraction is the
-    faithful default. Without them it says so loudly and uses untrained networks (``random_init``) with TV-L1 at
-    32 px, so that the demo finishes in about a minute on 2 cores; the cache metadata says ``untrained``.
-    """
-    workers = workers or min(2, os.cpu_count() or 1)
-    if i3d_weights_present(weights_dir):
-        log(f"I3D weights found: extracting with the Kinetics checkpoints (default settings, {workers} workers)")
-        options: dict = {"weights_dir": str(weights_dir) if weights_dir else None}
-    else:
-        from .weights import I3D_FILES, I3D_URL, default_weights_dir
-
-        folder = weights_dir or default_weights_dir()
-        log("!" * 100)
-        log(f"!!! NO I3D WEIGHTS in {folder} ({', '.join(I3D_FILES.values())}; download: {I3D_URL}).")
-        log("!!! Extracting with UNTRAINED (random-init) networks and TV-L1 at 32 px: the pipeline runs, the features")
-        log("!!! carry no meaning, and their metadata says 'untrained'.")
-        log("!" * 100)
-        options = {"random_init": True, "flow_size": 32}
-    return extract_folder(videos, out_dir, workers=workers, progress=progress, features="i3d", **options)

@@ -2,6 +2,7 @@
 variable frame rates, rotation metadata, audio-only and damaged files."""
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -125,3 +126,49 @@ def truncate(path: str | Path, fraction: float = 0.5) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
     return path
+
+
+DEMO_CLASSES = {"MoveRight": (1.0, 0.0), "MoveDown": (0.0, 1.0), "MoveLeftUp": (-0.7, -0.7)}
+
+
+def write_demo_videos(out_dir: str | Path, *, n_videos: int = 4, duration_s: float = 8.0, fps: int = 25,
+                      size: tuple[int, int] = (160, 120), seed: int = 0) -> dict:
+    """Write ``n_videos`` untrimmed H.264 videos to ``out_dir`` and return their ground truth (ActivityNet schema,
+    also written as ``groundtruth.json``).
+
+    A textured square moves at 60 px/s during each of two action instances (the class sets the direction, each
+    instance a fifth of the video) and rests in between. Half the videos are ``training``, half ``validation``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    width, height = size
+    patch = (rng.random((24, 24, 3)) * 255).astype(np.uint8)
+    database = {}
+    for v in range(n_videos):
+        name = f"demo_{v:02d}"
+        labels = rng.choice(sorted(DEMO_CLASSES), size=2)
+        lengths = rng.uniform(0.15, 0.25, size=2) * duration_s
+        starts = [rng.uniform(0.1 * duration_s, duration_s / 2 - lengths[0]),
+                  rng.uniform(0.55 * duration_s, 0.95 * duration_s - lengths[1])]
+        segments = [(float(s), float(s + d), str(c)) for s, d, c in zip(starts, lengths, labels)]
+        positions = [np.array([width / 2 - 12, height / 2 - 12])]
+        for i in range(1, round(duration_s * fps)):
+            pos = positions[-1]
+            for s, e, c in segments:
+                if s <= i / fps < e:
+                    pos = pos + 60.0 / fps * np.array(DEMO_CLASSES[c])
+            positions.append(np.clip(pos, 0, [width - 24, height - 24]))
+
+        def frame(i: int, positions=positions) -> np.ndarray:
+            img = np.full((height, width, 3), 40, np.uint8)
+            x, y = (int(round(p)) for p in positions[i])
+            img[y:y + 24, x:x + 24] = patch
+            return img
+
+        write_video(out_dir / f"{name}.mp4", frame, len(positions), fps=fps)
+        database[name] = {"subset": "training" if v < n_videos // 2 else "validation", "duration": duration_s,
+                          "annotations": [{"segment": [s, e], "label": c} for s, e, c in segments]}
+    gt = {"version": "clicktal-demo", "database": database}
+    (out_dir / "groundtruth.json").write_text(json.dumps(gt, indent=1))
+    return gt

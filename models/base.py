@@ -1,10 +1,10 @@
 """The localizer interface every model family implements, and the typed values that cross it.
 
 A localizer takes features ``[B, T, D]`` and a mask ``[B, T]`` and returns a :class:`LocalizerOutput`; it computes
-its own loss dict from that output and a :class:`~clicktal.pipeline.datasets.Batch` of supervision; and it says, in
+its own loss dict from that output and a :class:`~clicktal.pipeline.data.datasets.Batch` of supervision; and it says, in
 :meth:`Localizer.frame_scores`, how its output for one video becomes the :class:`FrameScores` that post-processing
 groups into segments. Time here is in snippets; the dataset and post-processing convert to and from seconds with the
-features' :class:`~clicktal.pipeline.geometry.FeatureGeometry`.
+features' :class:`~clicktal.pipeline.core.geometry.FeatureGeometry`.
 """
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from clicktal.pipeline.config import config_from_dict, config_to_dict
-from clicktal.pipeline.registry import Registry
+from clicktal.pipeline.core.config import config_from_dict, config_to_dict
+from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.core.registry import Registry
 
-if TYPE_CHECKING:  # the dataset module imports nothing from models; this import is for type names only
-    from clicktal.pipeline.datasets import Batch, VideoItem
+from clicktal.pipeline.data.datasets import TrainingContext
+
+if TYPE_CHECKING:
+    from clicktal.pipeline.data.datasets import Batch
 
 
 @dataclass
@@ -52,14 +55,6 @@ class FrameScores:
     video_scores: np.ndarray
     class_probs: np.ndarray
     actionness: np.ndarray | None = None
-
-
-@dataclass
-class TrainingContext:
-    """What a model's training hook may use: the training videos one at a time, whole (no crop), and the device."""
-
-    iter_videos: Callable[[], Iterator["VideoItem"]]
-    device: torch.device
 
 
 class Localizer(nn.Module):
@@ -107,7 +102,7 @@ def describe(model: nn.Module) -> dict[str, Any]:
 @dataclass(frozen=True)
 class LocalizerEntry:
     """A registered localizer: its typed config class and a keyword-only builder
-    ``build(*, config, input_dim, num_classes, streams) -> Localizer``."""
+    ``build(*, config, input_dim, num_classes, streams, geometry) -> Localizer``."""
 
     config_type: type
     build: Callable[..., Localizer]
@@ -132,8 +127,12 @@ def localizer_config(name: str, params: dict | None, source: str = "<model.param
 
 
 def build_localizer(name: str, params: dict | None, *, input_dim: int, num_classes: int,
-                    streams: dict[str, tuple[int, int]] | None = None) -> tuple[Localizer, dict]:
-    """Build localizer ``name``; returns the model and its fully resolved params (for the saved config)."""
+                    streams: dict[str, tuple[int, int]] | None = None,
+                    geometry: FeatureGeometry | None = None) -> tuple[Localizer, dict]:
+    """Build localizer ``name`` for ``input_dim``-d features with the column ranges ``streams`` (e.g. ``{"rgb": (0,
+    1024), "flow": (1024, 2048)}``) on the time grid ``geometry`` (the features' own: a model that predicts per
+    frame needs frames per snippet); returns the model and its fully resolved params (for the saved config)."""
     cfg = localizer_config(name, params)
-    model = LOCALIZERS.get(name).build(config=cfg, input_dim=input_dim, num_classes=num_classes, streams=streams)
+    model = LOCALIZERS.get(name).build(config=cfg, input_dim=input_dim, num_classes=num_classes, streams=streams,
+                                       geometry=geometry or FeatureGeometry())
     return model, config_to_dict(cfg)

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clicktal.pipeline.core.geometry import FeatureGeometry
+
 from .base import FrameScores, Localizer, LocalizerOutput, TrainingContext, masked_mean, register_localizer
 
 
@@ -470,7 +472,7 @@ class SFNet(Localizer):
 
 @register_localizer("sfnet", SFNetConfig)
 def build_sfnet(*, config: SFNetConfig, input_dim: int, num_classes: int,
-                streams: dict[str, tuple[int, int]] | None = None) -> SFNet:
+                streams: dict[str, tuple[int, int]] | None = None, geometry: FeatureGeometry | None = None) -> SFNet:
     """SF-Net for ``input_dim``-d features (``streams``: column ranges, e.g. ``{"rgb": (0, 1024), "flow": (1024,
-    2048)}``) and ``num_classes`` action classes."""
+    2048)}``) and ``num_classes`` action classes. SF-Net works on snippets whatever their ``geometry``."""
     return SFNet(config=config, input_dim=input_dim, num_classes=num_classes, streams=streams)

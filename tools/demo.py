@@ -12,15 +12,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
-from clicktal.extractors.extract import demo_extract
-from clicktal.pipeline.annotations import GroundTruth, load_ground_truth, read_action_clicks, read_background_clicks
-from clicktal.pipeline.experiments import demo_sfnet
-from clicktal.pipeline.stats import action_click_stats, background_click_stats, format_table
-from clicktal.pipeline.supervision import simulate_action_clicks, simulate_background_clicks
-from clicktal.pipeline.synthetic import random_ground_truth, synthesize_features, write_demo_videos
+from clicktal.extractors.extract import extract_folder, i3d_weights_present
+from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth, read_action_clicks, read_background_clicks
+from clicktal.pipeline.runs.experiments import ExperimentResult, apply_overrides, run_experiment
+from clicktal.pipeline.runs.schema import ExperimentConfig
+from clicktal.pipeline.data.stats import action_click_stats, background_click_stats
+from clicktal.tools.tables import format_results, format_table
+from clicktal.pipeline.data.supervision import simulate_action_clicks, simulate_background_clicks
+from clicktal.extractors.testvideos import write_demo_videos
+from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHKIT = Path(os.environ.get("CLICKTAL_BENCHKIT", REPO.parent / "shared" / "benchkit"))
@@ -122,6 +126,73 @@ def evaluate(detections: Path, gt: Path, subset: str, ambiguous: Path | None, ou
         cmd += ["--ambiguous", str(ambiguous)]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
+
+
+def demo_extract(videos: str | os.PathLike | Iterable, out_dir: str | os.PathLike, *,
+                 weights_dir: str | os.PathLike | None = None, workers: int | None = None, progress: bool = True,
+                 log=print) -> Summary:
+    """What ``make demo`` runs: two-stream I3D features of ``videos`` into ``out_dir``.
+
+    With the Kinetics checkpoints configured (``weights_dir`` or ``$CLICKTAL_WEIGHTS_DIR``) the extraction is the
+    faithful default. Without them it says so loudly and uses untrained networks (``random_init``) with TV-L1 at
+    32 px, so that the demo finishes in about a minute on 2 cores; the cache metadata says ``untrained``.
+    """
+    workers = workers or min(2, os.cpu_count() or 1)
+    if i3d_weights_present(weights_dir):
+        log(f"I3D weights found: extracting with the Kinetics checkpoints (default settings, {workers} workers)")
+        options: dict = {"weights_dir": str(weights_dir) if weights_dir else None}
+    else:
+        from clicktal.extractors.weights import I3D_FILES, I3D_URL, default_weights_dir
+
+        folder = weights_dir or default_weights_dir()
+        log("!" * 100)
+        log(f"!!! NO I3D WEIGHTS in {folder} ({', '.join(I3D_FILES.values())}; download: {I3D_URL}).")
+        log("!!! Extracting with UNTRAINED (random-init) networks and TV-L1 at 32 px: the pipeline runs, the features")
+        log("!!! carry no meaning, and their metadata says 'untrained'.")
+        log("!" * 100)
+        options = {"random_init": True, "flow_size": 32}
+    return extract_folder(videos, out_dir, workers=workers, progress=progress, features="i3d", **options)
+
+
+def demo_sfnet(features: str | os.PathLike, out_dir: str | os.PathLike, *,
+               ground_truth: str | os.PathLike | GroundTruth | None = None, click_files: list[str] | None = None,
+               train_subset: str = "validation", test_subset: str = "test", ambiguous: str | None = None,
+               overrides: dict | None = None, note: str = "") -> tuple[ExperimentResult, str]:
+    """SF-Net on a short CPU schedule for the demo (400 iterations of 16 videos cropped to 256 snippets, one torch
+    thread: about a minute for THUMOS14-sized data on an idle 2-core CPU).
+
+    Trains on ``train_subset`` with ``click_files`` (one annotator drawn per video; simulated uniform clicks when
+    none are given), holding out 10% of the training videos for a validation that never touches the test subset
+    (reported, not used for selection: the run keeps its last weights), then detects and evaluates on
+    ``test_subset``. ``ground_truth``: a file, a :class:`GroundTruth` (written into ``out_dir``), or None for a
+    synthesizer folder's own. Returns the result and a Markdown table titled with ``note`` (say there when the
+    features are synthetic: such numbers are not results on the real dataset)."""
+    out_dir = Path(out_dir)
+    if isinstance(ground_truth, GroundTruth):
+        ground_truth = ground_truth.write(out_dir / "groundtruth.json")
+    cfg = ExperimentConfig(name="sfnet-demo")
+    short = {
+        "data": {"features": str(features), "ground_truth": str(ground_truth or ""), "train_subset": train_subset,
+                 "test_subset": test_subset, "ambiguous": ambiguous or "", "max_length": 256, "val_fraction": 0.1,
+                 "clicks": {"source": "random_annotator" if click_files else "uniform",
+                            "files": [str(f) for f in click_files or []]}},
+        "train": {"iterations": 400, "batch_size": 16, "progress": False, "checkpoint_every": 200,
+                  "validate_every": 200, "num_threads": 1},
+        "model": {"name": "sfnet", "params": {"mining": {"start_iteration": 100}}},
+        "postprocess": {"preset": "sfnet", "params": {"class_ratio": None, "class_threshold": 0.1}},
+    }
+    cfg = apply_overrides(apply_overrides(cfg, short, "demo defaults"), overrides, "demo overrides")
+    result = run_experiment(cfg, out_dir)
+    table = format_results([("SF-Net (SFBAE)", [result.row(cfg.evaluation.report)])], cfg.evaluation.report,
+                           minutes={"SF-Net (SFBAE)": result.train_seconds / 60},
+                           title=f"SF-Net, {cfg.train.iterations} iterations, test subset '{test_subset}'"
+                                 + (f" ({note})" if note else ""))
+    val = result.extra.get("last_validation")
+    if val:
+        table += (f"\n\nheld-out training videos (no test data): validation loss {val['val_loss']:.3f}"
+                  + (f", mAP@0.1:0.7 {100 * val['val_map']:.1f}" if "val_map" in val else "")
+                  + f" at iteration {val['iteration']}")
+    return result, table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,9 +19,9 @@ from clicktal.extractors.decode import find_videos
 from clicktal.extractors.extract import extract_folder
 from clicktal.extractors.models import FEATURES
 from clicktal.extractors.weights import WeightsError
-from clicktal.pipeline.cache import CacheSource
-from clicktal.pipeline.detections import write_detections
-from clicktal.pipeline.inference import load_run
+from clicktal.pipeline.data.cache import CacheSource
+from clicktal.pipeline.data.detections import write_detections
+from clicktal.pipeline.runs.inference import load_run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-from clicktal.pipeline.annotations import AnnotationError, load_ground_truth, read_ambiguous
-from clicktal.pipeline.detections import DetectionFileError, read_detections
-from clicktal.pipeline.evaluation import EvaluationError, EvaluationResult, evaluate_detections, parse_tiou
+from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth, read_ambiguous
+from clicktal.pipeline.data.detections import DetectionFileError, read_detections
+from clicktal.pipeline.evaluation.detection import EvaluationError, EvaluationResult, evaluate_detections, parse_tiou
 
 
 def format_table(result: EvaluationResult, per_class: bool) -> str:

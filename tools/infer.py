@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clicktal.pipeline.cache import open_features
-from clicktal.pipeline.detections import write_detections
-from clicktal.pipeline.experiments import parse_set
-from clicktal.pipeline.inference import load_run
+from clicktal.pipeline.data.cache import open_features
+from clicktal.pipeline.data.detections import write_detections
+from clicktal.pipeline.runs.experiments import parse_set
+from clicktal.pipeline.runs.inference import load_run
 
 
 def main(argv: list[str] | None = None) -> int:

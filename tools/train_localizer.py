@@ -16,9 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from clicktal.pipeline.config import ConfigError, load_config
-from clicktal.pipeline.engine import ExperimentConfig, NonFiniteLossError
-from clicktal.pipeline.experiments import apply_overrides, evaluate_run, format_results, parse_set, run_experiment
+from clicktal.pipeline.core.config import ConfigError, load_config
+from clicktal.pipeline.runs.engine import NonFiniteLossError
+from clicktal.pipeline.runs.schema import ExperimentConfig
+from clicktal.pipeline.runs.experiments import apply_overrides, evaluate_run, parse_set, run_experiment
+from clicktal.tools.tables import format_results
 
 
 def main(argv: list[str] | None = None) -> int:

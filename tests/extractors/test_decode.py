@@ -9,7 +9,7 @@ import pytest
 from clicktal.extractors import testvideos as tv
 from clicktal.extractors.decode import (NO_VIDEO_STREAM, TRUNCATED, UNREADABLE, MISSING, Video, VideoError,
                                         find_videos, output_frame_count, resize_short_side)
-from clicktal.pipeline.geometry import FeatureGeometry
+from clicktal.pipeline.core.geometry import FeatureGeometry
 
 RATES = ["24", "25", "29.97", "30", "19.62", "vfr"]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from clicktal.extractors import testvideos as tv
-from clicktal.extractors.extract import (ExtractionConfig, SnippetAssembler, compute_features, demo_extract,
-                                         extract_folder, extract_video, plan_videos, read_saved_flow)
-from clicktal.pipeline.cache import FeatureCache, open_features
+from clicktal.extractors.extract import (ExtractionConfig, SnippetAssembler, compute_features, extract_folder,
+                                         extract_video, plan_videos, read_saved_flow)
+from clicktal.pipeline.data.cache import FeatureCache, open_features
 
 # Small frames and TV-L1 at 32 px (see conftest.fast_config)
 FAST = dict(random_init=True, resize=48, crop=40, flow_size=32)
@@ -174,16 +174,6 @@ def test_cluster_backends_fail_clearly_when_missing(folder, tmp_path):
         pytest.skip("dask is installed")
     with pytest.raises(RuntimeError, match="pip install 'clicktal\\[cluster\\]'"):
         extract_folder(folder, tmp_path, workers=2, backend="dask", progress=False, **FAST)
-
-
-def test_demo_extract_says_loudly_that_it_is_untrained(tmp_path):
-    tv.write_video(tmp_path / "v.mp4", tv.translating(64, 48, dx=1), 10)
-    lines = []
-    summary = demo_extract(tmp_path, tmp_path / "out", weights_dir=tmp_path / "no_weights", progress=False,
-                           log=lines.append)
-    assert summary.ok and summary.done == 1
-    assert any("UNTRAINED" in line for line in lines) and any("pytorch-i3d" in line for line in lines)
-    assert FeatureCache(tmp_path / "out").read_meta("v").weights_sha256["rgb"] == "untrained"
 
 
 def test_assembler_memory_stays_bounded():

@@ -7,7 +7,7 @@ import torch
 from clicktal.models import build_localizer
 from clicktal.models.sfnet import (SFNetConfig, actionness_loss, background_loss, frame_action_loss, top_mask,
                                    video_loss, video_targets)
-from clicktal.pipeline.datasets import Batch
+from clicktal.pipeline.data.datasets import Batch
 
 
 def grad_of(loss, x):

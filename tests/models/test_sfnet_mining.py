@@ -4,8 +4,8 @@ import torch
 
 from clicktal.models import TrainingContext, build_localizer
 from clicktal.models.sfnet import mine_action_frames
-from clicktal.pipeline.datasets import VideoItem, collate
-from clicktal.pipeline.geometry import FeatureGeometry
+from clicktal.pipeline.data.datasets import VideoItem, collate
+from clicktal.pipeline.core.geometry import FeatureGeometry
 
 # columns: background, class A, class B. Anchor: snippet 4, class A (column 1); threshold 0.9 * 0.9 = 0.81
 SCORES = np.array([

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from clicktal.models import LOCALIZERS, build_localizer, localizer_config
-from clicktal.pipeline.config import ConfigError
+from clicktal.pipeline.core.config import ConfigError
 
 STREAMS = {"rgb": (0, 5), "flow": (5, 10)}
 

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from clicktal.extractors import testvideos as tv
+from clicktal.pipeline.data.cache import FeatureCache
+from clicktal.tools.demo import demo_extract
+
 DEMO = Path(__file__).resolve().parents[2] / "tools" / "demo.py"
 
 
@@ -22,3 +26,13 @@ def test_demo_runs_every_stage_without_the_shared_kit(tmp_path):
         "demo_00.json", "demo_01.json"]
     results = json.loads((tmp_path / "results.json").read_text())
     assert len(results["mAP"]) == 7 and 0 < results["average_mAP"] <= 1
+
+
+def test_demo_extract_says_loudly_that_it_is_untrained(tmp_path):
+    tv.write_video(tmp_path / "v.mp4", tv.translating(64, 48, dx=1), 10)
+    lines = []
+    summary = demo_extract(tmp_path, tmp_path / "out", weights_dir=tmp_path / "no_weights", progress=False,
+                           log=lines.append)
+    assert summary.ok and summary.done == 1
+    assert any("UNTRAINED" in line for line in lines) and any("pytorch-i3d" in line for line in lines)
+    assert FeatureCache(tmp_path / "out").read_meta("v").weights_sha256["rgb"] == "untrained"

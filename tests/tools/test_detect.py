@@ -4,8 +4,9 @@ import json
 import pytest
 import yaml
 
-from clicktal.pipeline.detections import read_detections
-from clicktal.pipeline.synthetic import random_ground_truth, synthesize_features, write_demo_videos
+from clicktal.pipeline.data.detections import read_detections
+from clicktal.extractors.testvideos import write_demo_videos
+from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 
 @pytest.mark.slow
 def test_detect_on_new_video_files(tmp_path, capsys, load_tool):

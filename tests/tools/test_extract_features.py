@@ -15,7 +15,7 @@ import pytest
 
 from clicktal.extractors import testvideos as tv
 from clicktal.extractors.weights import I3D_URL
-from clicktal.pipeline.cache import FeatureCache
+from clicktal.pipeline.data.cache import FeatureCache
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "extract_features.py"
 SMALL = ["--random-init", "--resize", "48", "--crop", "40", "--flow-size", "32", "--no-progress"]

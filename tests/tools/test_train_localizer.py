@@ -4,8 +4,8 @@ import json
 import pytest
 import yaml
 
-from clicktal.pipeline.detections import read_detections
-from clicktal.pipeline.synthetic import random_ground_truth, synthesize_features
+from clicktal.pipeline.data.detections import read_detections
+from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
@@ -76,7 +76,7 @@ def test_set_overrides_and_config_errors(setup, capsys, load_tool):
 
 
 def test_demo_function_trains_validates_and_tests(tmp_path):
-    from clicktal.pipeline.experiments import demo_sfnet
+    from clicktal.tools.demo import demo_sfnet
 
     gt = random_ground_truth(n_videos=10, seed=3)
     synthesize_features(gt, tmp_path / "feats", dim=8, seed=3)
@@ -88,8 +88,9 @@ def test_demo_function_trains_validates_and_tests(tmp_path):
 
 
 def test_set_parsing_and_result_tables():
-    from clicktal.pipeline.engine import ExperimentConfig
-    from clicktal.pipeline.experiments import apply_overrides, format_results, parse_set
+    from clicktal.pipeline.runs.schema import ExperimentConfig
+    from clicktal.pipeline.runs.experiments import apply_overrides, parse_set
+    from clicktal.tools.tables import format_results
 
     over = parse_set(["train.iterations=7", "model.params.mining.xi=0.8", "data.max_length=null"])
     assert over == {"train": {"iterations": 7}, "model": {"params": {"mining": {"xi": 0.8}}},

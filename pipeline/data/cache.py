@@ -1,0 +1,183 @@
+"""The feature cache: the only state shared between extraction and everything downstream.
+
+A cache is a folder of ``<video_id>.npy`` (float32, T x D, RGB columns then flow columns) with a sidecar
+``<video_id>.json`` (:class:`FeatureMeta`). Writes are atomic (temp file + ``os.replace``); the sidecar is written
+last, so a video is complete exactly when its sidecar exists. Readers memory-map.
+
+The synthesizer layout (``features/<video>.npy`` + ``annotations.json`` holding ``feature_meta``) opens through
+:func:`open_features` as well.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from clicktal.pipeline.core.files import atomic_write
+from clicktal.pipeline.core.geometry import FeatureGeometry
+
+META_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureMeta:
+    """What travels with every feature array."""
+
+    geometry: FeatureGeometry
+    streams: dict[str, tuple[int, int]]  # stream name -> [first, last) column
+    extractor: str = "unknown"
+    weights_sha256: dict[str, str] = field(default_factory=dict)  # stream -> sha256, or "untrained"
+    source: dict = field(default_factory=dict)  # path, size_bytes, duration_s, native_fps, ...
+    versions: dict[str, str] = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # every extraction choice (crop, flow clip, ...)
+
+    @property
+    def dim(self) -> int:
+        return max(stop for _, stop in self.streams.values()) if self.streams else 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["geometry"] = self.geometry.to_dict()
+        d["streams"] = {k: list(v) for k, v in self.streams.items()}
+        d["meta_version"] = META_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureMeta":
+        return cls(
+            geometry=FeatureGeometry.from_dict(d["geometry"]),
+            streams={k: (int(v[0]), int(v[1])) for k, v in d["streams"].items()},
+            extractor=d.get("extractor", "unknown"),
+            weights_sha256=dict(d.get("weights_sha256", {})),
+            source=dict(d.get("source", {})),
+            versions=dict(d.get("versions", {})),
+            options=dict(d.get("options", {})),
+        )
+
+
+class CacheError(RuntimeError):
+    pass
+
+
+class FeatureCache:
+    """A folder of ``<video_id>.npy`` + ``<video_id>.json``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def feature_path(self, video_id: str) -> Path:
+        return self.root / f"{video_id}.npy"
+
+    def meta_path(self, video_id: str) -> Path:
+        return self.root / f"{video_id}.json"
+
+    def has(self, video_id: str) -> bool:
+        """True when the video is complete (its sidecar is written last)."""
+        return self.meta_path(video_id).is_file() and self.feature_path(video_id).is_file()
+
+    def write(self, video_id: str, features: np.ndarray, meta: FeatureMeta) -> None:
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != meta.dim:
+            raise CacheError(f"{video_id}: features of shape {features.shape} do not match the streams {meta.streams}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        # A stale sidecar must not vouch for the new array while it is being replaced.
+        self.meta_path(video_id).unlink(missing_ok=True)
+        atomic_write(self.feature_path(video_id), lambda f: np.save(f, features))
+        meta_dict = dict(meta.to_dict(), num_snippets=int(features.shape[0]))
+        atomic_write(self.meta_path(video_id), lambda f: f.write(json.dumps(meta_dict, indent=1).encode()))
+
+    def read_meta(self, video_id: str) -> FeatureMeta:
+        path = self.meta_path(video_id)
+        try:
+            return FeatureMeta.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise CacheError(f"{path}: no cached features for video {video_id!r}") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise CacheError(f"{path}: malformed feature metadata ({e})") from None
+
+    def read(self, video_id: str) -> tuple[np.ndarray, FeatureMeta]:
+        """Memory-mapped ``[T, D]`` features and their metadata."""
+        meta = self.read_meta(video_id)
+        return _load_npy(self.feature_path(video_id), meta.dim), meta
+
+    def video_ids(self) -> list[str]:
+        return sorted(p.stem for p in self.root.glob("*.json") if self.feature_path(p.stem).is_file())
+
+
+def _load_npy(path: Path, dim: int | None) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise CacheError(f"{path}: unreadable feature file ({e})") from None
+    if arr.ndim != 2 or (dim is not None and arr.shape[1] != dim):
+        raise CacheError(f"{path}: expected a [T, {dim}] array, found shape {arr.shape}")
+    return arr
+
+
+class FeatureSource:
+    """Read-only view over any feature layout: ``ids()``, ``load(video_id) -> (features, meta)``."""
+
+    def ids(self) -> list[str]:
+        raise NotImplementedError
+
+    def load(self, video_id: str) -> tuple[np.ndarray, FeatureMeta]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids())
+
+
+class CacheSource(FeatureSource):
+    def __init__(self, root: str | os.PathLike):
+        self.cache = FeatureCache(root)
+
+    def ids(self) -> list[str]:
+        return self.cache.video_ids()
+
+    def load(self, video_id: str) -> tuple[np.ndarray, FeatureMeta]:
+        return self.cache.read(video_id)
+
+
+class SynthSource(FeatureSource):
+    """``features/<video>.npy`` + ``annotations.json`` with ``feature_meta`` (the feature synthesizer's layout)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        ann = self.root / "annotations.json"
+        try:
+            fm = json.loads(ann.read_text())["feature_meta"]
+            window = int(fm["snippet_frames"])
+            rgb = int(fm["rgb_dim"])
+            dim = int(fm["dim"])
+            self.meta = FeatureMeta(
+                geometry=FeatureGeometry(fps=float(fm["fps"]), window=window, stride=window),
+                streams={"rgb": (0, rgb), "flow": (rgb, dim)},
+                extractor="synthetic",
+                options={k: fm[k] for k in ("seed", "difficulty") if k in fm},
+            )
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CacheError(f"{ann}: not a synthesized feature set ({e!r})") from None
+
+    @property
+    def annotations_path(self) -> Path:
+        return self.root / "annotations.json"
+
+    def ids(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "features").glob("*.npy"))
+
+    def load(self, video_id: str) -> tuple[np.ndarray, FeatureMeta]:
+        return _load_npy(self.root / "features" / f"{video_id}.npy", self.meta.dim), self.meta
+
+
+def open_features(root: str | os.PathLike) -> FeatureSource:
+    """Open a feature cache or a synthesizer output folder, whichever ``root`` is."""
+    root = Path(root)
+    if (root / "features").is_dir() and (root / "annotations.json").is_file():
+        return SynthSource(root)
+    if root.is_dir():
+        return CacheSource(root)
+    raise CacheError(f"{root}: no such feature folder")

@@ -1,0 +1,1 @@
+"""Post-processing: frame scores -> scored, labelled segments (numpy only)."""

@@ -1,0 +1,194 @@
+"""One experiment end to end: train a localizer from a config, detect on the test subset, evaluate, and write
+everything (resolved config, checkpoints, logs, detections, results) into one run folder.
+
+:func:`run_experiment` is what ``tools/train_localizer.py``, the ablation benchmark and the demo call;
+:func:`evaluate_run` is ``--eval-only``. Model selection never looks at the test subset: a run ends with its last
+weights, or with the best on a held-out part of the training subset (``train.select``), and the results say which.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clicktal.models import build_localizer
+
+from clicktal.pipeline.data.annotations import GroundTruth, read_ambiguous
+from clicktal.pipeline.core.config import config_from_dict, config_to_dict, dump_config, merge_overrides
+from clicktal.pipeline.data.datasets import DataBundle, load_data, label_counts
+from clicktal.pipeline.data.detections import Detection, write_detections
+from clicktal.pipeline.runs.engine import TrainResult, Trainer, load_checkpoint, resolve_device, seed_everything, validation_loss
+from clicktal.pipeline.runs.schema import ExperimentConfig
+from clicktal.pipeline.evaluation.detection import evaluate_detections
+from clicktal.pipeline.runs.inference import infer_videos, load_run, postprocess_config
+
+
+@dataclass
+class ExperimentResult:
+    """mAP (fractions) per reported tIoU and their average, plus where everything is."""
+
+    name: str
+    run_dir: Path
+    mAP: dict[float, float]  # tIoU -> mAP over evaluation.tiou_thresholds
+    average: float  # mean mAP over evaluation.average_over
+    selected: str  # which weights: "last" or e.g. "val_loss@1500"
+    train_seconds: float
+    iterations: int
+    detections: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, report: list[float]) -> list[float]:
+        """mAP in percent at ``report`` thresholds, then the average."""
+        return [100 * self.mAP[_key(self.mAP, t)] for t in report] + [100 * self.average]
+
+
+def _key(d: dict[float, float], t: float) -> float:
+    for k in d:
+        if abs(k - t) < 1e-9:
+            return k
+    raise KeyError(f"tIoU {t} was not evaluated (evaluated: {sorted(d)})")
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: dict | None, source: str = "<overrides>") -> ExperimentConfig:
+    """``cfg`` with a nested mapping merged on top (checked like a YAML file)."""
+    if not overrides:
+        return cfg
+    data = merge_overrides(config_to_dict(cfg), overrides)
+    return config_from_dict(ExperimentConfig, data, source)
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["train.iterations=500", "model.params.eta=7"]`` -> nested mapping (values parsed as YAML)."""
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected key.path=value")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _metadata(bundle: DataBundle) -> dict:
+    meta = bundle.source.load(bundle.train.ids[0])[1]
+    return {"classes": bundle.classes, "input_dim": int(meta.dim),
+            "streams": {k: list(v) for k, v in meta.streams.items()}, "geometry": meta.geometry.to_dict(),
+            "extractor": meta.extractor, "train_videos": list(bundle.train.ids),
+            "heldout_videos": list(bundle.val.ids) if bundle.val else []}
+
+
+def _durations(gt: GroundTruth, ids) -> dict[str, float]:
+    return {v: gt.videos[v].extent_s for v in ids if v in gt.videos}
+
+
+def _evaluate(cfg: ExperimentConfig, gt: GroundTruth, detections: list[Detection], subset: str | None,
+              ambiguous: dict | None):
+    res = evaluate_detections(gt, detections, cfg.evaluation.tiou_thresholds, subset=subset, ambiguous=ambiguous,
+                              ignore_unknown_labels=True)
+    mAP = {float(t): float(m) for t, m in zip(res.tiou_thresholds, res.mAP)}
+    avg = float(np.mean([mAP[_key(mAP, t)] for t in cfg.evaluation.average_over]))
+    return res, mAP, avg
+
+
+def make_validator(cfg: ExperimentConfig, bundle: DataBundle, device):
+    """Validation on the held-out training videos: loss on their clicks and mAP against their boundaries."""
+    if bundle.val is None:
+        return None
+    post = postprocess_config(cfg.postprocess)
+    held = GroundTruth({v: bundle.gt.videos[v] for v in bundle.val.ids}, source="held-out training videos")
+
+    def validate(model, iteration: int) -> dict[str, float]:
+        out = {"val_loss": validation_loss(model, bundle.val, iteration, device)}
+        dets = infer_videos(model, bundle.source, bundle.val.ids, bundle.classes, post,
+                            durations=_durations(bundle.gt, bundle.val.ids), device=device)
+        if held.classes():
+            _, _, out["val_map"] = _evaluate(cfg, held, dets, None, None)
+        return out
+
+    return validate
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume: bool = False,
+                   evaluate: bool = True, stop_after: int | None = None) -> ExperimentResult | TrainResult:
+    """Train ``cfg`` into ``out_dir``; then (``evaluate``) detect on ``cfg.data.test_subset``, write
+    ``detections.json`` and ``results.json`` and return the :class:`ExperimentResult`. ``stop_after`` ends training
+    early with a checkpoint (for tests of resuming) and returns the :class:`TrainResult`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = cfg.train.seed
+    bundle = load_data(cfg.data, seed=seed)
+    meta = _metadata(bundle)
+    seed_everything(seed, cfg.train.deterministic)  # the initial weights are part of what the seed reproduces
+    model, params = build_localizer(cfg.model.name, cfg.model.params, input_dim=meta["input_dim"],
+                                    num_classes=len(bundle.classes), streams=meta["streams"])
+    cfg = replace(cfg, model=replace(cfg.model, params=params))
+    meta["labels"] = label_counts(bundle.train)
+    device = resolve_device(cfg.train.device)
+    trainer = Trainer(model, bundle.train, cfg.train, out, max_length=cfg.data.max_length,
+                      validator=make_validator(cfg, bundle, device), resolved_config=cfg, metadata=meta)
+    (out / "run_meta.json").write_text(json.dumps(meta, indent=1))
+    result = trainer.fit(resume=resume, stop_after=stop_after)
+    if stop_after is not None and result.iterations < cfg.train.iterations or not evaluate:
+        return result
+    ck = load_checkpoint(result.checkpoint, trainer.device)
+    model.load_state_dict(ck["model"])
+    return _detect_and_evaluate(model, cfg, bundle, out, result.selected, result.seconds, result.iterations,
+                                trainer.device)
+
+
+def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: Path, selected: str,
+                         seconds: float, iterations: int, device) -> ExperimentResult:
+    post = postprocess_config(cfg.postprocess)
+    t0 = time.perf_counter()
+    dets = infer_videos(model, bundle.source, bundle.test_ids, bundle.classes, post,
+                        durations=_durations(bundle.gt, bundle.test_ids), device=device)
+    infer_s = time.perf_counter() - t0
+    det_path = out / "detections.json"
+    write_detections(det_path, dets, version=cfg.name, external_data={"selected": selected})
+    ambiguous = read_ambiguous(cfg.data.ambiguous) if cfg.data.ambiguous and cfg.evaluation.use_ambiguous else None
+    res, mAP, avg = _evaluate(cfg, bundle.gt, dets, cfg.data.test_subset, ambiguous)
+    extra = {"n_detections": len(dets), "inference_seconds": infer_s, "n_ambiguous_dropped": res.n_ambiguous}
+    val_log = out / "val_log.jsonl"
+    if val_log.exists() and val_log.read_text().strip():
+        extra["last_validation"] = json.loads(val_log.read_text().strip().splitlines()[-1])
+    result = ExperimentResult(cfg.name, out, mAP, avg, selected, seconds, iterations, det_path, extra)
+    dump_config(cfg, out / "config.yaml")
+    (out / "results.json").write_text(json.dumps({
+        "name": cfg.name, "subset": cfg.data.test_subset, "selected": selected, "iterations": iterations,
+        "train_seconds": seconds, "mAP": {f"{t:.2f}": m for t, m in mAP.items()}, "average_mAP": avg,
+        "average_over": cfg.evaluation.average_over, "evaluation": res.to_json(), **result.extra,
+        "note": "model selection never used the test subset"}, indent=1))
+    return result
+
+
+def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, checkpoint: str | None = None,
+                 subset: str | None = None) -> ExperimentResult:
+    """``--eval-only``: the run's selected (or given) checkpoint on the test subset (or ``subset``)."""
+    run = load_run(run_dir, checkpoint=checkpoint)
+    cfg = run.config
+    data = replace(cfg.data, features=features or cfg.data.features,
+                   test_subset=subset or cfg.data.test_subset)
+    cfg = replace(cfg, data=data)
+    bundle = load_data(cfg.data, seed=cfg.train.seed)
+    if bundle.classes != run.classes:
+        raise ValueError(f"the run was trained on classes {run.classes}, the data has {bundle.classes}")
+    ck = load_checkpoint(run.checkpoint, "cpu")
+    previous = Path(run_dir) / "results.json"
+    train_s = json.loads(previous.read_text()).get("train_seconds", 0.0) if previous.exists() else 0.0
+    selected = {"checkpoint_best.pt": "best", "checkpoint_last.pt": "last"}.get(run.checkpoint.name,
+                                                                                str(run.checkpoint))
+    return _detect_and_evaluate(run.model, cfg, bundle, Path(run_dir), selected, train_s, int(ck["iteration"]),
+                                run.device)
+
+
+__all__ = ["ExperimentResult", "run_experiment", "evaluate_run", "apply_overrides", "parse_set", "make_validator"]

@@ -1,0 +1,42 @@
+import math
+
+import numpy as np
+import pytest
+
+from clicktal.pipeline.core.geometry import FeatureGeometry
+
+G = FeatureGeometry(fps=25, window=16, stride=16)
+
+
+@pytest.mark.parametrize("duration", [0.01, 0.64, 0.65, 18.16, 14.05, 226.6333])
+def test_snippet_count_is_ceil_of_duration_in_snippets(duration):
+    assert G.snippet_count(duration) == max(1, math.ceil(duration * 25 / 16 - 1e-9))
+
+
+def test_exact_multiple_does_not_gain_a_snippet_from_float_error():
+    assert G.snippet_count(0.64 * 3) == 3
+
+
+def test_index_and_seconds_round_trip():
+    idx = np.arange(100)
+    assert np.array_equal(G.index_of(G.centre_s(idx)), idx)
+    assert np.array_equal(G.index_of(G.start_s(idx)), idx)
+    assert G.index_of(0.6399) == 0 and G.index_of(0.64) == 1
+
+
+def test_index_is_clipped_to_the_video():
+    assert G.index_of(1000.0, num_snippets=10) == 9
+    assert G.index_of(-1.0, num_snippets=10) == 0
+
+
+def test_centre_uses_window_and_span_uses_stride():
+    g = FeatureGeometry(fps=30, window=16, stride=8)
+    assert g.centre_s(0) == pytest.approx(8 / 30)
+    assert g.span_to_seconds(2, 5) == pytest.approx((16 / 30, 40 / 30))
+    assert g.segment_to_span(0.3, 0.5) == (1, 2)
+
+
+def test_dict_round_trip_and_validation():
+    assert FeatureGeometry.from_dict(G.to_dict()) == G
+    with pytest.raises(ValueError):
+        FeatureGeometry(fps=0)
