@@ -1,34 +1,52 @@
 """The one place that maps seconds to snippet indices and back.
 
-Snippet ``i`` covers frames ``[i * stride, i * stride + window)`` of the video resampled to ``fps``; the time a
-snippet's score belongs to is its centre. Every stage works in seconds at its boundaries and converts here.
+Snippet ``i`` covers frames ``[origin + i * stride, origin + i * stride + window)`` of the video resampled to ``fps``;
+the time a snippet's score belongs to is its centre. Every stage works in seconds at its boundaries and converts here.
+
+Features as extracted have an integer ``window`` and ``stride`` and ``origin`` 0. A sample drawn by the temporal
+sampling stage (:mod:`clicktal.pipeline.data.sampling`) has a grid of its own: a crop starts at a later ``origin``,
+a resize to a fixed length has a fractional ``stride`` (e.g. 16 x 1499 / 749 frames), and ``window`` grows with it
+so that every element's centre stays the centre of the native position it stands for.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+
+
+def _plain(x: float) -> float | int:
+    """An integral float as an int, so sidecars keep writing ``"stride": 16``."""
+    return int(x) if float(x).is_integer() else float(x)
 
 
 @dataclass(frozen=True)
 class FeatureGeometry:
     fps: float = 25.0
-    window: int = 16
-    stride: int = 16
+    window: float = 16
+    stride: float = 16
+    origin: float = 0.0  # frame where snippet 0 starts
 
     def __post_init__(self) -> None:
-        if not (self.fps > 0 and self.window > 0 and self.stride > 0):
-            raise ValueError(f"FeatureGeometry needs positive fps, window and stride, got {self}")
+        if not (self.fps > 0 and self.window > 0 and self.stride > 0 and math.isfinite(self.origin)):
+            raise ValueError(f"FeatureGeometry needs positive fps, window and stride and a finite origin, got {self}")
 
     @property
     def seconds_per_snippet(self) -> float:
         """Time between consecutive snippet starts."""
         return self.stride / self.fps
 
+    @property
+    def frames_per_snippet(self) -> int:
+        """``stride`` as a whole number of frames (what per-frame models and frame-resolution grouping need)."""
+        if not float(self.stride).is_integer():
+            raise ValueError(f"a grid with a fractional stride ({self.stride} frames) has no whole frames per snippet")
+        return int(self.stride)
+
     def snippet_count(self, duration_s: float) -> int:
         """Snippets for a video of ``duration_s`` seconds; the last partial snippet is kept (padded), not dropped."""
-        frames = duration_s * self.fps
+        frames = duration_s * self.fps - self.origin
         # 1e-9 absorbs float error in durations such as 18.16 s * 25 fps
         return max(1, math.ceil(frames / self.stride - 1e-9))
 
@@ -38,22 +56,23 @@ class FeatureGeometry:
         With ``num_snippets`` the index is clipped into ``[0, num_snippets - 1]`` (a click on the last frame of a
         video belongs to the last snippet).
         """
-        idx = np.floor(np.asarray(seconds, dtype=np.float64) * self.fps / self.stride + 1e-9).astype(np.int64)
+        frames = np.asarray(seconds, dtype=np.float64) * self.fps - self.origin
+        idx = np.floor(frames / self.stride + 1e-9).astype(np.int64)
         if num_snippets is not None:
             idx = np.clip(idx, 0, num_snippets - 1)
         return int(idx) if idx.ndim == 0 else idx
 
     def start_s(self, index):
         """Start time of snippet(s) ``index``."""
-        return np.asarray(index, dtype=np.float64) * self.stride / self.fps
+        return (self.origin + np.asarray(index, dtype=np.float64) * self.stride) / self.fps
 
     def end_s(self, index):
         """End time of the span snippet(s) ``index`` stand for (one stride, so consecutive snippets tile time)."""
-        return (np.asarray(index, dtype=np.float64) + 1) * self.stride / self.fps
+        return self.start_s(np.asarray(index, dtype=np.float64) + 1)
 
     def centre_s(self, index):
         """Centre of the frames snippet(s) ``index`` see: the time its score belongs to."""
-        return (np.asarray(index, dtype=np.float64) * self.stride + self.window / 2) / self.fps
+        return (self.origin + np.asarray(index, dtype=np.float64) * self.stride + self.window / 2) / self.fps
 
     def span_to_seconds(self, first, last_exclusive):
         """Seconds covered by snippets ``[first, last_exclusive)``: ``(start_s, end_s)``."""
@@ -65,9 +84,25 @@ class FeatureGeometry:
         last = self.index_of(end_s, num_snippets)
         return int(first), int(max(last, first)) + 1
 
+    def regrid(self, first: float, step: float) -> "FeatureGeometry":
+        """The grid whose element ``j`` stands for native snippet position ``first + j * step`` (a crop: ``step``
+        1; a resize: ``step`` (T - 1) / (L - 1)). Each element's span is ``step`` native spans wide and centred on
+        the native span of its position, and its centre is that position's centre."""
+        stride = self.stride * step
+        origin = self.origin + first * self.stride - (stride - self.stride) / 2
+        return FeatureGeometry(self.fps, self.window + stride - self.stride, stride, origin)
+
+    def frames(self) -> "FeatureGeometry":
+        """The grid of single frames of the same video (what a model predicting per frame outputs on)."""
+        return FeatureGeometry(self.fps, 1, 1, self.origin)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = {"fps": _plain(self.fps), "window": _plain(self.window), "stride": _plain(self.stride)}
+        if self.origin:
+            d["origin"] = _plain(self.origin)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureGeometry":
-        return cls(fps=float(d["fps"]), window=int(d["window"]), stride=int(d["stride"]))
+        return cls(fps=float(d["fps"]), window=_plain(float(d["window"])), stride=_plain(float(d["stride"])),
+                   origin=float(d.get("origin", 0.0)))

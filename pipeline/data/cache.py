@@ -127,6 +127,10 @@ class FeatureSource:
     def load(self, video_id: str) -> tuple[np.ndarray, FeatureMeta]:
         raise NotImplementedError
 
+    def meta(self, video_id: str) -> FeatureMeta:
+        """The metadata alone (no array is opened)."""
+        raise NotImplementedError
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.ids())
 
@@ -141,6 +145,9 @@ class CacheSource(FeatureSource):
     def load(self, video_id: str) -> tuple[np.ndarray, FeatureMeta]:
         return self.cache.read(video_id)
 
+    def meta(self, video_id: str) -> FeatureMeta:
+        return self.cache.read_meta(video_id)
+
 
 class SynthSource(FeatureSource):
     """``features/<video>.npy`` + ``annotations.json`` with ``feature_meta`` (the feature synthesizer's layout)."""
@@ -153,7 +160,7 @@ class SynthSource(FeatureSource):
             window = int(fm["snippet_frames"])
             rgb = int(fm["rgb_dim"])
             dim = int(fm["dim"])
-            self.meta = FeatureMeta(
+            self._meta = FeatureMeta(
                 geometry=FeatureGeometry(fps=float(fm["fps"]), window=window, stride=window),
                 streams={"rgb": (0, rgb), "flow": (rgb, dim)},
                 extractor="synthetic",
@@ -170,7 +177,12 @@ class SynthSource(FeatureSource):
         return sorted(p.stem for p in (self.root / "features").glob("*.npy"))
 
     def load(self, video_id: str) -> tuple[np.ndarray, FeatureMeta]:
-        return _load_npy(self.root / "features" / f"{video_id}.npy", self.meta.dim), self.meta
+        return _load_npy(self.root / "features" / f"{video_id}.npy", self._meta.dim), self._meta
+
+    def meta(self, video_id: str) -> FeatureMeta:
+        if not (self.root / "features" / f"{video_id}.npy").is_file():
+            raise CacheError(f"{self.root / 'features' / video_id}.npy: no features for video {video_id!r}")
+        return self._meta
 
 
 def open_features(root: str | os.PathLike) -> FeatureSource:

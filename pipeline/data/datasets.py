@@ -1,63 +1,54 @@
 """Videos of a feature folder paired with their :class:`Supervision`, as per-snippet targets, and padded batches.
 
 Supervision lives in seconds; here it becomes snippet targets through the features' :class:`FeatureGeometry` (the
-only seconds <-> snippet mapping). A :class:`VideoItem` holds one whole video; :func:`collate` pads a list of them
-into a :class:`Batch` (optionally after a random crop to a maximum length, as SF-Net's code does) with masks.
+only seconds <-> snippet mapping). A :class:`VideoItem` holds one whole video, or one sample of it drawn by the
+temporal sampling stage (:mod:`clicktal.pipeline.data.sampling`, which moves every target with the features);
+:func:`collate` pads a list of them into a :class:`Batch` with masks.
 
-Targets are kept general so that every cheap-label method can share the engine:
+Targets are kept per kind, so that every cheap-label method can share the engine ([T] for one video, [B, T] in a
+batch):
 
-* ``action_targets [T, C]`` with ``action_mask [T]``: labelled action snippets (clicks, labelled segments, full
-  boundaries), each row a distribution over the classes (two clicks of different classes on one snippet share it);
-* ``anchor_mask [T]``: the snippets that hold an action click (the anchors SF-Net's mining expands);
-* ``background_mask [T]``: snippets that hold a background click (BackTAL);
-* ``video_labels [C]``: the video-level multi-hot labels.
+* ``click_targets [T, C]``: action clicks per snippet and class (counts); ``anchor_mask``: snippets holding one
+  (the anchors SF-Net's mining expands);
+* ``segment_targets [T, C]``: labelled segments (Ding et al.), multi-hot on the snippets whose centre they hold;
+* ``boundary_targets [T, C]``: full boundaries, likewise;
+* ``action_targets [T, C]`` with ``action_mask``: all of these together, each labelled row a distribution over the
+  classes (two clicks of different classes on one snippet share it): what SF-Net's frame loss reads;
+* ``background_mask [T]``: snippets holding a background click (BackTAL);
+* ``video_labels [C]``: the video-level multi-hot labels;
+* ``frame_labels [T * f]`` (with ``data.labels.frame_targets``): one class per frame of the resampled video, 0 for
+  background and ``c + 1`` for class ``c`` (the later instance wins where two overlap), for models that predict
+  frames; a batch holds them one-hot as ``frame_targets [B, F, C + 1]``.
 
-Click sources (:class:`ClickConfig`): one of the human annotators chosen at random per video (SF-Net, Appendix A.3),
-one fixed annotator, clicks simulated from the ground truth (uniform within an instance, Gaussian near its centre),
-none (video labels only: weak supervision), or the full boundaries ("Full" in SF-Net's Table 3).
+Which labels a run trains from is :class:`~clicktal.pipeline.data.labels.LabelConfig` (``data.labels``).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from clicktal.pipeline.data.annotations import ActionClick, GroundTruth, load_ground_truth, read_action_clicks
-from clicktal.pipeline.data.cache import FeatureSource, SynthSource, open_features
 from clicktal.pipeline.core.geometry import FeatureGeometry
-from clicktal.pipeline.data.supervision import Supervision, build_supervision, simulate_action_clicks
-
-ClickSourceName = Literal["random_annotator", "annotator", "uniform", "gaussian", "none", "boundaries"]
-
-
-@dataclass
-class ClickConfig:
-    """Where the training labels come from.
-
-    ``random_annotator``: for every video one of ``files`` (one per human annotator) chosen at random (seeded), as
-    SF-Net does; ``annotator``: always ``files[annotator]``; ``uniform`` / ``gaussian``: one simulated click per
-    ground-truth instance (SF-Net Table 2's "TS" / "TS in GT"); ``none``: video-level labels only; ``boundaries``:
-    every action snippet labelled from the ground truth (full supervision). ``seed`` None uses the run's seed.
-    """
-
-    source: ClickSourceName = "random_annotator"
-    files: list[str] = field(default_factory=list)
-    annotator: int = 0
-    gaussian_sigma_fraction: float = 1 / 6
-    seed: int | None = None
+from clicktal.pipeline.data.annotations import GroundTruth, Segment, load_ground_truth
+from clicktal.pipeline.data.cache import FeatureSource, SynthSource, open_features
+from clicktal.pipeline.data.contract import FeatureContract, source_contract
+from clicktal.pipeline.data.labels import LabelConfig, LabelSet, training_supervision
+from clicktal.pipeline.data.sampling import (SampleGrid, Sampler, SamplingConfig, resample_features,
+                                             resample_targets, whole_grid)
+from clicktal.pipeline.data.supervision import Supervision
 
 
 @dataclass
 class DataConfig:
-    """Features, labels and the train/test subsets.
+    """Features, labels, sampling and the train/test subsets.
 
     ``features``: a feature cache or a synthesizer output folder (``tools/train_localizer.py --features`` overrides
     it). ``ground_truth``: ActivityNet-schema file; empty means the synthesizer's ``annotations.json``.
-    ``max_length``: random crop (snippets) of longer training videos; None trains on whole videos (the paper).
+    ``sampling``: the temporal sampling of training and of validation/inference (default: whole videos).
     ``val_fraction``: share of the training subset held out for validation (never the test subset).
     Relative paths are taken from the current directory.
     """
@@ -67,15 +58,16 @@ class DataConfig:
     train_subset: str = "validation"
     test_subset: str = "test"
     ambiguous: str = ""  # THUMOS14's ambiguous test segments, used by evaluation when given
-    clicks: ClickConfig = field(default_factory=ClickConfig)
-    max_length: int | None = None
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     val_fraction: float = 0.0
     preload: bool = True
 
 
 @dataclass
 class VideoItem:
-    """One whole video: ``features [T, D]`` and its per-snippet targets (see the module docstring)."""
+    """One video, or one sample of it (``grid`` says which native snippets it stands for; see the module
+    docstring for the targets)."""
 
     video_id: str
     features: np.ndarray
@@ -84,18 +76,74 @@ class VideoItem:
     action_mask: np.ndarray
     anchor_mask: np.ndarray
     background_mask: np.ndarray
-    geometry: FeatureGeometry
+    geometry: FeatureGeometry  # the native grid of the video's features
+    click_targets: np.ndarray | None = None
+    segment_targets: np.ndarray | None = None
+    boundary_targets: np.ndarray | None = None
+    frame_labels: np.ndarray | None = None
+    grid: SampleGrid | None = None
+
+    def __post_init__(self) -> None:
+        T, C = self.features.shape[0], self.video_labels.shape[0]
+        for name in ("click_targets", "segment_targets", "boundary_targets"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros((T, C), np.float32))
+        if self.grid is None:
+            self.grid = whole_grid(self.geometry, T)
 
     @property
     def length(self) -> int:
         return int(self.features.shape[0])
 
+    def sample(self, positions: np.ndarray) -> "VideoItem":
+        """This (whole) video at native snippet ``positions`` ``[L]``: features interpolated, targets moved with
+        them (:mod:`~clicktal.pipeline.data.sampling`)."""
+        grid = SampleGrid(self.geometry, np.asarray(positions, np.float64), self.length)
+        moved = {k: resample_targets(getattr(self, k), grid) for k in
+                 ("action_targets", "action_mask", "anchor_mask", "background_mask", "click_targets",
+                  "segment_targets", "boundary_targets")}
+        labelled = moved["action_targets"].sum(axis=1) > 0
+        moved["action_targets"][labelled] /= moved["action_targets"][labelled].sum(axis=1, keepdims=True)
+        frames = None
+        if self.frame_labels is not None:
+            frames = self.frame_labels[grid.frame_positions(self.geometry.frames_per_snippet)]
+        return replace(self, features=resample_features(self.features, grid), frame_labels=frames, grid=grid,
+                       **moved)
+
+    def action_content(self, positions: np.ndarray) -> tuple[float | None, int]:
+        """(action fraction, majority class) of the native snippets ``positions``: over their frames when the video
+        has frame labels, else over the snippets its boundaries label; ``(None, -1)`` with neither; class -1 for a
+        stretch without action."""
+        idx = np.asarray(positions, np.int64)
+        if self.frame_labels is not None:
+            f = self.geometry.frames_per_snippet
+            labels = self.frame_labels[(idx[:, None] * f + np.arange(f)).reshape(-1)]
+            counts = np.bincount(labels, minlength=self.video_labels.shape[0] + 1)[1:]
+            fraction = float((labels > 0).mean())
+        elif self.boundary_targets.any():
+            rows = self.boundary_targets[idx]
+            counts, fraction = rows.sum(axis=0), float((rows.sum(axis=1) > 0).mean())
+        else:
+            return None, -1
+        return fraction, int(counts.argmax()) if counts.any() else -1
+
+
+@dataclass
+class TrainingContext:
+    """What a model's training hook may use: the training videos one at a time, whole (no sampling), the device."""
+
+    iter_videos: Callable[[], Iterator[VideoItem]]
+    device: torch.device
+
 
 @dataclass
 class Batch:
-    """Padded videos. ``features [B, T, D]``, ``mask [B, T]`` (True on real snippets), ``video_labels [B, C]``,
+    """Padded samples. ``features [B, T, D]``, ``mask [B, T]`` (True on real snippets), ``video_labels [B, C]``,
     ``action_targets [B, T, C]``, ``action_mask``/``anchor_mask``/``background_mask [B, T]``, ``offsets [B]`` (the
-    first snippet of each crop in its video) and ``lengths [B]``."""
+    first native snippet of each crop or window; -1 for other grids), ``lengths [B]``; per kind
+    ``click_targets``/``segment_targets``/``boundary_targets [B, T, C]`` with ``segment_mask``/``boundary_mask
+    [B, T]``; ``frame_targets [B, F, C + 1]`` one-hot with ``frame_mask [B, F]`` when the run asks for frame
+    targets; ``grids``: each sample's :class:`SampleGrid`."""
 
     video_ids: list[str]
     features: torch.Tensor
@@ -107,19 +155,18 @@ class Batch:
     background_mask: torch.Tensor
     offsets: torch.Tensor
     lengths: torch.Tensor
+    click_targets: torch.Tensor | None = None
+    segment_targets: torch.Tensor | None = None
+    segment_mask: torch.Tensor | None = None
+    boundary_targets: torch.Tensor | None = None
+    boundary_mask: torch.Tensor | None = None
+    frame_targets: torch.Tensor | None = None
+    frame_mask: torch.Tensor | None = None
+    grids: list[SampleGrid] | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
         return Batch(**moved)
-
-
-@dataclass
-class TrainingContext:
-    """What a model's training hook may use: the training videos one at a time, whole (no crop), and the device."""
-
-    iter_videos: Callable[[], Iterator[VideoItem]]
-    device: torch.device
-
 
 
 def segment_snippets(geometry: FeatureGeometry, start_s: float, end_s: float, num_snippets: int) -> np.ndarray:
@@ -132,35 +179,56 @@ def segment_snippets(geometry: FeatureGeometry, start_s: float, end_s: float, nu
     return idx
 
 
+def _segment_targets(segments: Iterable[Segment], geometry: FeatureGeometry, index: dict[str, int], T: int
+                     ) -> np.ndarray:
+    out = np.zeros((T, len(index)), np.float32)
+    for seg in segments:
+        if seg.label in index:
+            out[segment_snippets(geometry, seg.start_s, seg.end_s, T), index[seg.label]] = 1.0
+    return out
+
+
+def frame_labels(segments: Iterable[Segment], geometry: FeatureGeometry, index: dict[str, int], T: int
+                 ) -> np.ndarray:
+    """``[T * f]`` int16: per frame of the resampled video (``f`` frames per snippet), 0 for background or
+    ``c + 1`` for the class of the instance holding the frame's centre (the later instance where two overlap)."""
+    f = geometry.frames_per_snippet
+    centres = (np.arange(T * f) + 0.5) / geometry.fps
+    out = np.zeros(T * f, np.int16)
+    for seg in segments:
+        if seg.label in index:
+            out[(centres >= seg.start_s) & (centres <= seg.end_s)] = index[seg.label] + 1
+    return out
+
+
 def make_item(video_id: str, features: np.ndarray, geometry: FeatureGeometry, supervision: Supervision,
-              classes: Sequence[str]) -> VideoItem:
+              classes: Sequence[str], *, with_frame_labels: bool = False) -> VideoItem:
     """Per-snippet targets of one video from its :class:`Supervision` (seconds -> snippets via ``geometry``)."""
     T, C = int(features.shape[0]), len(classes)
     index = {c: i for i, c in enumerate(classes)}
-    targets = np.zeros((T, C), np.float32)
-    anchors = np.zeros(T, bool)
+    clicks = np.zeros((T, C), np.float32)
     background = np.zeros(T, bool)
     video_labels = np.zeros(C, np.float32)
     for label in supervision.video_labels:
         if label in index:
             video_labels[index[label]] = 1.0
     for click in supervision.action_clicks:
-        if click.label not in index:
-            continue
-        t = geometry.index_of(click.time_s, T)
-        targets[t, index[click.label]] += 1.0
-        anchors[t] = True
-    segments = list(supervision.labelled_segments) + list(supervision.boundaries or ())
-    for seg in segments:
-        if seg.label not in index:
-            continue
-        idx = segment_snippets(geometry, seg.start_s, seg.end_s, T)
-        targets[idx, index[seg.label]] = np.maximum(targets[idx, index[seg.label]], 1.0)
+        if click.label in index:
+            clicks[geometry.index_of(click.time_s, T), index[click.label]] += 1.0
+    segments = _segment_targets(supervision.labelled_segments, geometry, index, T)
+    boundaries = _segment_targets(supervision.boundaries or (), geometry, index, T)
     for t_s in supervision.background_clicks:
         background[geometry.index_of(t_s, T)] = True
+    targets = np.maximum(clicks, np.maximum(segments, boundaries))
     labelled = targets.sum(axis=1) > 0
     targets[labelled] /= targets[labelled].sum(axis=1, keepdims=True)
-    return VideoItem(video_id, features, video_labels, targets, labelled, anchors, background, geometry)
+    frames = None
+    if with_frame_labels:
+        if supervision.boundaries is None:
+            raise ValueError(f"video {video_id}: frame targets need the boundaries (data.labels.boundaries: true)")
+        frames = frame_labels(supervision.boundaries, geometry, index, T)
+    return VideoItem(video_id, features, video_labels, targets, labelled, clicks.sum(axis=1) > 0, background,
+                     geometry, clicks, segments, boundaries, frames)
 
 
 class VideoDataset:
@@ -170,7 +238,7 @@ class VideoDataset:
     """
 
     def __init__(self, source: FeatureSource, supervision: dict[str, Supervision], classes: Sequence[str], *,
-                 preload: bool = True, video_ids: Iterable[str] | None = None):
+                 preload: bool = True, video_ids: Iterable[str] | None = None, frame_labels: bool = False):
         available = set(source.ids())
         wanted = sorted(video_ids if video_ids is not None else supervision)
         missing = [v for v in wanted if v not in available]
@@ -182,6 +250,7 @@ class VideoDataset:
         self.classes = list(classes)
         self.ids = wanted
         self.preload = preload
+        self.frame_labels = frame_labels
         self._cache: dict[str, VideoItem] = {}
 
     def __len__(self) -> int:
@@ -193,7 +262,8 @@ class VideoDataset:
         feats, meta = self.source.load(video_id)
         if self.preload:
             feats = np.array(feats, dtype=np.float32)
-        item = make_item(video_id, feats, meta.geometry, self.supervision[video_id], self.classes)
+        item = make_item(video_id, feats, meta.geometry, self.supervision[video_id], self.classes,
+                         with_frame_labels=self.frame_labels)
         if self.preload:
             self._cache[video_id] = item
         return item
@@ -210,49 +280,42 @@ class VideoDataset:
         return int(self[0].features.shape[1]) if self.ids else 0
 
 
-def collate(items: Sequence[VideoItem], *, max_length: int | None = None,
-            rng: np.random.Generator | None = None) -> Batch:
-    """Pad ``items`` to the longest (after cropping videos longer than ``max_length`` at a random start drawn from
-    ``rng``; the first ``max_length`` snippets when ``rng`` is None)."""
-    crops = []
-    for it in items:
-        T = it.length
-        start = 0
-        if max_length is not None and T > max_length:
-            start = int(rng.integers(0, T - max_length + 1)) if rng is not None else 0
-            T = max_length
-        crops.append((start, T))
-    B, L = len(items), max(t for _, t in crops)
-    D, C = items[0].features.shape[1], items[0].video_labels.shape[0]
-    feats = np.zeros((B, L, D), np.float32)
-    mask = np.zeros((B, L), bool)
-    targets = np.zeros((B, L, C), np.float32)
-    amask, anchors, bg = (np.zeros((B, L), bool) for _ in range(3))
-    for b, (it, (s, T)) in enumerate(zip(items, crops)):
-        sl = slice(s, s + T)
-        feats[b, :T] = it.features[sl]
-        mask[b, :T] = True
-        targets[b, :T] = it.action_targets[sl]
-        amask[b, :T] = it.action_mask[sl]
-        anchors[b, :T] = it.anchor_mask[sl]
-        bg[b, :T] = it.background_mask[sl]
+def _pad(arrays: Sequence[np.ndarray], length: int, dtype) -> np.ndarray:
+    out = np.zeros((len(arrays), length) + arrays[0].shape[1:], dtype)
+    for b, a in enumerate(arrays):
+        out[b, : len(a)] = a
+    return out
+
+
+def collate(items: Sequence[VideoItem]) -> Batch:
+    """Pad ``items`` (whole videos or samples) to the longest; frame targets when every item has frame labels."""
+    L = max(it.length for it in items)
+    C = items[0].video_labels.shape[0]
+    t = lambda name, dtype=np.float32: torch.from_numpy(_pad([getattr(it, name) for it in items], L, dtype))
+    mask = _pad([np.ones(it.length, bool) for it in items], L, bool)
+    frame_targets = frame_mask = None
+    if all(it.frame_labels is not None for it in items):
+        F = max(len(it.frame_labels) for it in items)
+        frames = _pad([it.frame_labels.astype(np.int64) for it in items], F, np.int64)
+        frame_mask = torch.from_numpy(_pad([np.ones(len(it.frame_labels), bool) for it in items], F, bool))
+        frame_targets = torch.nn.functional.one_hot(torch.from_numpy(frames), C + 1).float() * frame_mask[..., None]
+    segment_targets, boundary_targets = t("segment_targets"), t("boundary_targets")
     return Batch(
-        video_ids=[it.video_id for it in items],
-        features=torch.from_numpy(feats), mask=torch.from_numpy(mask),
+        video_ids=[it.video_id for it in items], features=t("features"), mask=torch.from_numpy(mask),
         video_labels=torch.from_numpy(np.stack([it.video_labels for it in items])),
-        action_targets=torch.from_numpy(targets), action_mask=torch.from_numpy(amask),
-        anchor_mask=torch.from_numpy(anchors), background_mask=torch.from_numpy(bg),
-        offsets=torch.tensor([s for s, _ in crops], dtype=torch.long),
-        lengths=torch.tensor([t for _, t in crops], dtype=torch.long),
+        action_targets=t("action_targets"), action_mask=t("action_mask", bool), anchor_mask=t("anchor_mask", bool),
+        background_mask=t("background_mask", bool),
+        offsets=torch.tensor([it.grid.offset for it in items], dtype=torch.long),
+        lengths=torch.tensor([it.length for it in items], dtype=torch.long),
+        click_targets=t("click_targets"), segment_targets=segment_targets, segment_mask=segment_targets.sum(-1) > 0,
+        boundary_targets=boundary_targets, boundary_mask=boundary_targets.sum(-1) > 0,
+        frame_targets=frame_targets, frame_mask=frame_mask, grids=[it.grid for it in items],
     )
 
 
-def sample_batch(dataset: VideoDataset, batch_size: int, rng: np.random.Generator, *,
-                 max_length: int | None = None) -> Batch:
-    """``batch_size`` distinct videos drawn at random (all of them when fewer), cropped and padded."""
-    n = len(dataset)
-    picks = rng.choice(n, size=min(batch_size, n), replace=False)
-    return collate([dataset[int(i)] for i in picks], max_length=max_length, rng=rng)
+def sample_batch(dataset: VideoDataset, batch_size: int, rng: np.random.Generator, sampler: Sampler) -> Batch:
+    """One training batch: ``sampler``'s training samples of ``batch_size`` videos (or windows), padded."""
+    return collate(sampler.train_items(dataset, batch_size, rng))
 
 
 def batch_rng(seed: int, iteration: int) -> np.random.Generator:
@@ -262,37 +325,6 @@ def batch_rng(seed: int, iteration: int) -> np.random.Generator:
 
 
 # ---------------------------------------------------------------------------------------------------- labels
-
-
-def choose_action_clicks(gt: GroundTruth, subset: str, cfg: ClickConfig, seed: int
-                         ) -> dict[str, tuple[ActionClick, ...]]:
-    """Action clicks per video of ``subset`` from the configured source (empty for ``none``/``boundaries``)."""
-    videos = gt.subset(subset)
-    rng = np.random.default_rng([seed if cfg.seed is None else cfg.seed, 0xC11C])
-    if cfg.source in ("none", "boundaries"):
-        return {}
-    if cfg.source in ("uniform", "gaussian"):
-        return {vid: simulate_action_clicks(videos[vid], rng, mode=cfg.source,
-                                            sigma_fraction=cfg.gaussian_sigma_fraction) for vid in sorted(videos)}
-    if not cfg.files:
-        raise ValueError(f"click source {cfg.source!r} needs data.clicks.files (one per annotator)")
-    per_file = [read_action_clicks(f, gt)[0] for f in cfg.files]
-    if cfg.source == "annotator":
-        if not 0 <= cfg.annotator < len(per_file):
-            raise ValueError(f"data.clicks.annotator {cfg.annotator} is not an index into {len(per_file)} files")
-        chosen = per_file[cfg.annotator]
-        return {vid: tuple(chosen.get(vid, ())) for vid in sorted(videos)}
-    # random_annotator: one annotator per video, drawn in sorted video order so a seed reproduces the draw
-    picks = rng.integers(0, len(per_file), size=len(videos))
-    return {vid: tuple(per_file[int(k)].get(vid, ())) for vid, k in zip(sorted(videos), picks)}
-
-
-def training_supervision(gt: GroundTruth, subset: str, cfg: ClickConfig, seed: int) -> dict[str, Supervision]:
-    """:class:`Supervision` for every video of ``subset``: video labels plus the configured clicks/boundaries."""
-    clicks = choose_action_clicks(gt, subset, cfg, seed)
-    sup = build_supervision(gt, subset=subset, action_clicks={k: list(v) for k, v in clicks.items()},
-                            with_boundaries=cfg.source == "boundaries")
-    return sup
 
 
 def split_holdout(video_ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -319,7 +351,8 @@ def resolve_ground_truth(cfg: DataConfig, source: FeatureSource) -> GroundTruth:
 
 @dataclass
 class DataBundle:
-    """Everything a run reads: the ground truth, class list, and the training / held-out / test datasets."""
+    """Everything a run reads: the ground truth, class list, the training / held-out / test datasets, the feature
+    contract every one of their videos shares and the labels read for training."""
 
     gt: GroundTruth
     classes: list[str]
@@ -327,41 +360,51 @@ class DataBundle:
     train: VideoDataset
     val: VideoDataset | None
     test_ids: list[str]
+    contract: FeatureContract
+    labels: LabelSet
 
 
-def load_data(cfg: DataConfig, *, seed: int) -> DataBundle:
-    """Open the features and labels of ``cfg``. Test videos are listed, never given labels here."""
+def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = None) -> DataBundle:
+    """Open the features and labels of ``cfg``. Test videos are listed, never given labels here. Every video used
+    must share one feature contract, and ``contract`` (a trained run's) when given; an error names the video and
+    the field that differs."""
     if not cfg.features:
         raise ValueError("data.features is empty: give a feature folder (config or --features)")
     source = open_features(Path(os.path.expanduser(cfg.features)))
     gt = resolve_ground_truth(cfg, source)
     classes = gt.classes()
-    sup = training_supervision(gt, cfg.train_subset, cfg.clicks, seed)
     available = set(source.ids())
-    train_ids = [v for v in sorted(sup) if v in available]
+    train_ids = [v for v in sorted(gt.subset(cfg.train_subset)) if v in available]
     if not train_ids:
         raise ValueError(f"no video of subset {cfg.train_subset!r} has features in {cfg.features}")
-    train_ids, val_ids = split_holdout(train_ids, cfg.val_fraction, seed)
-    train = VideoDataset(source, sup, classes, preload=cfg.preload, video_ids=train_ids)
-    val = None
-    if val_ids:
-        # held-out videos keep their clicks (validation loss); their boundaries stay in ``gt`` (validation mAP)
-        val = VideoDataset(source, sup, classes, preload=cfg.preload, video_ids=val_ids)
     test_ids = [v for v in sorted(gt.subset(cfg.test_subset)) if v in available]
-    return DataBundle(gt, classes, source, train, val, test_ids)
+    found = source_contract(source, train_ids + [v for v in test_ids if v not in set(train_ids)])
+    if contract is not None:
+        contract.check(found, f"{cfg.features}")
+    labels = training_supervision(gt, cfg.train_subset, cfg.labels, seed=seed, geometry=found.geometry)
+    sup = labels.supervision
+    train_ids, val_ids = split_holdout(train_ids, cfg.val_fraction, seed)
+    kw = dict(preload=cfg.preload, frame_labels=cfg.labels.frame_targets)
+    train = VideoDataset(source, sup, classes, video_ids=train_ids, **kw)
+    # held-out videos keep their labels (validation loss); their boundaries stay in ``gt`` (validation mAP)
+    val = VideoDataset(source, sup, classes, video_ids=val_ids, **kw) if val_ids else None
+    return DataBundle(gt, classes, source, train, val, test_ids, found, labels)
 
 
 def label_counts(dataset: VideoDataset) -> dict[str, int]:
-    """How much supervision a dataset carries (for run logs)."""
-    out = {"videos": len(dataset), "snippets": 0, "labelled_snippets": 0, "anchors": 0, "background_clicks": 0}
+    """How much supervision a dataset carries, in snippets (for run logs)."""
+    out = {"videos": len(dataset), "snippets": 0, "labelled_snippets": 0, "anchors": 0, "background_clicks": 0,
+           "segment_snippets": 0, "boundary_snippets": 0}
     for it in dataset:
         out["snippets"] += it.length
         out["labelled_snippets"] += int(it.action_mask.sum())
         out["anchors"] += int(it.anchor_mask.sum())
         out["background_clicks"] += int(it.background_mask.sum())
+        out["segment_snippets"] += int(it.segment_targets.any(axis=1).sum())
+        out["boundary_snippets"] += int(it.boundary_targets.any(axis=1).sum())
     return out
 
 
-__all__ = ["ClickConfig", "DataConfig", "VideoItem", "Batch", "VideoDataset", "DataBundle", "make_item", "collate",
-           "sample_batch", "batch_rng", "choose_action_clicks", "training_supervision", "split_holdout",
-           "load_data", "segment_snippets", "label_counts"]
+__all__ = ["DataConfig", "VideoItem", "TrainingContext", "Batch", "VideoDataset", "DataBundle", "make_item",
+           "collate", "sample_batch", "batch_rng", "split_holdout", "load_data", "segment_snippets", "frame_labels",
+           "label_counts"]

@@ -171,7 +171,7 @@ def detect_segments(scores: np.ndarray, geometry: FeatureGeometry, classes: Sequ
         if actionness.shape[0] != num_snippets:
             raise ValueError(f"actionness must be [{num_snippets}], got {actionness.shape}")
 
-    per_snippet = geometry.stride if config.resolution == "frame" else 1
+    per_snippet = geometry.frames_per_snippet if config.resolution == "frame" else 1
     signal = scores[:, selected]
     if per_snippet > 1:
         signal = _upsample(signal, geometry, per_snippet)

@@ -28,7 +28,8 @@ import torch
 from clicktal.models.base import Localizer
 from clicktal.pipeline.core.config import config_to_dict, dump_config
 from clicktal.pipeline.core.files import atomic_write
-from clicktal.pipeline.data.datasets import TrainingContext, VideoDataset, batch_rng, sample_batch
+from clicktal.pipeline.data.datasets import TrainingContext, VideoDataset, batch_rng, collate, sample_batch
+from clicktal.pipeline.data.sampling import Sampler
 from clicktal.pipeline.runs.schema import OptimConfig, TrainConfig
 
 
@@ -121,17 +122,17 @@ class Trainer:
     """Trains ``model`` on ``train_set`` under ``cfg``, writing into ``run_dir``.
 
     ``validator(model, iteration) -> {"val_loss": ..., "val_map": ...}`` runs every ``cfg.validate_every``
-    iterations when given (it must only look at held-out training videos). ``max_length`` crops training videos
-    (``DataConfig.max_length``). ``resolved_config`` is written to ``run_dir/config.yaml`` and, with ``metadata``
+    iterations when given (it must only look at held-out training videos). ``sampler`` draws the training samples
+    (``DataConfig.sampling``; whole videos by default). ``resolved_config`` is written to ``run_dir/config.yaml`` and, with ``metadata``
     (what rebuilding the model needs: classes, input width, streams), into every checkpoint.
     """
 
     def __init__(self, model: Localizer, train_set: VideoDataset, cfg: TrainConfig, run_dir: str | os.PathLike, *,
-                 max_length: int | None = None, validator: Validator | None = None,
+                 sampler: Sampler | None = None, validator: Validator | None = None,
                  resolved_config: Any = None, metadata: dict | None = None):
         self.model, self.train_set, self.cfg = model, train_set, cfg
         self.run_dir = Path(run_dir)
-        self.max_length = max_length
+        self.sampler = sampler or Sampler()
         self.validator = validator
         self.resolved_config = resolved_config
         self.metadata = dict(metadata or {})
@@ -208,7 +209,7 @@ class Trainer:
             if model.training_hook(it, context):
                 optimizer = make_optimizer(model, cfg.optimizer)
             batch = sample_batch(self.train_set, cfg.batch_size, batch_rng(cfg.seed, it),
-                                 max_length=self.max_length).to(self.device)
+                                 self.sampler).to(self.device)
             model.train()
             output = model(batch.features, batch.mask)
             terms = model.losses(output, batch, iteration=it)
@@ -270,16 +271,17 @@ def _progress(start: int, total: int, enabled: bool):
     return tqdm(total=total, initial=start, desc="train", dynamic_ncols=True, leave=False)
 
 
-def validation_loss(model: Localizer, dataset: VideoDataset, iteration: int, device: torch.device | str = "cpu"
-                    ) -> float:
-    """Mean total loss over ``dataset``'s whole videos, one at a time, in eval mode (no dropout)."""
-    from clicktal.pipeline.data.datasets import collate
-
+def validation_loss(model: Localizer, dataset: VideoDataset, iteration: int, device: torch.device | str = "cpu",
+                    sampler: Sampler | None = None) -> float:
+    """Mean total loss over the inference samples of ``dataset``'s videos (whole videos by default), one sample at a
+    time, in eval mode (no dropout)."""
+    sampler = sampler or Sampler()
     model.eval()
     values = []
     with torch.no_grad():
         for item in dataset:
-            batch = collate([item]).to(device)
-            terms = model.losses(model(batch.features, batch.mask), batch, iteration=iteration)
-            values.append(float(terms["total"]))
+            for sample in sampler.inference_samples(item):
+                batch = collate([sample]).to(device)
+                terms = model.losses(model(batch.features, batch.mask), batch, iteration=iteration)
+                values.append(float(terms["total"]))
     return float(np.mean(values)) if values else float("nan")

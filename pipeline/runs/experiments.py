@@ -22,9 +22,11 @@ from clicktal.pipeline.data.annotations import GroundTruth, read_ambiguous
 from clicktal.pipeline.core.config import config_from_dict, config_to_dict, dump_config, merge_overrides
 from clicktal.pipeline.data.datasets import DataBundle, load_data, label_counts
 from clicktal.pipeline.data.detections import Detection, write_detections
-from clicktal.pipeline.runs.engine import TrainResult, Trainer, load_checkpoint, resolve_device, seed_everything, validation_loss
+from clicktal.pipeline.runs.engine import (TrainResult, Trainer, load_checkpoint, resolve_device, seed_everything,
+                                           validation_loss)
 from clicktal.pipeline.runs.schema import ExperimentConfig
-from clicktal.pipeline.evaluation.detection import evaluate_detections
+from clicktal.pipeline.data.sampling import Sampler
+from clicktal.pipeline.evaluation.detection import evaluate_detections, frame_level_map
 from clicktal.pipeline.runs.inference import infer_videos, load_run, postprocess_config
 
 
@@ -80,10 +82,8 @@ def parse_set(items: list[str]) -> dict:
 
 
 def _metadata(bundle: DataBundle) -> dict:
-    meta = bundle.source.load(bundle.train.ids[0])[1]
-    return {"classes": bundle.classes, "input_dim": int(meta.dim),
-            "streams": {k: list(v) for k, v in meta.streams.items()}, "geometry": meta.geometry.to_dict(),
-            "extractor": meta.extractor, "train_videos": list(bundle.train.ids),
+    """What rebuilding and applying the model needs: its classes and the whole feature contract."""
+    return {"classes": bundle.classes, "contract": bundle.contract.to_dict(), "train_videos": list(bundle.train.ids),
             "heldout_videos": list(bundle.val.ids) if bundle.val else []}
 
 
@@ -100,17 +100,31 @@ def _evaluate(cfg: ExperimentConfig, gt: GroundTruth, detections: list[Detection
     return res, mAP, avg
 
 
+def _frame_map(bundle: DataBundle, scores: dict, subset: str) -> dict:
+    """Frame-level mAP (FSN's Table 1) of the test videos' native-grid scores: per snippet, or per frame for a model
+    that predicts frames. Videos of the subset without features are left out, and counted."""
+    grids = {grid for _, grid in scores.values()}
+    if len(grids) != 1:
+        raise ValueError(f"frame-level mAP needs one grid for all videos, got {sorted(map(str, grids))}")
+    videos = {v: bundle.gt.videos[v] for v in scores}
+    res = frame_level_map(GroundTruth(videos, source=bundle.gt.source), {v: s for v, (s, _) in scores.items()},
+                          bundle.classes, grids.pop())
+    return {"mAP": res.mAP, "per_class_AP": res.per_class_AP, "videos": len(videos),
+            "videos_without_features": len(bundle.gt.subset(subset)) - len(videos)}
+
+
 def make_validator(cfg: ExperimentConfig, bundle: DataBundle, device):
     """Validation on the held-out training videos: loss on their clicks and mAP against their boundaries."""
     if bundle.val is None:
         return None
     post = postprocess_config(cfg.postprocess)
     held = GroundTruth({v: bundle.gt.videos[v] for v in bundle.val.ids}, source="held-out training videos")
+    sampler = Sampler(cfg.data.sampling)
 
     def validate(model, iteration: int) -> dict[str, float]:
-        out = {"val_loss": validation_loss(model, bundle.val, iteration, device)}
+        out = {"val_loss": validation_loss(model, bundle.val, iteration, device, sampler)}
         dets = infer_videos(model, bundle.source, bundle.val.ids, bundle.classes, post,
-                            durations=_durations(bundle.gt, bundle.val.ids), device=device)
+                            durations=_durations(bundle.gt, bundle.val.ids), sampler=sampler, device=device)
         if held.classes():
             _, _, out["val_map"] = _evaluate(cfg, held, dets, None, None)
         return out
@@ -129,12 +143,14 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
     bundle = load_data(cfg.data, seed=seed)
     meta = _metadata(bundle)
     seed_everything(seed, cfg.train.deterministic)  # the initial weights are part of what the seed reproduces
-    model, params = build_localizer(cfg.model.name, cfg.model.params, input_dim=meta["input_dim"],
-                                    num_classes=len(bundle.classes), streams=meta["streams"])
+    contract = bundle.contract
+    model, params = build_localizer(cfg.model.name, cfg.model.params, input_dim=contract.dim,
+                                    num_classes=len(bundle.classes), streams=contract.streams,
+                                    geometry=contract.geometry)
     cfg = replace(cfg, model=replace(cfg.model, params=params))
     meta["labels"] = label_counts(bundle.train)
     device = resolve_device(cfg.train.device)
-    trainer = Trainer(model, bundle.train, cfg.train, out, max_length=cfg.data.max_length,
+    trainer = Trainer(model, bundle.train, cfg.train, out, sampler=Sampler(cfg.data.sampling),
                       validator=make_validator(cfg, bundle, device), resolved_config=cfg, metadata=meta)
     (out / "run_meta.json").write_text(json.dumps(meta, indent=1))
     result = trainer.fit(resume=resume, stop_after=stop_after)
@@ -150,14 +166,18 @@ def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: 
                          seconds: float, iterations: int, device) -> ExperimentResult:
     post = postprocess_config(cfg.postprocess)
     t0 = time.perf_counter()
+    scores: dict = {}
     dets = infer_videos(model, bundle.source, bundle.test_ids, bundle.classes, post,
-                        durations=_durations(bundle.gt, bundle.test_ids), device=device)
+                        durations=_durations(bundle.gt, bundle.test_ids), sampler=Sampler(cfg.data.sampling),
+                        device=device, scores_out=scores)
     infer_s = time.perf_counter() - t0
     det_path = out / "detections.json"
     write_detections(det_path, dets, version=cfg.name, external_data={"selected": selected})
     ambiguous = read_ambiguous(cfg.data.ambiguous) if cfg.data.ambiguous and cfg.evaluation.use_ambiguous else None
     res, mAP, avg = _evaluate(cfg, bundle.gt, dets, cfg.data.test_subset, ambiguous)
     extra = {"n_detections": len(dets), "inference_seconds": infer_s, "n_ambiguous_dropped": res.n_ambiguous}
+    if cfg.evaluation.frame_map:
+        extra["frame_mAP"] = _frame_map(bundle, scores, cfg.data.test_subset)
     val_log = out / "val_log.jsonl"
     if val_log.exists() and val_log.read_text().strip():
         extra["last_validation"] = json.loads(val_log.read_text().strip().splitlines()[-1])
@@ -179,7 +199,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, che
     data = replace(cfg.data, features=features or cfg.data.features,
                    test_subset=subset or cfg.data.test_subset)
     cfg = replace(cfg, data=data)
-    bundle = load_data(cfg.data, seed=cfg.train.seed)
+    bundle = load_data(cfg.data, seed=cfg.train.seed, contract=run.contract)
     if bundle.classes != run.classes:
         raise ValueError(f"the run was trained on classes {run.classes}, the data has {bundle.classes}")
     ck = load_checkpoint(run.checkpoint, "cpu")

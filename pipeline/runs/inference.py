@@ -1,7 +1,10 @@
-"""Model -> frame scores -> detections. The model says how its output becomes frame scores
-(:meth:`~clicktal.models.base.Localizer.frame_scores`); post-processing (:mod:`clicktal.pipeline.postprocess.grouping`)
-groups them with a named preset; this module runs the two over whole videos (no crop) and maps back to seconds
-through the features' geometry.
+"""Model -> frame scores -> detections.
+
+Each video goes through the run's inference sampler (:mod:`clicktal.pipeline.data.sampling`: the whole video, tiles,
+one resized sample, ...); the model says how each sample's output becomes frame scores
+(:meth:`~clicktal.models.base.Localizer.frame_scores`); the samples' scores are mapped back onto the video's native
+snippet grid, or onto its frames for a model that predicts per frame, and post-processing
+(:mod:`clicktal.pipeline.postprocess.grouping`) groups them with a named preset into detections in seconds.
 """
 from __future__ import annotations
 
@@ -15,13 +18,17 @@ import numpy as np
 import torch
 
 from clicktal.models import FrameScores, Localizer, build_localizer
-
-from clicktal.pipeline.data.cache import FeatureSource
 from clicktal.pipeline.core.config import ConfigError, config_from_dict
+from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.data.cache import FeatureSource
+from clicktal.pipeline.data.contract import FeatureContract
+from clicktal.pipeline.data.datasets import make_item
 from clicktal.pipeline.data.detections import Detection
+from clicktal.pipeline.data.sampling import Sampler, to_native
+from clicktal.pipeline.data.supervision import Supervision
+from clicktal.pipeline.postprocess.grouping import PRESETS, PostprocessConfig, detect_segments
 from clicktal.pipeline.runs.engine import load_checkpoint, resolve_device
 from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec
-from clicktal.pipeline.postprocess.grouping import PRESETS, PostprocessConfig, detect_segments
 
 
 def postprocess_config(spec: PostprocessSpec) -> PostprocessConfig:
@@ -40,45 +47,81 @@ def postprocess_config(spec: PostprocessSpec) -> PostprocessConfig:
 
 
 @torch.no_grad()
-def predict_scores(model: Localizer, features: np.ndarray, device: torch.device | str = "cpu") -> FrameScores:
-    """Frame scores of one whole video, ``features [T, D]``, in eval mode."""
+def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeometry, *,
+                   sampler: Sampler | None = None, device: torch.device | str = "cpu"
+                   ) -> tuple[FrameScores, FeatureGeometry]:
+    """One video's frame scores on its native grid: ``features [T, D]`` through ``sampler``'s inference samples
+    (whole video by default), in eval mode. Returns the scores and their grid: ``geometry`` itself, or its frames
+    (``[T * f]`` rows) for a model whose ``output_resolution`` is ``"frame"``. A video's scores from several
+    samples (tiles) are averaged where they overlap; its video-level scores are the maximum over the samples (a
+    class present in any part is present in the video)."""
     model.eval()
-    x = torch.tensor(np.asarray(features, dtype=np.float32))[None].to(device)  # a copy: features may be read-only
-    mask = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
-    return model.frame_scores(model(x, mask), 0)
+    sampler = sampler or Sampler()
+    item = make_item("", features, geometry, Supervision("", 0.0), [""] * model.num_classes)
+    grids, outs = [], []
+    for sample in sampler.inference_samples(item):
+        x = torch.tensor(sample.features, dtype=torch.float32)[None].to(device)  # a copy: features may be read-only
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
+        grids.append(sample.grid)
+        outs.append(model.frame_scores(model(x, mask), 0))
+    per_frame = getattr(model, "output_resolution", "snippet") == "frame"
+    f = geometry.frames_per_snippet if per_frame else None
+    native = lambda name: to_native(grids, [getattr(o, name) for o in outs], frames_per_snippet=f)
+    scores = FrameScores(scores=native("scores"), video_scores=np.max([o.video_scores for o in outs], axis=0),
+                         class_probs=native("class_probs"),
+                         actionness=None if outs[0].actionness is None else native("actionness"))
+    return scores, (geometry.frames() if per_frame else geometry)
 
 
-def detect_video(model: Localizer, features: np.ndarray, geometry, classes: Sequence[str], video_id: str,
-                 post: PostprocessConfig, *, duration_s: float | None = None,
-                 device: torch.device | str = "cpu") -> list[Detection]:
-    """Detections of one video (seconds), best first."""
-    fs = predict_scores(model, features, device)
-    return detect_segments(fs.scores, geometry, classes, video_id, post, video_scores=fs.video_scores,
+def detect_video(model: Localizer, features: np.ndarray, geometry: FeatureGeometry, classes: Sequence[str],
+                 video_id: str, post: PostprocessConfig, *, duration_s: float | None = None,
+                 sampler: Sampler | None = None, device: torch.device | str = "cpu",
+                 scores_out: dict | None = None) -> list[Detection]:
+    """Detections of one video (seconds), best first; ``scores_out[video_id]`` receives its native-grid scores
+    and their grid when given (for frame-level mAP)."""
+    fs, grid = predict_scores(model, features, geometry, sampler=sampler, device=device)
+    if scores_out is not None:
+        scores_out[video_id] = (fs.scores, grid)
+    return detect_segments(fs.scores, grid, classes, video_id, post, video_scores=fs.video_scores,
                            actionness=fs.actionness, duration_s=duration_s)
 
 
 def infer_videos(model: Localizer, source: FeatureSource, video_ids: Iterable[str], classes: Sequence[str],
                  post: PostprocessConfig, *, durations: dict[str, float] | None = None,
-                 device: torch.device | str = "cpu") -> list[Detection]:
+                 sampler: Sampler | None = None, device: torch.device | str = "cpu",
+                 scores_out: dict | None = None) -> list[Detection]:
     """Detections of every video in ``video_ids`` (features from ``source``), video after video."""
     out: list[Detection] = []
     for vid in video_ids:
         feats, meta = source.load(vid)
         out.extend(detect_video(model, feats, meta.geometry, classes, vid, post,
-                                duration_s=(durations or {}).get(vid), device=device))
+                                duration_s=(durations or {}).get(vid), sampler=sampler, device=device,
+                                scores_out=scores_out))
     return out
 
 
 @dataclass
 class LoadedRun:
-    """A trained run: its model (eval mode), resolved config, classes and checkpoint."""
+    """A trained run: its model (eval mode), resolved config, classes, checkpoint and the feature contract its
+    features must keep."""
 
     model: Localizer
     config: ExperimentConfig
     classes: list[str]
     checkpoint: Path
     device: torch.device
-    input_dim: int  # feature width the model was trained on
+    contract: FeatureContract
+
+    @property
+    def sampler(self) -> Sampler:
+        return Sampler(self.config.data.sampling)
+
+    def check_features(self, source: FeatureSource, video_ids: Iterable[str]) -> None:
+        """Raise :class:`~clicktal.pipeline.data.contract.ContractError` naming the first video whose features break
+        the run's contract, and the fields that differ."""
+        for vid in video_ids:
+            self.contract.check(FeatureContract.of(source.meta(vid)), f"video {vid}",
+                                expected=f"the run {self.checkpoint.parent}")
 
     def detect(self, source: FeatureSource, video_ids: Iterable[str], *, preset: str | None = None,
                overrides: dict | None = None) -> list[Detection]:
@@ -90,15 +133,10 @@ class LoadedRun:
             spec = dataclasses.replace(spec, preset=preset, params={})
         post = postprocess_config(dataclasses.replace(spec, params={**spec.params, **(overrides or {})}))
         ids = list(video_ids)
-        durations = {}
-        for vid in ids:
-            feats, meta = source.load(vid)
-            if feats.shape[1] != self.input_dim:
-                raise ValueError(f"video {vid}: features are {feats.shape[1]}-d but the run {self.checkpoint} was "
-                                 f"trained on {self.input_dim}-d features (extract them the same way)")
-            if meta.source.get("duration_s"):
-                durations[vid] = float(meta.source["duration_s"])
-        return infer_videos(self.model, source, ids, self.classes, post, durations=durations, device=self.device)
+        self.check_features(source, ids)
+        durations = {vid: float(d) for vid in ids if (d := source.meta(vid).source.get("duration_s"))}
+        return infer_videos(self.model, source, ids, self.classes, post, durations=durations, sampler=self.sampler,
+                            device=self.device)
 
 
 def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
@@ -118,12 +156,21 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None
     if not cfg_dict or "classes" not in meta:
         raise ValueError(f"{checkpoint}: no config or run metadata (written by clicktal's run_experiment?)")
     cfg = config_from_dict(ExperimentConfig, cfg_dict, str(checkpoint))
-    streams = {k: tuple(v) for k, v in meta["streams"].items()} if meta.get("streams") else None
-    model, _ = build_localizer(cfg.model.name, cfg.model.params, input_dim=int(meta["input_dim"]),
-                               num_classes=len(meta["classes"]), streams=streams)
+    contract = run_contract(meta, checkpoint)
+    model, _ = build_localizer(cfg.model.name, cfg.model.params, input_dim=contract.dim,
+                               num_classes=len(meta["classes"]), streams=contract.streams, geometry=contract.geometry)
     model.load_state_dict(ck["model"])
     model.to(dev).eval()
-    return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev, int(meta["input_dim"]))
+    return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev, contract)
 
 
-__all__ = ["postprocess_config", "predict_scores", "detect_video", "infer_videos", "LoadedRun", "load_run"]
+def run_contract(meta: dict, where: str | os.PathLike) -> FeatureContract:
+    """The feature contract a run recorded (``meta["contract"]``)."""
+    if "contract" not in meta:
+        raise ValueError(f"{where}: the run records no feature contract (trained before clicktal recorded one); "
+                         f"retrain it to use it on new features")
+    return FeatureContract.from_dict(meta["contract"])
+
+
+__all__ = ["postprocess_config", "predict_scores", "detect_video", "infer_videos", "LoadedRun", "load_run",
+           "run_contract"]

@@ -1,0 +1,1 @@
+"""Runs: the training engine, inference and experiments; the only layer that imports ``clicktal.models``."""
