@@ -8,7 +8,8 @@ import yaml
 
 from clicktal.models import build_localizer
 from clicktal.models.base import Localizer, LocalizerOutput
-from clicktal.pipeline.data.datasets import ClickConfig, DataConfig, load_data
+from clicktal.pipeline.data.datasets import DataConfig, load_data
+from clicktal.pipeline.data.labels import ActionClickConfig, LabelConfig
 from clicktal.pipeline.runs.engine import NonFiniteLossError, Trainer, load_checkpoint, make_optimizer
 from clicktal.pipeline.runs.schema import ExperimentConfig, OptimConfig, TrainConfig
 from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
@@ -20,7 +21,7 @@ def data(tmp_path_factory):
     gt = random_ground_truth(n_videos=10, seed=1)
     synthesize_features(gt, root / "feats", dim=8, seed=1)
     cfg = DataConfig(features=str(root / "feats"), ground_truth=str(gt.write(root / "gt.json")),
-                     train_subset="training", test_subset="test", clicks=ClickConfig(source="uniform"),
+                     train_subset="training", test_subset="test", labels=LabelConfig(ActionClickConfig(source="uniform")),
                      max_length=40)
     return load_data(cfg, seed=0), cfg
 

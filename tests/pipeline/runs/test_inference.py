@@ -3,14 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from clicktal.models import build_localizer
+from clicktal.models import FrameScores, Localizer, LocalizerOutput, build_localizer
 from clicktal.pipeline.core.config import ConfigError
 from clicktal.pipeline.runs.schema import PostprocessSpec
 from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.data.sampling import Sampler, SamplerConfig, SamplingConfig
 from clicktal.pipeline.runs.inference import detect_video, postprocess_config, predict_scores
 from clicktal.pipeline.postprocess.grouping import PRESETS
 
 CLASSES = ["jump", "run", "swim"]
+G = FeatureGeometry(fps=25, window=16, stride=16)
 
 
 def model():
@@ -32,8 +34,9 @@ def test_postprocess_presets_with_overrides():
 def test_predict_scores_covers_every_snippet_in_eval_mode():
     m = model().train()
     feats = np.random.default_rng(0).random((37, 6)).astype(np.float32)
-    a, b = predict_scores(m, feats), predict_scores(m, feats)
+    (a, grid), (b, _) = predict_scores(m, feats, G), predict_scores(m, feats, G)
     assert a.scores.shape == (37, 3) and np.array_equal(a.scores, b.scores)  # no dropout at inference
+    assert grid == G
     assert not m.training
 
 
@@ -48,3 +51,55 @@ def test_detections_are_in_seconds_of_the_features_geometry():
         assert 0 <= d.start_s < d.end_s <= 52.0
         assert abs(d.start_s / step - round(d.start_s / step)) < 1e-6  # snippet edges of this geometry
     assert [d.score for d in dets] == sorted((d.score for d in dets), reverse=True)
+
+
+class Echo(Localizer):
+    """Class scores = the first feature columns, per snippet or repeated on every frame of a snippet."""
+
+    num_classes = 3
+
+    def __init__(self, output_resolution="snippet", frames=16):
+        super().__init__()
+        self.output_resolution, self.frames = output_resolution, frames
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, features, mask):
+        return LocalizerOutput(features[..., :3], None, mask)
+
+    def frame_scores(self, output, index=0):
+        s = output.class_scores[index].numpy()
+        if self.output_resolution == "frame":
+            s = np.repeat(s, self.frames, axis=0)
+        return FrameScores(s, s.max(0), s)
+
+
+def sampled(kind, **kw):
+    return Sampler(SamplingConfig(inference=SamplerConfig(kind=kind, **kw)))
+
+
+def test_every_inference_sampler_maps_scores_back_to_the_native_grid():
+    T = 203
+    step = (np.arange(T) >= 77).astype(np.float32)
+    feats = np.stack([step, 1 - step, np.linspace(0, 1, T, dtype=np.float32)], axis=1)
+    for sampler, elements in ((sampled("whole"), T), (sampled("crop", length=50), T),
+                              (sampled("windows", length=7), T), (sampled("resize", length=750), 750),
+                              (sampled("resize", length=60), 60), (sampled("segments", count=40, mode="uniform"), 40)):
+        fs, grid = predict_scores(Echo(), feats, G, sampler=sampler)
+        assert fs.scores.shape == (T, 3) and grid == G
+        if elements == T:
+            assert np.array_equal(fs.scores, feats)
+        else:  # the step's edge within one sampled element (in native snippets) of the truth, the ramp exact
+            edge = np.flatnonzero(fs.scores[:, 0] >= 0.5)[0]
+            assert abs(edge - 77) <= max(1.0, T / elements), (sampler.config.inference, edge)
+            assert np.abs(fs.scores[:, 2] - feats[:, 2]).max() < 0.02
+
+
+def test_per_frame_models_get_frame_scores_and_detections_in_seconds():
+    T = 20
+    feats = np.zeros((T, 3), np.float32)
+    feats[5:9, 1] = 1.0  # class "run" on snippets 5-8: 3.2 s to 5.76 s
+    fs, grid = predict_scores(Echo("frame"), feats, G, sampler=sampled("windows", length=7))
+    assert fs.scores.shape == (T * 16, 3) and grid == G.frames()
+    post = postprocess_config(PostprocessSpec("fsn", {"thresholds": [0.5], "nms": "none"}))
+    dets = detect_video(Echo("frame"), feats, G, CLASSES, "v", post, sampler=sampled("windows", length=7))
+    assert [(d.label, d.start_s, d.end_s) for d in dets] == [("run", pytest.approx(3.2), pytest.approx(5.76))]
