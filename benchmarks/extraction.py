@@ -146,7 +146,7 @@ def bench_flow(videos: list[Path], pairs: int) -> None:
 def bench_i3d(batch: int, repeats: int) -> None:
     import torch
 
-    from clicktal.extractors.models import bf16_supported, build_extractor
+    from clicktal.extractors.networks import bf16_supported, build_extractor
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
@@ -175,7 +175,7 @@ def bench_i3d(batch: int, repeats: int) -> None:
 def bench_e2e(video: Path, workers: int, configs: list[tuple[str, dict]]) -> None:
     import torch
 
-    from clicktal.extractors.extract import extract_folder
+    from clicktal.extractors.runner import extract_folder
 
     rows = []
     for name, opts in configs:

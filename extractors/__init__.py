@@ -4,8 +4,9 @@ Entry points: :func:`extract_folder` (what ``tools/extract_features.py`` runs), 
 per-video task that joblib, Dask or Ray run), :func:`compute_features` (arrays + metadata, no cache).
 """
 from .decode import Video, VideoError, VideoInfo, find_videos
-from .extract import (ExtractionConfig, Summary, VideoResult, compute_features, extract_folder,
-                      extract_video, plan_videos, read_saved_flow)
+from .extract import ExtractionConfig, VideoResult, compute_features, extract_video
+from .flowio import read_saved_flow
+from .runner import Summary, extract_folder, plan_videos
 from .weights import WeightsError
 
 __all__ = [

@@ -1,13 +1,9 @@
-"""Per-video extraction (one picklable function) and the run over a folder of videos.
+"""Per-video extraction: one picklable function from a video file to its features in the cache.
 
-:func:`extract_video` decodes, computes flow and features for one video and writes them to the feature cache; it
-is what joblib runs locally and what runs unchanged on joblib's Dask backend or on Ray. :func:`extract_folder`
-finds the videos, skips those already complete, runs the rest with a progress bar, and writes ``failures.json``.
-
-Snippets. Snippet ``i`` sees the resampled frames ``[i * stride, i * stride + window)`` and the flows of the same
-frames (the pair ``(t, t + 1)`` for each frame ``t``; see :mod:`clicktal.extractors.flow`). The last partial
-snippet is padded by repeating the video's last frame and last flow (edge padding), never dropped, so a video of
-``duration_s`` seconds gives ``FeatureGeometry.snippet_count(duration_s) = ceil(duration_s * fps / stride)`` rows.
+:func:`compute_features` decodes one video, streams its frames (and TV-L1 flow) through the snippet assembler and
+the network, and returns the features ``[T, D]`` with their :class:`FeatureMeta`. :func:`extract_video` writes them
+to the feature cache, skipping a video already complete there; it is what joblib runs locally and what runs
+unchanged on joblib's Dask backend or on Ray (see :mod:`clicktal.extractors.runner` for the folder run).
 """
 from __future__ import annotations
 
@@ -15,28 +11,25 @@ import contextlib
 import dataclasses
 import glob
 import json
-import math
 import os
 import platform
 import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
-from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta
-from clicktal.pipeline.core.files import atomic_write
 from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta
 
-from .decode import BACKENDS, Video, VideoError, find_videos
-from .flow import FLOW_DEVICES, FlowComputer, quantize_flow
+from .decode import BACKENDS, Video, VideoError
+from .flow import FLOW_DEVICES, FlowComputer
+from .flowio import SAVE_FLOW_FORMATS, FlowWriter
+from .snippets import SnippetAssembler, centre_crop
 
-SAVE_FLOW_FORMATS = ("jpg", "png", "npz")
-PARALLEL_BACKENDS = ("loky", "dask", "ray")
 FAILED_ERROR = "error"  # an unexpected exception (the message has its type)
 CACHE_CONFLICT = "cache_conflict"
 
@@ -67,7 +60,7 @@ class ExtractionConfig:
     torch_threads: int | None = None  # torch intra-op threads in the worker (None: torch's default)
 
     def __post_init__(self) -> None:
-        from .models import FEATURES, PRECISIONS
+        from .networks import FEATURES, PRECISIONS
 
         problems = []
         if self.features not in FEATURES:
@@ -148,7 +141,7 @@ def get_extractor(config: ExtractionConfig):
     """The config's extractor, built once per process (weights load once per worker)."""
     key = (config.model_key(), _weights_stamp(config))
     if key not in _EXTRACTORS:
-        from .models import build_extractor
+        from .networks import build_extractor
 
         _EXTRACTORS.clear()  # one model set per process is enough
         _EXTRACTORS[key] = build_extractor(
@@ -188,154 +181,7 @@ def library_versions(decoder: str = "pyav") -> dict[str, str]:
     return versions
 
 
-# ------------------------------------------------------------------------------------------------ snippets
-def centre_crop(frames: np.ndarray, size: int) -> np.ndarray:
-    """``[n, H, W, C]`` -> ``[n, size, size, C]`` (the centre; odd margins put the extra pixel after)."""
-    h, w = frames.shape[1:3]
-    top, left = (h - size) // 2, (w - size) // 2
-    return frames[:, top:top + size, left:left + size]
-
-
-class SnippetAssembler:
-    """Collects frames (and flows) as they stream in and hands out batches of complete snippets.
-
-    Only the frames that unfinished snippets still need are kept. After :meth:`close` with the video's frame count
-    the remaining snippets are padded by repeating the last frame / flow.
-    """
-
-    def __init__(self, window: int, stride: int, batch_size: int, with_flow: bool):
-        self.window, self.stride, self.batch_size, self.with_flow = window, stride, batch_size, with_flow
-        self._rgb: list[np.ndarray] = []
-        self._flow: list[np.ndarray] = []
-        self._rgb_base = 0
-        self._flow_base = 0
-        self.next_snippet = 0
-        self.num_frames: int | None = None
-        self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
-
-    def add(self, rgb: np.ndarray | None = None, flow: np.ndarray | None = None) -> None:
-        if rgb is not None:
-            self._rgb.extend(rgb)
-        if flow is not None:
-            self._flow.extend(flow)
-
-    def close(self, num_frames: int) -> None:
-        if self._rgb_base + len(self._rgb) != num_frames:
-            raise AssertionError(f"assembler saw {self._rgb_base + len(self._rgb)} frames, video has {num_frames}")
-        if self.with_flow and self._flow_base + len(self._flow) != num_frames:
-            raise AssertionError(f"assembler saw {self._flow_base + len(self._flow)} flows for {num_frames} frames")
-        self.num_frames = num_frames
-
-    @property
-    def num_snippets(self) -> int | None:
-        return None if self.num_frames is None else max(1, math.ceil(self.num_frames / self.stride))
-
-    def _take(self, buf: list[np.ndarray], base: int, start: int) -> np.ndarray:
-        last = base + len(buf) - 1
-        idx = [min(t, last) - base for t in range(start, start + self.window)]
-        return np.stack([buf[i] for i in idx])
-
-    def _ready(self, i: int) -> bool:
-        if self.num_frames is not None:
-            return i < self.num_snippets
-        end = i * self.stride + self.window
-        return self._rgb_base + len(self._rgb) >= end and (
-            not self.with_flow or self._flow_base + len(self._flow) >= end)
-
-    def batches(self, final: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """Batches ``(rgb [B, window, h, w, 3], flow [B, window, h, w, 2] | None)`` of complete snippets, in
-        order; with ``final`` also the last, smaller batch."""
-        while self._ready(self.next_snippet):
-            start = self.next_snippet * self.stride
-            rgb = self._take(self._rgb, self._rgb_base, start)
-            flow = self._take(self._flow, self._flow_base, start) if self.with_flow else None
-            self._pending.append((rgb, flow))
-            self.next_snippet += 1
-            self._drop_before(self.next_snippet * self.stride)
-            if len(self._pending) == self.batch_size:
-                yield self._flush()
-        if final and self._pending:
-            yield self._flush()
-
-    def _flush(self):
-        rgb = np.stack([r for r, _ in self._pending])
-        flow = np.stack([f for _, f in self._pending]) if self.with_flow else None
-        self._pending = []
-        return rgb, flow
-
-    def _drop_before(self, frame: int) -> None:
-        # keep at least the last element: padding repeats it
-        n = min(frame - self._rgb_base, len(self._rgb) - 1)
-        if n > 0:
-            del self._rgb[:n]
-            self._rgb_base += n
-        if self.with_flow:
-            n = min(frame - self._flow_base, len(self._flow) - 1)
-            if n > 0:
-                del self._flow[:n]
-                self._flow_base += n
-
-
-class FlowWriter:
-    """Saves the (cropped) flow as uint8 while it streams: ``x_%06d.<ext>`` / ``y_%06d.<ext>`` images, or
-    ``flow_%06d.npz`` chunks (``flow [n, H, W, 2]`` uint8, first frame index in the name). Written to a hidden
-    temporary folder that is renamed into place by :meth:`commit`."""
-
-    ENCODING = "uint8 q = round((clip(f, -20, 20) / 20 + 1) * 127.5); f = (q / 127.5 - 1) * 20 pixels"
-
-    def __init__(self, root: Path, video_id: str, fmt: str):
-        self.final = root / video_id
-        self.tmp = root / f".{video_id}.tmp-{os.getpid()}"
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        self.fmt = fmt
-        self.count = 0
-
-    def write(self, flows: np.ndarray) -> None:
-        import cv2
-
-        if len(flows) == 0:
-            return
-        q = quantize_flow(flows)
-        if self.fmt == "npz":
-            np.savez_compressed(self.tmp / f"flow_{self.count:06d}.npz", flow=q)
-        else:
-            params = [cv2.IMWRITE_JPEG_QUALITY, 95] if self.fmt == "jpg" else []
-            for i, f in enumerate(q):
-                cv2.imwrite(str(self.tmp / f"x_{self.count + i:06d}.{self.fmt}"), f[..., 0], params)
-                cv2.imwrite(str(self.tmp / f"y_{self.count + i:06d}.{self.fmt}"), f[..., 1], params)
-        self.count += len(flows)
-
-    def commit(self, info: dict) -> None:
-        (self.tmp / "flow.json").write_text(json.dumps(dict(info, frames=self.count, encoding=self.ENCODING,
-                                                            format=self.fmt), indent=1))
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        os.replace(self.tmp, self.final)
-
-    def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def read_saved_flow(folder: str | os.PathLike) -> np.ndarray:
-    """Flow saved by ``--save-flow`` back as ``[N, H, W, 2]`` float32 in [-1, 1] (quantized to 1/127.5)."""
-    import cv2
-
-    from .flow import dequantize_flow
-
-    folder = Path(folder)
-    info = json.loads((folder / "flow.json").read_text())
-    if info["format"] == "npz":
-        q = np.concatenate([np.load(p)["flow"] for p in sorted(folder.glob("flow_*.npz"))])
-    else:
-        ext = info["format"]
-        q = np.stack([np.stack([cv2.imread(str(folder / f"{c}_{i:06d}.{ext}"), cv2.IMREAD_GRAYSCALE)
-                                for c in ("x", "y")], axis=-1) for i in range(info["frames"])])
-    if len(q) != info["frames"]:
-        raise ValueError(f"{folder}: {len(q)} flow frames, flow.json says {info['frames']}")
-    return dequantize_flow(q)
-
-
+# ------------------------------------------------------------------------------------------------ per video
 def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_dir: str | os.PathLike | None = None,
                      video_id: str | None = None) -> tuple[np.ndarray, FeatureMeta]:
     """Features ``[T, D]`` and their metadata for one video, streaming (memory does not grow with its length).
@@ -431,8 +277,8 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
     return features, meta
 
 
-def _cached_state(cache: FeatureCache, video_id: str, config: ExtractionConfig, flow_root: Path,
-                  weights: dict[str, str] | None = None) -> str | None:
+def cached_state(cache: FeatureCache, video_id: str, config: ExtractionConfig, flow_root: Path,
+                 weights: dict[str, str] | None = None) -> str | None:
     """``"complete"`` when the cache holds this video made with the same signature, ``"conflict:<why>"`` when it
     holds it made differently, ``None`` when it does not hold it."""
     if not cache.has(video_id):
@@ -464,7 +310,8 @@ def _clean_stale(cache: FeatureCache, video_id: str, flow_root: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _skipped(cache: FeatureCache, video_id: str, path: Path) -> VideoResult:
+def skipped_result(cache: FeatureCache, video_id: str, path: Path) -> VideoResult:
+    """The ``"skipped"`` result of a video already complete in the cache (duration and snippets from its sidecar)."""
     meta = json.loads(cache.meta_path(video_id).read_text())
     return VideoResult(video_id, str(path), "skipped", duration_s=float(meta.get("source", {}).get("duration_s", 0)),
                        num_snippets=int(meta.get("num_snippets", 0)))
@@ -483,9 +330,9 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, config: E
     flow_root = Path(out_dir) / "flow"
     t0 = time.perf_counter()
     if not overwrite:
-        state = _cached_state(cache, video_id, config, flow_root)
+        state = cached_state(cache, video_id, config, flow_root)
         if state == "complete":
-            return _skipped(cache, video_id, path)
+            return skipped_result(cache, video_id, path)
         if state and state.startswith("conflict:"):
             return VideoResult(video_id, str(path), "failed", CACHE_CONFLICT,
                                f"{state[len('conflict:'):]}; use --overwrite or another --out")
@@ -504,208 +351,3 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, config: E
     except Exception as e:  # noqa: BLE001 - keep going past any one video; the message says what happened
         tb = traceback.format_exception_only(type(e), e)[-1].strip()
         return VideoResult(video_id, str(path), "failed", FAILED_ERROR, tb, time.perf_counter() - t0)
-
-
-# ------------------------------------------------------------------------------------------------ the folder run
-def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``"i/n"`` (0-based ``i``) -> ``(i, n)``."""
-    if shard is None:
-        return None
-    if isinstance(shard, str):
-        try:
-            i, n = (int(x) for x in shard.split("/"))
-        except ValueError:
-            raise ValueError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
-    else:
-        i, n = shard
-    if not (n >= 1 and 0 <= i < n):
-        raise ValueError(f"--shard {i}/{n}: need 0 <= i < n")
-    return i, n
-
-
-def plan_videos(videos: str | os.PathLike | Iterable, shard=None) -> list[tuple[str, Path]]:
-    """``(video_id, path)`` for a folder (recursive), a list file, or an iterable of paths; ids are file stems and
-    must be unique. ``shard=(i, n)`` keeps every n-th video of the sorted list starting at i (deterministic)."""
-    if isinstance(videos, (str, os.PathLike)):
-        paths = find_videos(videos)
-    else:
-        paths = sorted(Path(p) for p in videos)
-    seen: dict[str, Path] = {}
-    clashes = []
-    for p in paths:
-        if p.stem in seen:
-            clashes.append(f"{seen[p.stem]} and {p}")
-        seen[p.stem] = p
-    if clashes:
-        raise ValueError("video ids (file names without extension) must be unique in one cache; clashes: "
-                         + "; ".join(clashes[:5]))
-    items = [(p.stem, p) for p in paths]
-    shard = parse_shard(shard)
-    if shard:
-        i, n = shard
-        items = items[i::n]
-    return items
-
-
-@dataclass
-class Summary:
-    total: int = 0
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    wall_s: float = 0.0
-    video_seconds: float = 0.0  # duration of the videos extracted in this run
-    failures: list[dict] = field(default_factory=list)
-    results: list[VideoResult] = field(default_factory=list)
-    failures_path: str | None = None
-    out_dir: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
-
-    def text(self) -> str:
-        speed = self.video_seconds / self.wall_s if self.wall_s > 0 else 0.0
-        lines = [f"{self.total} videos: {self.done} extracted, {self.skipped} already in the cache, "
-                 f"{self.failed} failed; {self.video_seconds:.1f} video-s in {self.wall_s:.1f} s "
-                 f"({speed:.2f} video-s per wall-s) -> {self.out_dir}"]
-        for f in self.failures:
-            lines.append(f"  FAILED {f['path']}: {f['reason']}: {f['message']}")
-        if self.failures_path:
-            lines.append(f"failures listed in {self.failures_path}")
-        return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def _parallel_backend(backend: str, workers: int, scheduler: str | None):
-    """joblib's backend for the run: loky (local processes), dask (a distributed.Client, local or at
-    ``scheduler``) or ray (``ray.init(address=scheduler)``). Dask and Ray import lazily."""
-    from joblib import parallel_config
-
-    if backend == "loky":
-        with parallel_config(backend="loky", n_jobs=workers):
-            yield
-    elif backend == "dask":
-        try:
-            from dask.distributed import Client
-        except ImportError as e:
-            raise RuntimeError(
-                f"--backend dask needs dask.distributed ({e}); pip install 'clicktal[cluster]'") from None
-        client = Client(scheduler) if scheduler else Client(n_workers=workers, threads_per_worker=1)
-        try:
-            with parallel_config(backend="dask", n_jobs=workers):
-                yield
-        finally:
-            client.close()
-    elif backend == "ray":
-        try:
-            import ray
-            from ray.util.joblib import register_ray
-        except ImportError as e:
-            raise RuntimeError(f"--backend ray needs ray ({e}); pip install 'clicktal[cluster]'") from None
-        register_ray()
-        if not ray.is_initialized():
-            ray.init(address=scheduler) if scheduler else ray.init(num_cpus=workers)
-        with parallel_config(backend="ray", n_jobs=workers):
-            yield
-    else:
-        raise ValueError(f"unknown backend {backend!r}; choose from {PARALLEL_BACKENDS}")
-
-
-def extract_folder(videos: str | os.PathLike | Iterable, out_dir: str | os.PathLike, *, workers: int = 1,
-                   backend: str = "loky", scheduler: str | None = None, shard=None, overwrite: bool = False,
-                   progress: bool = True, config: ExtractionConfig | None = None, **options) -> Summary:
-    """Extract every video under ``videos`` (a folder, searched recursively, a list file, or paths) into the
-    feature cache ``out_dir``; resumable, keeps going past bad videos, writes ``failures.json``.
-
-    ``options`` are :class:`ExtractionConfig` fields (``features="i3d"``, ``random_init=True``, ``fps=25``, ...).
-    ``workers`` processes run videos in parallel; when there are fewer pending videos than workers, the videos run
-    one after another with ``workers`` TV-L1 processes each. Weights are checked before any video starts
-    (:class:`~clicktal.extractors.weights.WeightsError` if missing and not ``random_init``).
-    """
-    t0 = time.perf_counter()
-    config = dataclasses.replace(config, **options) if config is not None else ExtractionConfig(**options)
-    if backend not in PARALLEL_BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {PARALLEL_BACKENDS}")
-    workers = max(1, int(workers))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    shard_t = parse_shard(shard)
-    items = plan_videos(videos, shard_t)
-    summary = Summary(total=len(items), out_dir=str(out))
-
-    # Weights are checked here, once, before any video: a missing checkpoint is a setup error, not a bad video.
-    checked = get_extractor(config if backend == "loky" else dataclasses.replace(config, device="cpu",
-                                                                                 precision="fp32"))
-
-    cache = FeatureCache(out)
-    pending = []
-    for vid, path in items:
-        state = None if overwrite else _cached_state(cache, vid, config, out / "flow", checked.weights_sha256)
-        if state == "complete":
-            summary.results.append(_skipped(cache, vid, path))
-        else:
-            pending.append((vid, path))
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(items), initial=len(items) - len(pending), unit="video", disable=not progress,
-               dynamic_ncols=True, desc="extract")
-    try:
-        for result in _run(pending, out, config, workers, backend, scheduler, overwrite):
-            summary.results.append(result)
-            if result.status == "failed":
-                bar.write(f"FAILED {result.path}: {result.reason}: {result.message}", file=sys.stderr)
-            bar.update(1)
-            bar.set_postfix(failed=sum(r.status == "failed" for r in summary.results), refresh=False)
-    finally:
-        bar.close()
-
-    for r in summary.results:
-        if r.status == "done":
-            summary.done += 1
-            summary.video_seconds += r.duration_s
-        elif r.status == "skipped":
-            summary.skipped += 1
-        else:
-            summary.failed += 1
-            summary.failures.append({"video": r.video_id, "path": r.path, "reason": r.reason, "message": r.message})
-    summary.failures.sort(key=lambda f: f["path"])
-    name = "failures.json" if not shard_t else f"failures.shard-{shard_t[0]}-of-{shard_t[1]}.json"
-    fpath = out / name
-    payload = json.dumps({"failed": summary.failures, "total": summary.total, "done": summary.done,
-                          "skipped": summary.skipped}, indent=1).encode()
-    atomic_write(fpath, lambda f: f.write(payload))
-    summary.failures_path = str(fpath)
-    summary.wall_s = time.perf_counter() - t0
-    return summary
-
-
-def _run(pending, out: Path, config: ExtractionConfig, workers: int, backend: str, scheduler, overwrite
-         ) -> Iterator[VideoResult]:
-    if not pending:
-        return
-    if backend == "loky" and (workers == 1 or len(pending) < workers):
-        # Fewer videos than workers: one video at a time, its TV-L1 spread over the workers.
-        cfg = dataclasses.replace(config, flow_workers=max(config.flow_workers, workers))
-        for vid, path in pending:
-            yield extract_video(path, out, cfg, vid, overwrite)
-        return
-    from joblib import Parallel, delayed
-
-    threads = config.torch_threads or max(1, (os.cpu_count() or 1) // workers)
-    cfg = dataclasses.replace(config, flow_workers=1, torch_threads=threads)
-    with _parallel_backend(backend, workers, scheduler):
-        try:
-            parallel = Parallel(return_as="generator_unordered")
-        except ValueError:  # backends without result callbacks (Ray's): results arrive together at the end
-            parallel = Parallel(return_as="list")
-        yield from parallel(delayed(extract_video)(path, out, cfg, vid, overwrite) for vid, path in pending)
-
-
-def i3d_weights_present(weights_dir: str | os.PathLike | None = None) -> bool:
-    """True when both I3D checkpoints are in the weights folder (they are verified when loaded)."""
-    from .weights import I3D_FILES, default_weights_dir
-
-    folder = Path(weights_dir) if weights_dir else default_weights_dir()
-    return all((folder / name).is_file() for name in I3D_FILES.values())

@@ -14,8 +14,10 @@ import argparse
 import sys
 import warnings
 
-from clicktal.extractors.extract import PARALLEL_BACKENDS, SAVE_FLOW_FORMATS, ExtractionConfig, extract_folder
-from clicktal.extractors.models import FEATURES
+from clicktal.extractors.extract import ExtractionConfig
+from clicktal.extractors.flowio import SAVE_FLOW_FORMATS
+from clicktal.extractors.networks import FEATURES
+from clicktal.extractors.runner import PARALLEL_BACKENDS, extract_folder
 from clicktal.extractors.weights import WeightsError
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from clicktal.extractors import testvideos as tv
-from clicktal.extractors.extract import (ExtractionConfig, SnippetAssembler, compute_features, extract_folder,
-                                         extract_video, plan_videos, read_saved_flow)
+from clicktal.extractors.extract import ExtractionConfig, compute_features, extract_video
+from clicktal.extractors.flowio import read_saved_flow
+from clicktal.extractors.runner import extract_folder, plan_videos
+from clicktal.extractors.snippets import SnippetAssembler
 from clicktal.pipeline.data.cache import FeatureCache, open_features
 
 # Small frames and TV-L1 at 32 px (see conftest.fast_config)

@@ -9,7 +9,7 @@ import pytest
 from clicktal.extractors import flow as F
 from clicktal.extractors import testvideos as tv
 from clicktal.extractors.decode import Video
-from clicktal.extractors.extract import SnippetAssembler
+from clicktal.extractors.snippets import SnippetAssembler
 
 
 def decoded(path, n=None):

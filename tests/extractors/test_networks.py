@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from clicktal.extractors import models as M
+from clicktal.extractors import networks as M
 from clicktal.extractors import tsn as T
 from clicktal.extractors.i3d import InceptionI3d
 from clicktal.extractors.weights import I3D_URL, UNTRAINED, WeightsError, load_verified, read_state_dict

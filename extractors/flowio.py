@@ -1,0 +1,72 @@
+"""Saved flow: :class:`FlowWriter` keeps the cropped flow as uint8 images or ``.npz`` chunks while it streams,
+:func:`read_saved_flow` reads such a folder back (``--save-flow``; the layout is in docs/extraction.md)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .flow import dequantize_flow, quantize_flow
+
+SAVE_FLOW_FORMATS = ("jpg", "png", "npz")
+
+
+class FlowWriter:
+    """Saves the (cropped) flow as uint8 while it streams: ``x_%06d.<ext>`` / ``y_%06d.<ext>`` images, or
+    ``flow_%06d.npz`` chunks (``flow [n, H, W, 2]`` uint8, first frame index in the name). Written to a hidden
+    temporary folder that is renamed into place by :meth:`commit`."""
+
+    ENCODING = "uint8 q = round((clip(f, -20, 20) / 20 + 1) * 127.5); f = (q / 127.5 - 1) * 20 pixels"
+
+    def __init__(self, root: Path, video_id: str, fmt: str):
+        self.final = root / video_id
+        self.tmp = root / f".{video_id}.tmp-{os.getpid()}"
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        self.fmt = fmt
+        self.count = 0
+
+    def write(self, flows: np.ndarray) -> None:
+        import cv2
+
+        if len(flows) == 0:
+            return
+        q = quantize_flow(flows)
+        if self.fmt == "npz":
+            np.savez_compressed(self.tmp / f"flow_{self.count:06d}.npz", flow=q)
+        else:
+            params = [cv2.IMWRITE_JPEG_QUALITY, 95] if self.fmt == "jpg" else []
+            for i, f in enumerate(q):
+                cv2.imwrite(str(self.tmp / f"x_{self.count + i:06d}.{self.fmt}"), f[..., 0], params)
+                cv2.imwrite(str(self.tmp / f"y_{self.count + i:06d}.{self.fmt}"), f[..., 1], params)
+        self.count += len(flows)
+
+    def commit(self, info: dict) -> None:
+        (self.tmp / "flow.json").write_text(json.dumps(dict(info, frames=self.count, encoding=self.ENCODING,
+                                                            format=self.fmt), indent=1))
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        os.replace(self.tmp, self.final)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def read_saved_flow(folder: str | os.PathLike) -> np.ndarray:
+    """Flow saved by ``--save-flow`` back as ``[N, H, W, 2]`` float32 in [-1, 1] (quantized to 1/127.5)."""
+    import cv2
+
+    folder = Path(folder)
+    info = json.loads((folder / "flow.json").read_text())
+    if info["format"] == "npz":
+        q = np.concatenate([np.load(p)["flow"] for p in sorted(folder.glob("flow_*.npz"))])
+    else:
+        ext = info["format"]
+        q = np.stack([np.stack([cv2.imread(str(folder / f"{c}_{i:06d}.{ext}"), cv2.IMREAD_GRAYSCALE)
+                                for c in ("x", "y")], axis=-1) for i in range(info["frames"])])
+    if len(q) != info["frames"]:
+        raise ValueError(f"{folder}: {len(q)} flow frames, flow.json says {info['frames']}")
+    return dequantize_flow(q)

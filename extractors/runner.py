@@ -1,0 +1,227 @@
+"""The run over a folder of videos: :func:`extract_folder` finds the videos (:func:`plan_videos`, with shards),
+skips those already complete, runs :func:`~clicktal.extractors.extract.extract_video` on the rest locally (joblib's
+loky processes) or on Dask or Ray, shows a progress bar, and writes ``failures.json``.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from clicktal.pipeline.core.files import atomic_write
+from clicktal.pipeline.data.cache import FeatureCache
+
+from .decode import find_videos
+from .extract import ExtractionConfig, VideoResult, cached_state, extract_video, get_extractor, skipped_result
+
+PARALLEL_BACKENDS = ("loky", "dask", "ray")
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0-based ``i``) -> ``(i, n)``."""
+    if shard is None:
+        return None
+    if isinstance(shard, str):
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard {shard!r}: expected i/n, e.g. 0/4") from None
+    else:
+        i, n = shard
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard {i}/{n}: need 0 <= i < n")
+    return i, n
+
+
+def plan_videos(videos: str | os.PathLike | Iterable, shard=None) -> list[tuple[str, Path]]:
+    """``(video_id, path)`` for a folder (recursive), a list file, or an iterable of paths; ids are file stems and
+    must be unique. ``shard=(i, n)`` keeps every n-th video of the sorted list starting at i (deterministic)."""
+    if isinstance(videos, (str, os.PathLike)):
+        paths = find_videos(videos)
+    else:
+        paths = sorted(Path(p) for p in videos)
+    seen: dict[str, Path] = {}
+    clashes = []
+    for p in paths:
+        if p.stem in seen:
+            clashes.append(f"{seen[p.stem]} and {p}")
+        seen[p.stem] = p
+    if clashes:
+        raise ValueError("video ids (file names without extension) must be unique in one cache; clashes: "
+                         + "; ".join(clashes[:5]))
+    items = [(p.stem, p) for p in paths]
+    shard = parse_shard(shard)
+    if shard:
+        i, n = shard
+        items = items[i::n]
+    return items
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    wall_s: float = 0.0
+    video_seconds: float = 0.0  # duration of the videos extracted in this run
+    failures: list[dict] = field(default_factory=list)
+    results: list[VideoResult] = field(default_factory=list)
+    failures_path: str | None = None
+    out_dir: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def text(self) -> str:
+        speed = self.video_seconds / self.wall_s if self.wall_s > 0 else 0.0
+        lines = [f"{self.total} videos: {self.done} extracted, {self.skipped} already in the cache, "
+                 f"{self.failed} failed; {self.video_seconds:.1f} video-s in {self.wall_s:.1f} s "
+                 f"({speed:.2f} video-s per wall-s) -> {self.out_dir}"]
+        for f in self.failures:
+            lines.append(f"  FAILED {f['path']}: {f['reason']}: {f['message']}")
+        if self.failures_path:
+            lines.append(f"failures listed in {self.failures_path}")
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _parallel_backend(backend: str, workers: int, scheduler: str | None):
+    """joblib's backend for the run: loky (local processes), dask (a distributed.Client, local or at
+    ``scheduler``) or ray (``ray.init(address=scheduler)``). Dask and Ray import lazily."""
+    from joblib import parallel_config
+
+    if backend == "loky":
+        with parallel_config(backend="loky", n_jobs=workers):
+            yield
+    elif backend == "dask":
+        try:
+            from dask.distributed import Client
+        except ImportError as e:
+            raise RuntimeError(
+                f"--backend dask needs dask.distributed ({e}); pip install 'clicktal[cluster]'") from None
+        client = Client(scheduler) if scheduler else Client(n_workers=workers, threads_per_worker=1)
+        try:
+            with parallel_config(backend="dask", n_jobs=workers):
+                yield
+        finally:
+            client.close()
+    elif backend == "ray":
+        try:
+            import ray
+            from ray.util.joblib import register_ray
+        except ImportError as e:
+            raise RuntimeError(f"--backend ray needs ray ({e}); pip install 'clicktal[cluster]'") from None
+        register_ray()
+        if not ray.is_initialized():
+            ray.init(address=scheduler) if scheduler else ray.init(num_cpus=workers)
+        with parallel_config(backend="ray", n_jobs=workers):
+            yield
+    else:
+        raise ValueError(f"unknown backend {backend!r}; choose from {PARALLEL_BACKENDS}")
+
+
+def extract_folder(videos: str | os.PathLike | Iterable, out_dir: str | os.PathLike, *, workers: int = 1,
+                   backend: str = "loky", scheduler: str | None = None, shard=None, overwrite: bool = False,
+                   progress: bool = True, config: ExtractionConfig | None = None, **options) -> Summary:
+    """Extract every video under ``videos`` (a folder, searched recursively, a list file, or paths) into the
+    feature cache ``out_dir``; resumable, keeps going past bad videos, writes ``failures.json``.
+
+    ``options`` are :class:`ExtractionConfig` fields (``features="i3d"``, ``random_init=True``, ``fps=25``, ...).
+    ``workers`` processes run videos in parallel; when there are fewer pending videos than workers, the videos run
+    one after another with ``workers`` TV-L1 processes each. Weights are checked before any video starts
+    (:class:`~clicktal.extractors.weights.WeightsError` if missing and not ``random_init``).
+    """
+    t0 = time.perf_counter()
+    config = dataclasses.replace(config, **options) if config is not None else ExtractionConfig(**options)
+    if backend not in PARALLEL_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {PARALLEL_BACKENDS}")
+    workers = max(1, int(workers))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shard_t = parse_shard(shard)
+    items = plan_videos(videos, shard_t)
+    summary = Summary(total=len(items), out_dir=str(out))
+
+    # Weights are checked here, once, before any video: a missing checkpoint is a setup error, not a bad video.
+    checked = get_extractor(config if backend == "loky" else dataclasses.replace(config, device="cpu",
+                                                                                 precision="fp32"))
+
+    cache = FeatureCache(out)
+    pending = []
+    for vid, path in items:
+        state = None if overwrite else cached_state(cache, vid, config, out / "flow", checked.weights_sha256)
+        if state == "complete":
+            summary.results.append(skipped_result(cache, vid, path))
+        else:
+            pending.append((vid, path))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(items), initial=len(items) - len(pending), unit="video", disable=not progress,
+               dynamic_ncols=True, desc="extract")
+    try:
+        for result in _run(pending, out, config, workers, backend, scheduler, overwrite):
+            summary.results.append(result)
+            if result.status == "failed":
+                bar.write(f"FAILED {result.path}: {result.reason}: {result.message}", file=sys.stderr)
+            bar.update(1)
+            bar.set_postfix(failed=sum(r.status == "failed" for r in summary.results), refresh=False)
+    finally:
+        bar.close()
+
+    for r in summary.results:
+        if r.status == "done":
+            summary.done += 1
+            summary.video_seconds += r.duration_s
+        elif r.status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.failed += 1
+            summary.failures.append({"video": r.video_id, "path": r.path, "reason": r.reason, "message": r.message})
+    summary.failures.sort(key=lambda f: f["path"])
+    name = "failures.json" if not shard_t else f"failures.shard-{shard_t[0]}-of-{shard_t[1]}.json"
+    fpath = out / name
+    payload = json.dumps({"failed": summary.failures, "total": summary.total, "done": summary.done,
+                          "skipped": summary.skipped}, indent=1).encode()
+    atomic_write(fpath, lambda f: f.write(payload))
+    summary.failures_path = str(fpath)
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _run(pending, out: Path, config: ExtractionConfig, workers: int, backend: str, scheduler, overwrite
+         ) -> Iterator[VideoResult]:
+    if not pending:
+        return
+    if backend == "loky" and (workers == 1 or len(pending) < workers):
+        # Fewer videos than workers: one video at a time, its TV-L1 spread over the workers.
+        cfg = dataclasses.replace(config, flow_workers=max(config.flow_workers, workers))
+        for vid, path in pending:
+            yield extract_video(path, out, cfg, vid, overwrite)
+        return
+    from joblib import Parallel, delayed
+
+    threads = config.torch_threads or max(1, (os.cpu_count() or 1) // workers)
+    cfg = dataclasses.replace(config, flow_workers=1, torch_threads=threads)
+    with _parallel_backend(backend, workers, scheduler):
+        try:
+            parallel = Parallel(return_as="generator_unordered")
+        except ValueError:  # backends without result callbacks (Ray's): results arrive together at the end
+            parallel = Parallel(return_as="list")
+        yield from parallel(delayed(extract_video)(path, out, cfg, vid, overwrite) for vid, path in pending)
+
+
+def i3d_weights_present(weights_dir: str | os.PathLike | None = None) -> bool:
+    """True when both I3D checkpoints are in the weights folder (they are verified when loaded)."""
+    from .weights import I3D_FILES, default_weights_dir
+
+    folder = Path(weights_dir) if weights_dir else default_weights_dir()
+    return all((folder / name).is_file() for name in I3D_FILES.values())
