@@ -39,8 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHKIT = Path(os.environ.get("CLICKTAL_BENCHKIT", REPO.parent / "shared" / "benchkit"))
 
 VARIANTS = {
-    "Full": {"data": {"clicks": {"source": "boundaries"}}, "model": {"params": {"mining": {"enabled": False}}}},
-    "Weak": {"data": {"clicks": {"source": "none"}},
+    "Full": {"data": {"labels": {"boundaries": True, "action_clicks": {"source": "none"}}},
+             "model": {"params": {"mining": {"enabled": False}}}},
+    "Weak": {"data": {"labels": {"action_clicks": {"source": "none"}}},
              "model": {"params": {"frame_loss": False, "background": False, "actionness": False,
                                   "mining": {"enabled": False}}}},
     "SF": {"model": {"params": {"background": False, "actionness": False, "mining": {"enabled": False}}}},
@@ -72,10 +73,12 @@ def overrides(dataset: str, variant: str, seed: int, features: Path, args) -> di
     max_length = d["max_length"] if args.max_length is None else (args.max_length or None)
     base = {
         "name": f"{dataset}-{variant}-seed{seed}",
-        "data": {"features": str(features), "ground_truth": str(BENCHKIT / d["gt"]), "max_length": max_length,
+        "data": {"features": str(features), "ground_truth": str(BENCHKIT / d["gt"]),
+                 "sampling": {"train": {"kind": "crop", "length": max_length} if max_length else {"kind": "whole"}},
                  "ambiguous": str(BENCHKIT / d["ambiguous"]) if d["ambiguous"] else "",
-                 "clicks": {"source": "random_annotator",
-                            "files": [str(BENCHKIT / d["clicks"].format(i)) for i in range(1, 5)]}},
+                 "labels": {"action_clicks": {
+                     "source": "random_annotator",
+                     "files": [str(BENCHKIT / d["clicks"].format(i)) for i in range(1, 5)]}}},
         "model": {"params": {"mining": {"start_iteration": iterations // 4}}},
         "train": {"iterations": iterations, "batch_size": args.batch_size, "seed": seed, "progress": False,
                   "num_threads": args.threads, "checkpoint_every": iterations},
@@ -115,6 +118,7 @@ def time_full_size(args) -> int:
     from clicktal.models import build_localizer
     from clicktal.pipeline.core.config import load_config
     from clicktal.pipeline.data.datasets import batch_rng, load_data, sample_batch
+    from clicktal.pipeline.data.sampling import Sampler, SamplerConfig, SamplingConfig
     from clicktal.pipeline.runs.engine import make_optimizer
     from clicktal.pipeline.runs.schema import ExperimentConfig
 
@@ -130,11 +134,12 @@ def time_full_size(args) -> int:
     for crop in (None, 750):
         torch.manual_seed(0)
         model, _ = build_localizer("sfnet", cfg.model.params, input_dim=meta.dim, num_classes=len(bundle.classes),
-                                   streams=meta.streams)
+                                   streams=meta.streams, geometry=meta.geometry)
+        sampler = Sampler(SamplingConfig(train=SamplerConfig(kind="crop", length=crop) if crop else SamplerConfig()))
         opt = make_optimizer(model, cfg.train.optimizer)
         times, lengths = [], []
         for i in range(args.time_iterations + 1):
-            batch = sample_batch(bundle.train, args.batch_size, batch_rng(0, i), max_length=crop)
+            batch = sample_batch(bundle.train, args.batch_size, batch_rng(0, i), sampler)
             t0 = time.perf_counter()
             model.train()
             terms = model.losses(model(batch.features, batch.mask), batch, iteration=10**6)  # mining active

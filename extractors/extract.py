@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.data.contract import FeatureContract
 from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta
 
 from .decode import BACKENDS, Video, VideoError
@@ -149,6 +150,14 @@ def get_extractor(config: ExtractionConfig):
             precision=config.precision, seed=config.seed, tsn_arch=config.tsn_arch, window=config.window,
         )
     return _EXTRACTORS[key]
+
+
+def planned_contract(config: ExtractionConfig) -> FeatureContract:
+    """The feature contract that extracting with ``config`` will produce (its extractor is built, weights loaded and
+    hashed), so that a mismatch with a trained run is found before any video is decoded."""
+    extractor = get_extractor(config)
+    return FeatureContract(extractor.name, config.geometry, dict(extractor.streams), extractor.dim,
+                           dict(extractor.weights_sha256))
 
 
 def library_versions(decoder: str = "pyav") -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import numpy as np
 
-from clicktal.extractors.extract import extract_folder, i3d_weights_present
+from clicktal.extractors.runner import extract_folder, i3d_weights_present
 from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth, read_action_clicks, read_background_clicks
 from clicktal.pipeline.runs.experiments import ExperimentResult, apply_overrides, run_experiment
 from clicktal.pipeline.runs.schema import ExperimentConfig
@@ -173,9 +173,9 @@ def demo_sfnet(features: str | os.PathLike, out_dir: str | os.PathLike, *,
     cfg = ExperimentConfig(name="sfnet-demo")
     short = {
         "data": {"features": str(features), "ground_truth": str(ground_truth or ""), "train_subset": train_subset,
-                 "test_subset": test_subset, "ambiguous": ambiguous or "", "max_length": 256, "val_fraction": 0.1,
-                 "clicks": {"source": "random_annotator" if click_files else "uniform",
-                            "files": [str(f) for f in click_files or []]}},
+                 "test_subset": test_subset, "ambiguous": ambiguous or "", "sampling": {"train": {"kind": "crop", "length": 256}}, "val_fraction": 0.1,
+                 "labels": {"action_clicks": {"source": "random_annotator" if click_files else "uniform",
+                                              "files": [str(f) for f in click_files or []]}}},
         "train": {"iterations": 400, "batch_size": 16, "progress": False, "checkpoint_every": 200,
                   "validate_every": 200, "num_threads": 1},
         "model": {"name": "sfnet", "params": {"mining": {"start_iteration": 100}}},

@@ -2,26 +2,41 @@
 """Detect actions in new untrimmed video files with a trained run: extract features, then localize.
 
     python tools/detect.py video.mp4 [more videos or folders] --run runs/sfnet_th14 --out detections.json \
-        [--cache DIR] [--features i3d] [--weights-dir DIR] [--random-init] [--device cpu] [--workers N]
+        [--cache DIR] [--weights-dir DIR] [--device cpu] [--workers N] [--features i3d] [--random-init]
 
-Features go into a resumable cache (``--cache``, default ``<out>.features/``), extracted the same way as for
-training (the run checks the feature width); detections are written as ActivityNet results JSON in seconds and the
-best ones printed. Extraction failures are listed in the cache's ``failures.json``; the exit status is 1 when any
-video failed, 2 on a setup error.
+Features are extracted with the run's own extraction options (recorded from its training features) into a
+resumable cache (``--cache``, default ``<out>.features/``); flags given here replace single options. Before any video
+is decoded, the features these options will produce are checked against the run's feature contract (extractor,
+weights' sha256, fps, window, stride, streams, width): a mismatch is an error naming the fields. Detections are
+written as ActivityNet results JSON in seconds and the best ones printed. Extraction failures are listed in the
+cache's ``failures.json``; the exit status is 1 when any video failed, 2 on a setup error.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from clicktal.extractors.decode import find_videos
-from clicktal.extractors.extract import extract_folder
-from clicktal.extractors.models import FEATURES
+from clicktal.extractors.extract import ExtractionConfig, planned_contract
+from clicktal.extractors.networks import FEATURES
+from clicktal.extractors.runner import extract_folder
 from clicktal.extractors.weights import WeightsError
 from clicktal.pipeline.data.cache import CacheSource
 from clicktal.pipeline.data.detections import write_detections
 from clicktal.pipeline.runs.inference import load_run
+
+
+def extraction_config(run, args) -> ExtractionConfig:
+    """The run's extraction options with the flags given on the command line on top."""
+    if run.extraction is None and args.features is None:
+        raise ValueError(f"the run {args.run} was trained on features not extracted by clicktal "
+                         f"({run.contract.extractor}); say how to extract new videos (--features ...)")
+    config = ExtractionConfig(**(run.extraction or {}))
+    given = {"features": args.features, "weights_dir": args.weights_dir, "flow_size": args.flow_size,
+             "device": args.device, "random_init": args.random_init or None}
+    return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,22 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", required=True, help="run folder written by tools/train_localizer.py")
     p.add_argument("--out", required=True, type=Path, help="detections JSON to write")
     p.add_argument("--cache", type=Path, help="feature cache (default: <out>.features/)")
-    p.add_argument("--features", choices=FEATURES, default="i3d", help="extractor the run was trained on")
+    p.add_argument("--features", choices=FEATURES, help="extractor (default: the run's)")
     p.add_argument("--weights-dir", help="extractor checkpoints (default: $CLICKTAL_WEIGHTS_DIR)")
     p.add_argument("--random-init", action="store_true", help="untrained extractor: smoke tests only")
-    p.add_argument("--flow-size", type=int, help="TV-L1 at this shorter side (smoke tests only)")
-    p.add_argument("--device", default="cpu", help="torch device of the extractor")
+    p.add_argument("--flow-size", type=int, help="TV-L1 at this shorter side (default: the run's)")
+    p.add_argument("--device", help="torch device of the extractor (default: cpu)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--top", type=int, default=10, help="detections to print")
     args = p.parse_args(argv)
 
     cache = args.cache or args.out.with_name(args.out.name + ".features")
-    options = {k: v for k, v in {"weights_dir": args.weights_dir, "flow_size": args.flow_size}.items() if v}
     try:
         run = load_run(args.run)
+        config = extraction_config(run, args)
+        run.contract.check(planned_contract(config), "extraction options " + str(config.signature()),
+                           expected=f"the run {args.run}")
         paths = [p for v in args.videos for p in find_videos(v)]
-        summary = extract_folder(paths, cache, features=args.features, random_init=args.random_init,
-                                 device=args.device, workers=args.workers, **options)
+        summary = extract_folder(paths, cache, config=config, workers=args.workers)
     except (WeightsError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

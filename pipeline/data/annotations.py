@@ -5,10 +5,12 @@ Formats:
   "duration", "annotations": [{"segment": [s, e], "label"}]}}}``;
 * action clicks (SF-Net): ``video,seconds,label`` per line, CRLF line ends and blank lines allowed;
 * background clicks (BackTAL): CSV with a UTF-8 byte-order mark and a header; the ``Start`` column holds the second;
-* THUMOS14 ambiguous segments: ``video start end`` per line, whitespace separated.
+* THUMOS14 ambiguous segments: ``video start end`` per line, whitespace separated;
+* labelled segments (a user's own, Ding et al.'s segment-level labels): the ActivityNet schema, ``subset`` and
+  ``duration`` optional (the ground truth's are used).
 
-Clicks on videos or classes absent from the ground truth are counted and reported in :class:`ReadReport`, and
-skipped unless ``strict``.
+Clicks and labelled segments on videos or classes absent from the ground truth are counted and reported in
+:class:`ReadReport`, and skipped unless ``strict``.
 """
 from __future__ import annotations
 
@@ -99,39 +101,56 @@ def _number(value, where: str, what: str) -> float:
     return x
 
 
-def load_ground_truth(path: str | os.PathLike) -> GroundTruth:
-    """Read an ActivityNet-schema ground-truth file."""
-    path = Path(path)
+def _read_database(path: Path, what: str) -> dict:
+    """The ``database`` mapping of an ActivityNet-schema file; ``what`` names the file's kind in errors."""
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
-        raise AnnotationError(f"{path}: no such ground-truth file") from None
+        raise AnnotationError(f"{path}: no such {what} file") from None
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
     database = data.get("database") if isinstance(data, dict) else None
     if not isinstance(database, dict):
         raise AnnotationError(f"{path}: no 'database' mapping (ActivityNet schema expected)")
+    return database
+
+
+def _annotations(entry, where: str) -> list[tuple[str, float, float, str]]:
+    """``(where, start, end, label)`` of each of a video entry's annotations, checked: a non-negative start and an
+    end no earlier than it."""
+    if not isinstance(entry, dict):
+        raise AnnotationError(f"{where}: entry is not a mapping")
+    annotations = entry.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise AnnotationError(f"{where}: 'annotations' is not a list")
+    out = []
+    for i, ann in enumerate(annotations):
+        w = f"{where}, annotation {i}"
+        try:
+            s, e = ann["segment"]
+            label = ann["label"]
+        except (KeyError, TypeError, ValueError):
+            raise AnnotationError(f"{w}: needs 'segment': [start, end] and 'label'") from None
+        s, e = _number(s, w, "start"), _number(e, w, "end")
+        if s < 0 or e < s:
+            why = "negative start" if s < 0 else "end before start"
+            raise AnnotationError(f"{w}: segment [{s}, {e}] is not a valid interval ({why})")
+        out.append((w, s, e, str(label)))
+    return out
+
+
+def load_ground_truth(path: str | os.PathLike) -> GroundTruth:
+    """Read an ActivityNet-schema ground-truth file."""
+    path = Path(path)
+    database = _read_database(path, "ground-truth")
     videos, warnings = {}, []
     for vid, entry in database.items():
         where = f"{path}: video {vid}"
-        if not isinstance(entry, dict):
-            raise AnnotationError(f"{where}: entry is not a mapping")
+        segments = tuple(Segment(s, e, label) for _, s, e, label in _annotations(entry, where))
         duration = _number(entry.get("duration"), where, "duration")
         if duration <= 0:
             raise AnnotationError(f"{where}: duration {duration} is not positive")
-        segments = []
-        for i, ann in enumerate(entry.get("annotations", [])):
-            w = f"{where}, annotation {i}"
-            try:
-                s, e = ann["segment"]
-                label = ann["label"]
-            except (KeyError, TypeError, ValueError):
-                raise AnnotationError(f"{w}: needs 'segment': [start, end] and 'label'") from None
-            s, e = _number(s, w, "start"), _number(e, w, "end")
-            if s < 0 or e < s:
-                raise AnnotationError(f"{w}: segment [{s}, {e}] is not a valid interval")
-            segments.append(Segment(s, e, str(label)))
-        videos[vid] = VideoAnnotation(vid, str(entry.get("subset", "")), duration, tuple(segments))
+        videos[vid] = VideoAnnotation(vid, str(entry.get("subset", "")), duration, segments)
         if videos[vid].extent_s > duration:
             warnings.append(f"{where}: annotations end at {videos[vid].extent_s} s, past the stated duration "
                             f"{duration} s")
@@ -176,20 +195,21 @@ class ActionClick:
 
 @dataclass
 class ReadReport:
-    """What a click reader kept and skipped."""
+    """What a click (or labelled-segment) reader kept and skipped; ``unit`` names what was read."""
 
     source: str
     kept: int = 0
     unknown_videos: Counter = field(default_factory=Counter)  # video -> clicks skipped
     unknown_labels: Counter = field(default_factory=Counter)  # label -> clicks skipped
     past_duration: Counter = field(default_factory=Counter)  # video -> clicks kept past its annotated extent
+    unit: str = "clicks"
 
     @property
     def skipped(self) -> int:
         return sum(self.unknown_videos.values()) + sum(self.unknown_labels.values())
 
     def summary(self) -> str:
-        parts = [f"{self.source}: kept {self.kept} clicks"]
+        parts = [f"{self.source}: kept {self.kept} {self.unit}"]
         if self.unknown_videos:
             parts.append(f"skipped {sum(self.unknown_videos.values())} on {len(self.unknown_videos)} videos "
                          f"absent from the ground truth")
@@ -203,9 +223,10 @@ class ReadReport:
 
 
 def _check_click(gt: GroundTruth, vid: str, t: float, where: str, report: ReadReport, strict: bool) -> bool:
-    """True when the click is kept. A negative time is always an error. A video absent from the ground truth and
-    a time past the video's annotated extent are errors when ``strict``; otherwise the first is skipped and the
-    second kept (released THUMOS14 files state too short a duration for some videos), both counted."""
+    """True when the click (or the labelled segment ending at ``t``) is kept. A negative time is always an error.
+    A video absent from the ground truth and a time past the video's annotated extent are errors when ``strict``;
+    otherwise the first is skipped and the second kept (released THUMOS14 files state too short a duration for some
+    videos), both counted."""
     video = gt.videos.get(vid)
     if video is None:
         if strict:
@@ -222,6 +243,18 @@ def _check_click(gt: GroundTruth, vid: str, t: float, where: str, report: ReadRe
     return True
 
 
+def _check_label(gt: GroundTruth, known: set[str], label: str, where: str, report: ReadReport, strict: bool
+                 ) -> bool:
+    """True when ``label`` is one of ``known`` (the ground truth's classes); otherwise an error when ``strict``, else
+    counted and skipped."""
+    if label in known:
+        return True
+    if strict:
+        raise AnnotationError(f"{where}: class {label!r} is not in the ground truth {gt.source}")
+    report.unknown_labels[label] += 1
+    return False
+
+
 def read_action_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool = False
                        ) -> tuple[dict[str, list[ActionClick]], ReadReport]:
     """SF-Net's click files: ``video,seconds,label`` per line."""
@@ -236,12 +269,8 @@ def read_action_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool
             raise AnnotationError(f"{where}: expected 'video,seconds,label', got {line!r}")
         vid, label = parts[0], parts[2]
         t = _number(parts[1], where, "time")
-        if not _check_click(gt, vid, t, where, report, strict):
-            continue
-        if label not in known:
-            if strict:
-                raise AnnotationError(f"{where}: class {label!r} is not in the ground truth {gt.source}")
-            report.unknown_labels[label] += 1
+        if not (_check_click(gt, vid, t, where, report, strict)
+                and _check_label(gt, known, label, where, report, strict)):
             continue
         clicks.setdefault(vid, []).append(ActionClick(t, label))
         report.kept += 1
@@ -280,3 +309,28 @@ def read_background_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: 
     for v in clicks.values():
         v.sort()
     return clicks, report
+
+
+def read_labelled_segments(path: str | os.PathLike, gt: GroundTruth, *, strict: bool = False
+                           ) -> tuple[dict[str, list[Segment]], ReadReport]:
+    """A user's own labelled segments in the ActivityNet schema (``{"database": {video: {"annotations":
+    [{"segment": [s, e], "label"}]}}}``; ``subset`` and ``duration`` optional, the ground truth's are used).
+
+    Errors name the file, the video and the annotation; an interval ending before it starts is refused. Segments on
+    videos or classes absent from the ground truth are counted and skipped (errors when ``strict``); one ending past
+    its video's annotated extent is kept and counted (an error when ``strict``), as clicks are.
+    """
+    path = Path(path)
+    known = set(gt.classes())
+    report = ReadReport(str(path), unit="labelled segments")
+    segments: dict[str, list[Segment]] = {}
+    for vid, entry in _read_database(path, "labelled-segment").items():
+        for where, start, end, label in _annotations(entry, f"{path}: video {vid}"):
+            if not (_check_click(gt, vid, end, where, report, strict)
+                    and _check_label(gt, known, label, where, report, strict)):
+                continue
+            segments.setdefault(vid, []).append(Segment(start, end, label))
+            report.kept += 1
+    for v in segments.values():
+        v.sort(key=lambda seg: (seg.start_s, seg.end_s))
+    return segments, report

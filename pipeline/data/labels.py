@@ -178,22 +178,22 @@ def choose_labelled_segments(gt: GroundTruth, subset: str, cfg: SegmentLabelConf
 def training_supervision(gt: GroundTruth, subset: str, cfg: LabelConfig, *, seed: int,
                          geometry: FeatureGeometry) -> LabelSet:
     """:class:`Supervision` for every video of ``subset`` with the configured labels. ``geometry`` is the features'
-    (simulated labelled segments are snippets of it; frame targets are on its frames)."""
+    (simulated labelled segments are snippets of it). ``frame_targets`` adds nothing here: the per-frame targets
+    are made from the records' boundaries, which it requires, when the videos are read
+    (:func:`~clicktal.pipeline.data.datasets.make_item`)."""
     seed = seed if cfg.seed is None else cfg.seed
     clicks, reports = choose_action_clicks(gt, subset, cfg.action_clicks, seed)
     background, bg_reports = choose_background_clicks(gt, subset, cfg.background_clicks, seed)
     segments, seg_reports = choose_labelled_segments(gt, subset, cfg.segments, seed, geometry)
     sup = build_supervision(gt, subset=subset, action_clicks=clicks, background_clicks=background,
                             labelled_segments=segments, with_boundaries=cfg.boundaries,
-                            with_video_labels=cfg.video_labels,
-                            frame_geometry=geometry if cfg.frame_targets else None)
+                            with_video_labels=cfg.video_labels)
     return LabelSet(sup, reports + bg_reports + seg_reports)
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
 
-LABEL_KINDS = ("action_clicks", "background_clicks", "labelled_segments", "boundaries", "video_labels",
-               "frame_targets")
+LABEL_KINDS = ("action_clicks", "background_clicks", "labelled_segments", "boundaries", "video_labels")
 
 
 def _placed(count: int, inside: np.ndarray) -> dict[str, int]:
@@ -211,7 +211,6 @@ def video_label_statistics(sup: Supervision, instances: Sequence[Segment]) -> di
                                                                  instances, [s.label for s in segs])),
         "boundaries": {"count": len(sup.boundaries or ())},
         "video_labels": {"count": len(sup.video_labels)},
-        "frame_targets": {"count": sum(e - f for f, e, _ in sup.frame_targets.spans) if sup.frame_targets else 0},
     }
 
 
@@ -220,8 +219,8 @@ def label_statistics(supervision: dict[str, Supervision], gt: GroundTruth) -> di
 
     Per kind a ``count``; for the placed kinds also ``inside`` / ``outside``: action clicks inside an instance of
     their own class or not; background clicks inside any instance (misplaced) or not; labelled segments whose middle
-    lies in an instance of their class or not. ``boundaries`` counts segments, ``video_labels`` classes,
-    ``frame_targets`` labelled frames (summed over classes). A video absent from ``gt`` has no instances.
+    lies in an instance of their class or not. ``boundaries`` counts segments, ``video_labels`` classes. A video
+    absent from ``gt`` has no instances.
     JSON-serialisable: ``{"totals": {"videos": N, kind: {...}}, "per_video": {video: {kind: {...}}}}``.
     """
     per_video = {}
@@ -260,8 +259,6 @@ def format_label_summary(stats: dict) -> str:
     if t["video_labels"]["count"]:
         with_labels = sum(1 for v in stats["per_video"].values() if v["video_labels"]["count"])
         lines.append(f"  video labels       {t['video_labels']['count']:6d}  (on {with_labels} of {n} videos)")
-    if t["frame_targets"]["count"]:
-        lines.append(f"  frame targets      {t['frame_targets']['count']:6d}  labelled frames")
     if len(lines) == 1:
         lines.append("  none")
     return "\n".join(lines)

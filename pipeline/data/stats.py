@@ -3,10 +3,11 @@ that tell how much cheap labels can be trusted (clicks outside any instance, bac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-from clicktal.pipeline.data.annotations import ActionClick, GroundTruth
+from clicktal.pipeline.data.annotations import ActionClick, GroundTruth, Segment
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,24 @@ def _covered_videos(gt: GroundTruth, clicked: set[str], subset: str | None):
     return {k: v for k, v in gt.videos.items() if v.subset in subsets}
 
 
-def _inside_any(times: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """``[N]`` bool: time ``n`` lies in some ``[starts[k], ends[k]]``."""
-    if not len(starts):
-        return np.zeros(len(times), dtype=bool)
-    return ((times[:, None] >= starts[None]) & (times[:, None] <= ends[None])).any(axis=1)
+def instance_hits(times: Sequence[float], instances: Sequence[Segment],
+                  labels: Sequence[str] | None = None) -> np.ndarray:
+    """``[N, K]`` bool: time ``n`` lies in ``[start, end]`` of instance ``k`` (and, with ``labels``, the instance is
+    of class ``labels[n]``)."""
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    starts = np.array([s.start_s for s in instances], dtype=np.float64)
+    ends = np.array([s.end_s for s in instances], dtype=np.float64)
+    hits = (times[:, None] >= starts[None]) & (times[:, None] <= ends[None])
+    if labels is not None:
+        hits &= np.asarray(list(labels), dtype=object)[:, None] == np.array([s.label for s in instances],
+                                                                                dtype=object)[None]
+    return hits
+
+
+def inside_instances(times: Sequence[float], instances: Sequence[Segment],
+                     labels: Sequence[str] | None = None) -> np.ndarray:
+    """``[N]`` bool: time ``n`` lies in some instance (of class ``labels[n]`` when ``labels`` is given)."""
+    return instance_hits(times, instances, labels).any(axis=1)
 
 
 def action_click_stats(gt: GroundTruth, clicks: dict[str, list[ActionClick]], source: str,
@@ -45,14 +59,9 @@ def action_click_stats(gt: GroundTruth, clicks: dict[str, list[ActionClick]], so
         instances += len(video.segments)
         vclicks = clicks.get(vid, [])
         total += len(vclicks)
-        for label in {c.label for c in vclicks} | video.labels:
-            segs = [s for s in video.segments if s.label == label]
-            starts = np.array([s.start_s for s in segs])
-            ends = np.array([s.end_s for s in segs])
-            times = np.array([c.time_s for c in vclicks if c.label == label])
-            outside += int((~_inside_any(times, starts, ends)).sum())
-            if len(times) and len(segs):
-                hit += int(((times[None] >= starts[:, None]) & (times[None] <= ends[:, None])).any(axis=1).sum())
+        hits = instance_hits([c.time_s for c in vclicks], video.segments, [c.label for c in vclicks])
+        outside += int((~hits.any(axis=1)).sum())
+        hit += int(hits.any(axis=0).sum())
     return ClickStats(source, total, instances, outside, hit)
 
 
@@ -63,9 +72,7 @@ def background_click_stats(gt: GroundTruth, clicks: dict[str, list[float]], sour
     total = inside = instances = 0
     for vid, video in videos.items():
         instances += len(video.segments)
-        times = np.asarray(clicks.get(vid, []), dtype=np.float64)
+        times = clicks.get(vid, [])
         total += len(times)
-        starts = np.array([s.start_s for s in video.segments])
-        ends = np.array([s.end_s for s in video.segments])
-        inside += int(_inside_any(times, starts, ends).sum())
+        inside += int(inside_instances(times, video.segments).sum())
     return ClickStats(source, total, instances, inside, 0)

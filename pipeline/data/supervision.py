@@ -35,9 +35,11 @@ class Supervision:
     boundaries: tuple[Segment, ...] | None = None  # full supervision; None when not given
 
     @classmethod
-    def from_ground_truth(cls, video: VideoAnnotation, *, with_boundaries: bool = False) -> "Supervision":
-        """Video-level labels (and, optionally, the full boundaries) of an annotated video."""
-        return cls(video.video_id, video.duration_s, video.labels,
+    def from_ground_truth(cls, video: VideoAnnotation, *, with_boundaries: bool = False,
+                          with_video_labels: bool = True) -> "Supervision":
+        """Video-level labels (unless ``with_video_labels`` is False) and, optionally, the full boundaries of an
+        annotated video."""
+        return cls(video.video_id, video.duration_s, video.labels if with_video_labels else frozenset(),
                    boundaries=video.segments if with_boundaries else None)
 
 
@@ -103,21 +105,26 @@ def simulate_labelled_segments(video: VideoAnnotation, rng: np.random.Generator,
             first = last = geometry.index_of((seg.start_s + seg.end_s) / 2)
         picks = np.sort(rng.integers(first, last + 1, size=per_instance))
         start, end = geometry.span_to_seconds(picks[0], picks[-1] + 1)
-        out.append(Segment(float(start), float(min(end, video.duration_s)), seg.label))
+        # the extent, not the stated duration: some files state too short a duration (instances run past it)
+        out.append(Segment(float(start), float(min(end, video.extent_s)), seg.label))
     return tuple(out)
 
 
 def build_supervision(gt: GroundTruth, *, subset: str | None = None,
                       action_clicks: dict[str, list[ActionClick]] | None = None,
                       background_clicks: dict[str, list[float]] | None = None,
-                      with_boundaries: bool = False) -> dict[str, Supervision]:
-    """Supervision records for the videos of ``subset``: video labels from the ground truth plus the given clicks."""
+                      labelled_segments: dict[str, list[Segment]] | None = None,
+                      with_boundaries: bool = False, with_video_labels: bool = True) -> dict[str, Supervision]:
+    """Supervision records for the videos of ``subset``: video labels from the ground truth (unless
+    ``with_video_labels`` is False) plus the given clicks and labelled segments, and optionally the boundaries."""
     out = {}
     for vid, video in gt.subset(subset).items():
-        sup = Supervision.from_ground_truth(video, with_boundaries=with_boundaries)
+        sup = Supervision.from_ground_truth(video, with_boundaries=with_boundaries,
+                                            with_video_labels=with_video_labels)
         out[vid] = replace(
             sup,
             action_clicks=tuple((action_clicks or {}).get(vid, ())),
             background_clicks=tuple((background_clicks or {}).get(vid, ())),
+            labelled_segments=tuple((labelled_segments or {}).get(vid, ())),
         )
     return out

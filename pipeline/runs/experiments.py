@@ -22,6 +22,7 @@ from clicktal.pipeline.data.annotations import GroundTruth, read_ambiguous
 from clicktal.pipeline.core.config import config_from_dict, config_to_dict, dump_config, merge_overrides
 from clicktal.pipeline.data.datasets import DataBundle, load_data, label_counts
 from clicktal.pipeline.data.detections import Detection, write_detections
+from clicktal.pipeline.data.labels import format_label_summary, label_statistics
 from clicktal.pipeline.runs.engine import (TrainResult, Trainer, load_checkpoint, resolve_device, seed_everything,
                                            validation_loss)
 from clicktal.pipeline.runs.schema import ExperimentConfig
@@ -82,8 +83,11 @@ def parse_set(items: list[str]) -> dict:
 
 
 def _metadata(bundle: DataBundle) -> dict:
-    """What rebuilding and applying the model needs: its classes and the whole feature contract."""
-    return {"classes": bundle.classes, "contract": bundle.contract.to_dict(), "train_videos": list(bundle.train.ids),
+    """What rebuilding and applying the model needs: its classes, the whole feature contract and the extraction
+    options of its features (``tools/detect.py`` extracts new videos with them)."""
+    options = bundle.source.meta(bundle.train.ids[0]).options
+    return {"classes": bundle.classes, "contract": bundle.contract.to_dict(),
+            "extraction": options.get("signature"), "train_videos": list(bundle.train.ids),
             "heldout_videos": list(bundle.val.ids) if bundle.val else []}
 
 
@@ -132,11 +136,26 @@ def make_validator(cfg: ExperimentConfig, bundle: DataBundle, device):
     return validate
 
 
+def write_label_report(bundle: DataBundle, out: Path, *, log=print) -> dict:
+    """``labels.json`` in the run folder: how many labels of each kind every training video got and how many fall
+    inside / outside its ground-truth actions, and what the label files' readers kept and skipped; a summary is
+    printed."""
+    used = set(bundle.train.ids) | set(bundle.val.ids if bundle.val else ())
+    stats = label_statistics({v: s for v, s in bundle.labels.supervision.items() if v in used}, bundle.gt)
+    stats["files"] = [r.summary() for r in bundle.labels.reports]
+    (out / "labels.json").write_text(json.dumps(stats, indent=1))
+    log(format_label_summary(stats))
+    for line in stats["files"]:
+        log(f"  {line}")
+    return stats
+
+
 def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume: bool = False,
-                   evaluate: bool = True, stop_after: int | None = None) -> ExperimentResult | TrainResult:
+                   evaluate: bool = True, stop_after: int | None = None, log=print) -> ExperimentResult | TrainResult:
     """Train ``cfg`` into ``out_dir``; then (``evaluate``) detect on ``cfg.data.test_subset``, write
     ``detections.json`` and ``results.json`` and return the :class:`ExperimentResult`. ``stop_after`` ends training
-    early with a checkpoint (for tests of resuming) and returns the :class:`TrainResult`."""
+    early with a checkpoint (for tests of resuming) and returns the :class:`TrainResult`. ``log`` prints the label
+    summary (``labels.json`` has the details)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed = cfg.train.seed
@@ -149,6 +168,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
                                     geometry=contract.geometry)
     cfg = replace(cfg, model=replace(cfg.model, params=params))
     meta["labels"] = label_counts(bundle.train)
+    write_label_report(bundle, out, log=log)
     device = resolve_device(cfg.train.device)
     trainer = Trainer(model, bundle.train, cfg.train, out, sampler=Sampler(cfg.data.sampling),
                       validator=make_validator(cfg, bundle, device), resolved_config=cfg, metadata=meta)

@@ -111,6 +111,7 @@ class LoadedRun:
     checkpoint: Path
     device: torch.device
     contract: FeatureContract
+    extraction: dict | None = None  # the extraction options of the training features (None: not extracted here)
 
     @property
     def sampler(self) -> Sampler:
@@ -161,7 +162,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None
                                num_classes=len(meta["classes"]), streams=contract.streams, geometry=contract.geometry)
     model.load_state_dict(ck["model"])
     model.to(dev).eval()
-    return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev, contract)
+    return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev, contract, meta.get("extraction"))
 
 
 def run_contract(meta: dict, where: str | os.PathLike) -> FeatureContract:

@@ -16,7 +16,7 @@ def test_detect_on_new_video_files(tmp_path, capsys, load_tool):
     gt_path = gt.write(tmp_path / "gt.json")
     cfg = {"name": "tiny", "data": {"features": str(tmp_path / "feats"), "ground_truth": str(gt_path),
                                     "train_subset": "training", "test_subset": "test",
-                                    "clicks": {"source": "uniform"}, "max_length": 64},
+                                    "labels": {"action_clicks": {"source": "uniform"}}, "sampling": {"train": {"kind": "crop", "length": 64}}},
            "model": {"name": "sfnet", "params": {"mining": {"start_iteration": 2}}},
            "train": {"iterations": 3, "batch_size": 3, "progress": False, "num_threads": 1},
            "postprocess": {"preset": "sfnet"}, "evaluation": {"use_ambiguous": False}}

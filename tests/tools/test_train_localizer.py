@@ -16,7 +16,7 @@ def setup(tmp_path_factory):
     cfg = {
         "name": "tiny",
         "data": {"features": "UNSET", "ground_truth": str(gt_path), "train_subset": "training", "test_subset": "test",
-                 "clicks": {"source": "uniform"}, "max_length": 64},
+                 "labels": {"action_clicks": {"source": "uniform"}}, "sampling": {"train": {"kind": "crop", "length": 64}}},
         "model": {"name": "sfnet", "params": {"eta": 2.0, "mining": {"start_iteration": 3}}},
         "train": {"iterations": 6, "batch_size": 4, "progress": False, "num_threads": 1, "checkpoint_every": 2},
         "postprocess": {"preset": "sfnet"},
@@ -92,9 +92,9 @@ def test_set_parsing_and_result_tables():
     from clicktal.pipeline.runs.experiments import apply_overrides, parse_set
     from clicktal.tools.tables import format_results
 
-    over = parse_set(["train.iterations=7", "model.params.mining.xi=0.8", "data.max_length=null"])
+    over = parse_set(["train.iterations=7", "model.params.mining.xi=0.8", "data.sampling.train.kind=whole"])
     assert over == {"train": {"iterations": 7}, "model": {"params": {"mining": {"xi": 0.8}}},
-                    "data": {"max_length": None}}
+                    "data": {"sampling": {"train": {"kind": "whole"}}}}
     cfg = apply_overrides(ExperimentConfig(), over)
     assert cfg.train.iterations == 7 and cfg.model.params == {"mining": {"xi": 0.8}}
     table = format_results([("A", [[10.0, 20.0], [12.0, 22.0]])], [0.5], minutes={"A": 1.5})

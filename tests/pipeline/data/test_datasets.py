@@ -1,10 +1,11 @@
-"""Videos + Supervision -> per-snippet targets and padded batches; click sources."""
+"""Videos + Supervision -> per-snippet targets and padded batches (label sources: test_labels.py)."""
 import numpy as np
-import pytest
 
-from clicktal.pipeline.data.annotations import ActionClick, GroundTruth, Segment, VideoAnnotation
-from clicktal.pipeline.data.datasets import (ClickConfig, DataConfig, batch_rng, choose_action_clicks, collate, load_data,
-                                        make_item, sample_batch, split_holdout, training_supervision)
+from clicktal.pipeline.data.annotations import ActionClick, Segment
+from clicktal.pipeline.data.sampling import Sampler, SamplerConfig, SamplingConfig
+from clicktal.pipeline.data.datasets import (DataConfig, batch_rng, collate, load_data, make_item, sample_batch,
+                                             split_holdout)
+from clicktal.pipeline.data.labels import ActionClickConfig, LabelConfig
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.supervision import Supervision
 from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
@@ -53,45 +54,12 @@ def test_collate_pads_with_masks_and_crops_consistently():
     batch = collate([a, b])
     assert batch.features.shape == (2, 10, 2) and batch.mask.sum(1).tolist() == [10, 4]
     assert batch.features[1, 4:].abs().sum() == 0 and batch.lengths.tolist() == [10, 4]
-    crop = collate([a, b], max_length=5, rng=np.random.default_rng(3))
+    crop = collate([a.sample(np.arange(3, 8)), b])
     s = int(crop.offsets[0])
+    assert s == 3
     assert crop.features.shape == (2, 5, 2) and crop.offsets[1] == 0
     assert np.array_equal(crop.features[0].numpy(), a.features[s:s + 5])
     assert np.array_equal(crop.anchor_mask[0].numpy(), a.anchor_mask[s:s + 5])
-
-
-def _gt():
-    return GroundTruth({
-        "v1": VideoAnnotation("v1", "train", 30.0, (Segment(2, 6, "A"), Segment(10, 14, "B"))),
-        "v2": VideoAnnotation("v2", "train", 30.0, (Segment(5, 9, "A"),)),
-        "v3": VideoAnnotation("v3", "test", 30.0, (Segment(1, 4, "B"),)),
-    })
-
-
-def test_click_sources(tmp_path):
-    gt = _gt()
-    files = []
-    for k in range(3):
-        f = tmp_path / f"A{k}.txt"
-        f.write_text(f"v1,{3 + k},A\r\n\r\nv1,{11 + k},B\r\nv2,{6 + k},A\r\n")
-        files.append(str(f))
-    cfg = ClickConfig(source="random_annotator", files=files)
-    picks = [choose_action_clicks(gt, "train", cfg, seed) for seed in range(8)]
-    assert picks[0] == choose_action_clicks(gt, "train", cfg, 0)  # seeded
-    for p in picks:  # every video's clicks come from a single annotator
-        for vid, clicks in p.items():
-            assert len({int(c.time_s) - base for c, base in zip(clicks, [3, 11] if vid == "v1" else [6])}) == 1
-    assert len({tuple(c.time_s for c in p["v1"]) for p in picks}) > 1  # the annotator varies with the seed
-    fixed = choose_action_clicks(gt, "train", ClickConfig(source="annotator", files=files, annotator=2), 0)
-    assert [c.time_s for c in fixed["v1"]] == [5.0, 13.0]
-    sim = choose_action_clicks(gt, "train", ClickConfig(source="uniform"), 0)
-    assert all(any(s.start_s <= c.time_s <= s.end_s and s.label == c.label for s in gt.videos[v].segments)
-               for v, cs in sim.items() for c in cs)
-    assert choose_action_clicks(gt, "train", ClickConfig(source="none"), 0) == {}
-    full = training_supervision(gt, "train", ClickConfig(source="boundaries"), 0)
-    assert full["v1"].boundaries == gt.videos["v1"].segments and not full["v1"].action_clicks
-    with pytest.raises(ValueError, match="files"):
-        choose_action_clicks(gt, "train", ClickConfig(source="random_annotator"), 0)
 
 
 def test_holdout_split_is_seeded_and_disjoint():
@@ -106,12 +74,13 @@ def test_load_data_and_seeded_batches(tmp_path):
     synthesize_features(gt, tmp_path / "feats", dim=8, seed=0)
     gt_path = gt.write(tmp_path / "gt.json")
     cfg = DataConfig(features=str(tmp_path / "feats"), ground_truth=str(gt_path), train_subset="training",
-                     test_subset="test", clicks=ClickConfig(source="uniform"), val_fraction=0.25)
+                     test_subset="test", labels=LabelConfig(ActionClickConfig(source="uniform")), val_fraction=0.25)
     bundle = load_data(cfg, seed=0)
     assert bundle.classes == gt.classes() and len(bundle.train) == 3 and len(bundle.val) == 1
     assert bundle.test_ids == sorted(gt.subset("test"))
     assert int(sum(it.anchor_mask.sum() for it in bundle.train)) > 0
-    b1 = sample_batch(bundle.train, 2, batch_rng(0, 5), max_length=50)
-    b2 = sample_batch(bundle.train, 2, batch_rng(0, 5), max_length=50)
+    crop = Sampler(SamplingConfig(train=SamplerConfig(kind="crop", length=50)))
+    b1 = sample_batch(bundle.train, 2, batch_rng(0, 5), crop)
+    b2 = sample_batch(bundle.train, 2, batch_rng(0, 5), crop)
     assert b1.video_ids == b2.video_ids and np.array_equal(b1.offsets, b2.offsets)
     assert b1.features.shape[1] <= 50

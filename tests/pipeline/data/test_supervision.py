@@ -51,3 +51,20 @@ def test_build_supervision_merges_clicks_with_video_labels():
                             with_boundaries=True)["v"]
     assert sup.video_labels == {"a", "b"} and sup.action_clicks == (ActionClick(12.0, "a"),)
     assert sup.background_clicks == (5.0,) and sup.boundaries == VIDEO.segments
+
+
+def test_labelled_segments_past_a_too_short_stated_duration_stay_valid():
+    # released THUMOS14 files state frames/30 for some 25 fps videos: instances run past the duration
+    video = VideoAnnotation("v", "validation", 50.0, (Segment(60.0, 66.0, "a"),))
+    for per_instance in (1, 2):
+        for seed in range(5):
+            (seg,) = simulate_labelled_segments(video, np.random.default_rng(seed), FeatureGeometry(),
+                                                per_instance=per_instance)
+            assert 60.0 <= seg.start_s < seg.end_s <= 66.0
+
+
+def test_build_supervision_without_video_labels_and_with_segments():
+    gt = GroundTruth({"v": VIDEO})
+    sup = build_supervision(gt, labelled_segments={"v": [Segment(11, 12, "a")]}, with_video_labels=False)["v"]
+    assert sup.video_labels == frozenset() and sup.labelled_segments == (Segment(11, 12, "a"),)
+    assert sup.boundaries is None and sup.action_clicks == ()

@@ -38,6 +38,10 @@ def test_the_run_records_the_whole_contract_and_frame_map(run):
                                 "streams": {"rgb": [0, 4], "flow": [4, 8]}, "dim": 8,
                                 "weights_sha256": {"rgb": "untrained", "flow": "untrained"}}
     saved = json.loads((root / "run" / "results.json").read_text())
+    labels = json.loads((root / "run" / "labels.json").read_text())
+    assert labels["totals"]["videos"] == 4 and labels["totals"]["action_clicks"]["count"] > 0
+    assert labels["totals"]["action_clicks"]["outside"] == 0  # simulated clicks lie in their instances
+    assert set(labels["per_video"]) == set(meta["train_videos"])
     frame = saved["frame_mAP"]
     assert 0 < frame["mAP"] <= 1 and frame["mAP"] == result.extra["frame_mAP"]["mAP"]
     assert frame["videos"] == 4 and frame["videos_without_features"] == 0 and len(frame["per_class_AP"]) >= 1

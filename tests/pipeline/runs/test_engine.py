@@ -8,11 +8,14 @@ import yaml
 
 from clicktal.models import build_localizer
 from clicktal.models.base import Localizer, LocalizerOutput
+from clicktal.pipeline.data.sampling import Sampler, SamplerConfig, SamplingConfig
 from clicktal.pipeline.data.datasets import DataConfig, load_data
 from clicktal.pipeline.data.labels import ActionClickConfig, LabelConfig
 from clicktal.pipeline.runs.engine import NonFiniteLossError, Trainer, load_checkpoint, make_optimizer
 from clicktal.pipeline.runs.schema import ExperimentConfig, OptimConfig, TrainConfig
 from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
+
+CROP = Sampler(SamplingConfig(train=SamplerConfig(kind="crop", length=40)))
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +24,9 @@ def data(tmp_path_factory):
     gt = random_ground_truth(n_videos=10, seed=1)
     synthesize_features(gt, root / "feats", dim=8, seed=1)
     cfg = DataConfig(features=str(root / "feats"), ground_truth=str(gt.write(root / "gt.json")),
-                     train_subset="training", test_subset="test", labels=LabelConfig(ActionClickConfig(source="uniform")),
-                     max_length=40)
+                     train_subset="training", test_subset="test",
+                     labels=LabelConfig(ActionClickConfig(source="uniform")),
+                     sampling=SamplingConfig(train=SamplerConfig(kind="crop", length=40)))
     return load_data(cfg, seed=0), cfg
 
 
@@ -45,7 +49,7 @@ PARAMS = {"mining": {"mode": "once", "start_iteration": 2, "reinit_after": True,
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(data, tmp_path):
     (bundle, dcfg) = data
-    full = Trainer(sfnet(bundle, **PARAMS), bundle.train, train_cfg(), tmp_path / "a", max_length=dcfg.max_length)
+    full = Trainer(sfnet(bundle, **PARAMS), bundle.train, train_cfg(), tmp_path / "a", sampler=Sampler(dcfg.sampling))
     full.fit()
 
     class Killed(Exception):
@@ -55,13 +59,13 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(data, tmp_path):
         raise Killed
 
     part = Trainer(sfnet(bundle, **PARAMS), bundle.train, train_cfg(validate_every=5), tmp_path / "b",
-                   max_length=dcfg.max_length, validator=kill)
+                   sampler=Sampler(dcfg.sampling), validator=kill)
     with pytest.raises(Killed):
         part.fit()
     assert load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["iteration"] == 3
     torch.manual_seed(999)  # a fresh process: different global RNG, different initial weights
     resumed = Trainer(sfnet(bundle, **PARAMS), bundle.train, train_cfg(), tmp_path / "b",
-                      max_length=dcfg.max_length)
+                      sampler=Sampler(dcfg.sampling))
     resumed.fit(resume=True)
     a = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")
@@ -78,9 +82,9 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(data, tmp_path):
 
 def test_stop_after_then_resume_equals_uninterrupted(data, tmp_path):
     bundle, dcfg = data
-    Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / "a", max_length=40).fit()
-    Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / "b", max_length=40).fit(stop_after=3)
-    Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / "b", max_length=40).fit(resume=True)
+    Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / "a", sampler=CROP).fit()
+    Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / "b", sampler=CROP).fit(stop_after=3)
+    Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / "b", sampler=CROP).fit(resume=True)
     a = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")["model"]
     b = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
@@ -114,7 +118,7 @@ def test_nan_guard_names_iteration_and_term(data, tmp_path):
 def test_logs_checkpoint_and_config_are_written(data, tmp_path):
     bundle, _ = data
     cfg = ExperimentConfig(name="unit")
-    t = Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=4), tmp_path / "r", max_length=40,
+    t = Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=4), tmp_path / "r", sampler=CROP,
                 resolved_config=cfg, metadata={"classes": bundle.classes})
     res = t.fit()
     assert res.selected == "last" and res.iterations == 4
@@ -139,7 +143,7 @@ def test_best_checkpoint_follows_the_validator(data, tmp_path):
     bundle, _ = data
     scores = {2: 0.5, 4: 0.2, 6: 0.4}
     t = Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6, validate_every=2, select="val_loss"),
-                tmp_path / "v", max_length=40, validator=lambda m, it: {"val_loss": scores[it]})
+                tmp_path / "v", sampler=CROP, validator=lambda m, it: {"val_loss": scores[it]})
     res = t.fit()
     assert res.selected == "val_loss@4" and load_checkpoint(res.checkpoint)["iteration"] == 4
     assert len((tmp_path / "v" / "val_log.jsonl").read_text().splitlines()) == 3
