@@ -9,7 +9,7 @@ features' :class:`~clicktal.pipeline.core.geometry.FeatureGeometry`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -20,6 +20,8 @@ from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.core.registry import Registry
 
 from clicktal.pipeline.data.datasets import TrainingContext
+
+from .blocks import masked_mean  # noqa: F401  (lives in blocks; still importable from here)
 
 if TYPE_CHECKING:
     from clicktal.pipeline.data.datasets import Batch
@@ -58,10 +60,14 @@ class FrameScores:
 
 
 class Localizer(nn.Module):
-    """Base class. Subclasses set ``num_classes`` (action classes) and ``has_background``."""
+    """Base class. Subclasses set ``num_classes`` (action classes) and ``has_background``, and
+    ``output_resolution``: ``"snippet"`` when :meth:`frame_scores` gives one row per input snippet, ``"frame"`` when
+    it gives one per frame (``frames_per_snippet`` rows per snippet of the features' geometry); inference maps
+    either back onto the video's native grid."""
 
     num_classes: int
     has_background: bool = False
+    output_resolution: Literal["snippet", "frame"] = "snippet"
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LocalizerOutput:  # pragma: no cover
         """``features [B, T, D]`` float, ``mask [B, T]`` bool -> :class:`LocalizerOutput`."""
@@ -83,12 +89,6 @@ class Localizer(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` where ``mask`` is True; 0 (with a gradient path) when nothing is selected."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 def describe(model: nn.Module) -> dict[str, Any]:

@@ -34,21 +34,33 @@ online on every batch's detached fused scores from ``mining.start_iteration`` (t
 needed because the test compares predictions of a classifier); ``mining.mode = "once"`` instead mines the whole
 training set once at ``start_iteration`` and keeps the labels, as the authors' code does (which also re-initialises
 the network after mining: ``reinit_after``).
+
+Built from the shared parts: the actionness convolutions are a :class:`~clicktal.models.blocks.TemporalConvStack`,
+the streams are split with :func:`~clicktal.models.blocks.stream_ranges` / :func:`~clicktal.models.blocks.split_streams`
+and fused by two ``weighted`` :class:`~clicktal.models.blocks.StreamFusion` (``class_mul``, ``act_mul``), top-k
+pooling (training Eq. 5 and the video scores at inference) is :func:`~clicktal.models.blocks.topk_pool` with the
+``ceil`` rule; the loss terms are those of :mod:`clicktal.models.losses` (Eq. 1
+:func:`~clicktal.models.losses.soft_cross_entropy`, Eq. 4 :func:`~clicktal.models.losses.actionness_loss`, Eq. 5
+:func:`~clicktal.models.losses.video_targets` and :func:`~clicktal.models.losses.video_loss`, the background
+cross-entropy and :func:`~clicktal.models.losses.top_mask` behind Eq. 2). What stays here is SF-Net's own: its
+configs, the network's layout, Eq. 2's mining of background snippets (:func:`mined_background_loss`), Algorithm 1,
+the combination of the terms (Eq. 3, 6, per-stream losses) and the frame scores of Sec. 3.4. State-dict keys are
+those of the earlier monolithic module (``streams.<s>.conv1``, ``class_mul.<s>``, ...), so old checkpoints load.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from clicktal.pipeline.core.geometry import FeatureGeometry
 
-from .base import FrameScores, Localizer, LocalizerOutput, TrainingContext, masked_mean, register_localizer
+from .base import FrameScores, Localizer, LocalizerOutput, TrainingContext, register_localizer
+from .blocks import StreamFusion, TemporalConvStack, TopK, split_streams, stream_ranges, topk_pool
+from .losses import actionness_loss, background_loss, soft_cross_entropy, top_mask, video_loss, video_targets
 
 
 @dataclass
@@ -170,85 +182,33 @@ def mine_action_frames(scores: np.ndarray, anchors: Sequence[tuple[int, int]], *
 # ------------------------------------------------------------------------------------------------- loss terms
 
 
-def top_mask(values: torch.Tensor, allowed: torch.Tensor, n: int) -> torch.Tensor:
-    """``[B, T]`` bool: the ``n`` largest ``values`` among ``allowed`` over the whole batch (none when n <= 0)."""
-    sel = torch.zeros(allowed.numel(), dtype=torch.bool, device=allowed.device)
-    n = min(int(n), int(allowed.sum()))
-    if n > 0:
-        sel[values.masked_fill(~allowed, float("-inf")).flatten().topk(n).indices] = True
-    return sel.view_as(allowed)
-
-
-def frame_action_loss(C: torch.Tensor, labelled: torch.Tensor, targets: torch.Tensor, offset: int) -> torch.Tensor:
-    """Eq. 1: ``-1/K sum_i y_i log p_i`` over the ``K`` labelled snippets. ``C [B, T, K']`` activations,
-    ``labelled [B, T]``, ``targets [B, T, Nc]`` (rows sum to 1 where labelled), ``offset`` the first action column."""
-    ce = -(targets * C.log_softmax(-1)[..., offset:]).sum(-1)
-    return masked_mean(ce, labelled)
-
-
-def background_loss(C: torch.Tensor, candidates: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 2: the ``n`` (= eta K) candidate snippets of the whole batch with the highest background activation
+def mined_background_loss(C: torch.Tensor, candidates: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 2: the ``n`` (= eta K) ``candidates [B, T]`` of the whole batch with the highest background activation
     ``C[..., 0]`` are labelled background; returns ``(-mean log p_background over them, their [B, T] mask)``.
     The selection itself is not differentiated."""
     sel = top_mask(C[..., 0].detach(), candidates, n)
-    return masked_mean(-C.log_softmax(-1)[..., 0], sel), sel
-
-
-def actionness_loss(A: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-    """Eq. 4: ``-mean log sigma(A)`` over ``positive`` ``- mean log(1 - sigma(A))`` over ``negative`` (``[B, T]``)."""
-    return masked_mean(-F.logsigmoid(A), positive) + masked_mean(-F.logsigmoid(-A), negative)
-
-
-def video_targets(labelled: torch.Tensor, targets: torch.Tensor, video_labels: torch.Tensor, *,
-                  from_clicks: bool = True) -> torch.Tensor:
-    """``q [B, Nc]`` of Eq. 5: the average label of a video's labelled snippets ("we average all the frame labels
-    in the video"), or its video labels normalised when it has no labelled snippet (or ``from_clicks`` is False);
-    a zero row for a video with neither (it is skipped)."""
-    n = labelled.sum(1, keepdim=True).to(targets.dtype)
-    clicks = (targets * labelled[..., None]).sum(1) / n.clamp_min(1)
-    weak = video_labels / video_labels.sum(1, keepdim=True).clamp_min(1e-12)
-    use_clicks = (n > 0) if from_clicks else torch.zeros_like(n, dtype=torch.bool)
-    return torch.where(use_clicks, clicks, weak)
-
-
-def video_loss(C: torch.Tensor, mask: torch.Tensor, q: torch.Tensor, *, topk_divisor: float = 8.0,
-               offset: int = 0) -> torch.Tensor:
-    """Eq. 5: ``r_i`` = mean of the top ``ceil(T_i / topk_divisor)`` activations of each column over the video's
-    valid snippets; ``-1/N sum_i sum_j q_ij log softmax(r_i)_j`` with the softmax over all columns and the sum over
-    the action columns (from ``offset``). Videos with an all-zero ``q`` row are left out of the mean."""
-    losses = []
-    for b in range(C.shape[0]):
-        T = int(mask[b].sum())
-        if T == 0 or not bool(q[b].sum() > 0):
-            continue
-        k = max(1, math.ceil(T / topk_divisor))
-        r = C[b][mask[b]].topk(k, dim=0).values.mean(0)
-        losses.append(-(q[b] * r.log_softmax(-1)[offset:]).sum())
-    return torch.stack(losses).mean() if losses else C.sum() * 0.0
+    return background_loss(C, sel, column=0), sel
 
 
 # ------------------------------------------------------------------------------------------------- network
 
 
 class _Stream(nn.Module):
-    """One stream's classification module (3 FC) and actionness module (2 temporal convs + FC)."""
+    """One stream's classification module (3 FC) and actionness module (a two-layer
+    :class:`~clicktal.models.blocks.TemporalConvStack`, then FC)."""
 
     def __init__(self, in_dim: int, hidden: int, out_classes: int, kernel: int, dropout: float):
         super().__init__()
         self.cls = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Dropout(dropout))
         self.classifier = nn.Linear(hidden, out_classes)
-        pad = kernel // 2
-        self.conv1 = nn.Conv1d(in_dim, hidden, kernel, padding=pad)
-        self.conv2 = nn.Conv1d(hidden, hidden, kernel, padding=pad)
+        self.temporal = TemporalConvStack(in_dim=in_dim, widths=(hidden, hidden), kernel_size=kernel)
         self.action = nn.Linear(hidden, 1)
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, T, D_s]`` (zero on padding), ``m [B, 1, T]`` float mask -> (``[B, T, K]``, ``[B, T]``)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, T, D_s]`` (zero on padding), ``mask [B, T]`` bool -> (``[B, T, K]``, ``[B, T]``)."""
         c = self.classifier(self.cls(x))
-        h = F.relu(self.conv1(x.transpose(1, 2))) * m  # padding stays zero, so batching never changes a video's scores
-        h = F.relu(self.conv2(h)) * m
-        a = self.action(h.transpose(1, 2)).squeeze(-1)
+        a = self.action(self.temporal(x, mask)).squeeze(-1)
         return c, a
 
 
@@ -264,16 +224,13 @@ class SFNet(Localizer):
         self.has_background = config.background
         self.offset = 1 if config.background else 0
         K = num_classes + self.offset
-        if config.two_stream and streams and len(streams) > 1:
-            self.stream_slices = {k: (int(a), int(b)) for k, (a, b) in streams.items()}
-        else:
-            self.stream_slices = {"joint": (0, int(input_dim))}
+        self.stream_slices = stream_ranges(streams, input_dim, split=config.two_stream)
         self.streams = nn.ModuleDict({
             name: _Stream(b - a, config.hidden_dim or (b - a), K, config.conv_kernel, config.dropout)
             for name, (a, b) in self.stream_slices.items()})
-        n = len(self.stream_slices)
-        self.class_mul = nn.ParameterDict({k: nn.Parameter(torch.ones(K)) for k in self.stream_slices})
-        self.act_mul = nn.ParameterDict({k: nn.Parameter(torch.full((1,), 1.0 / n)) for k in self.stream_slices})
+        names = list(self.stream_slices)
+        self.class_mul = StreamFusion(streams=names, mode="weighted", size=K, init=1.0)
+        self.act_mul = StreamFusion(streams=names, mode="weighted", size=1, init=1.0 / len(names))
         self._mined: dict[str, list[list[int]]] = {}  # "once" mining: video -> [[snippet, class column], ...]
         self.reset_parameters()
 
@@ -283,11 +240,8 @@ class SFNet(Localizer):
             if isinstance(mod, (nn.Linear, nn.Conv1d)):
                 nn.init.xavier_uniform_(mod.weight)
                 nn.init.zeros_(mod.bias)
-        with torch.no_grad():
-            for p in self.class_mul.values():
-                p.fill_(1.0)
-            for p in self.act_mul.values():
-                p.fill_(1.0 / len(self.act_mul))
+        self.class_mul.reset_parameters()
+        self.act_mul.reset_parameters()
 
     def get_extra_state(self):
         return {"mined": self._mined}
@@ -296,15 +250,13 @@ class SFNet(Localizer):
         self._mined = {k: [list(map(int, p)) for p in v] for k, v in (state or {}).get("mined", {}).items()}
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LocalizerOutput:
-        m = mask.to(features.dtype).unsqueeze(1)
-        features = features * m.transpose(1, 2)
-        aux, fused_c, fused_a = {}, 0, 0
-        for name, (a, b) in self.stream_slices.items():
-            c, act = self.streams[name](features[..., a:b], m)
-            aux[f"class_scores/{name}"], aux[f"actionness/{name}"] = c, act
-            fused_c = fused_c + self.class_mul[name] * c
-            fused_a = fused_a + self.act_mul[name] * act
-        return LocalizerOutput(fused_c, fused_a if self.config.actionness else None, mask.bool(), aux)
+        features = features * mask.to(features.dtype).unsqueeze(-1)
+        cs, acts = {}, {}
+        for name, x in split_streams(features, self.stream_slices).items():
+            cs[name], acts[name] = self.streams[name](x, mask)
+        aux = {**{f"class_scores/{k}": v for k, v in cs.items()}, **{f"actionness/{k}": v for k, v in acts.items()}}
+        fused_a = self.act_mul(acts) if self.config.actionness else None
+        return LocalizerOutput(self.class_mul(cs), fused_a, mask.bool(), aux)
 
     # ------------------------------------------------------------------------------------------- losses
 
@@ -347,6 +299,8 @@ class SFNet(Localizer):
         else:
             for b, vid in enumerate(batch.video_ids):
                 start, T = int(batch.offsets[b]), int(batch.lengths[b])
+                if start < 0:  # not a contiguous crop of the video (resized or segment-sampled): no snippet map
+                    continue
                 for t, y in self._mined.get(vid, ()):
                     if start <= t < start + T and not bool(labelled[b, t - start]):
                         extra[b, t - start, y - self.offset] = 1.0
@@ -396,12 +350,12 @@ class SFNet(Localizer):
                "n_background": zero.detach()}
         K_lab = int(labelled.sum())
         if cfg.frame_loss:
-            out["frame_action"] = frame_action_loss(C, labelled, targets, off)
+            out["frame_action"] = soft_cross_entropy(C, labelled, targets, offset=off)
         candidates = mask & ~labelled
         n = min(int(cfg.eta * K_lab), int(candidates.sum()))
         bg_sel = torch.zeros_like(mask)
         if cfg.background and cfg.frame_loss:
-            out["frame_background"], bg_sel = background_loss(C, candidates, n)
+            out["frame_background"], bg_sel = mined_background_loss(C, candidates, n)
             out["n_background"] = bg_sel.sum().float()
         if cfg.actionness and A is not None and K_lab:
             if cfg.actionness_negatives == "mined_background":
@@ -411,7 +365,7 @@ class SFNet(Localizer):
             out["actionness"] = actionness_loss(A, labelled, neg)
         if cfg.video_loss:
             q = video_targets(labelled, targets, video_labels, from_clicks=cfg.video_target == "clicks")
-            out["video"] = video_loss(C, mask, q, topk_divisor=cfg.topk_divisor, offset=off)
+            out["video"] = video_loss(C, mask, q, topk=TopK("ceil", cfg.topk_divisor), offset=off)
         return out
 
     # ------------------------------------------------------------------------------------------- training hook
@@ -452,22 +406,20 @@ class SFNet(Localizer):
         T = int(output.mask[index].sum())
         C = output.class_scores[index, :T].detach().float()
         probs = C.softmax(-1)[:, off:]
-        k = max(1, math.ceil(T / icfg.video_topk_divisor))
-        pooled = C.topk(k, dim=0).values.mean(0)[off:]
+        valid = torch.ones(1, T, dtype=torch.bool, device=C.device)
+        pooled = topk_pool(C[None], valid, TopK("ceil", icfg.video_topk_divisor))[0, off:]
         video = pooled.softmax(-1) if icfg.video_score == "softmax" else pooled
-        act = None
-        w = icfg.actionness_weight if output.actionness is not None else 0.0
+        A = act = None
         if output.actionness is not None:
             A = output.actionness[index, :T].detach().float()
             act = torch.sigmoid(A)
+        w = icfg.actionness_weight
         if icfg.score_space == "probability":
             seq = probs + (w * act[:, None] if act is not None else 0.0)
         else:
-            seq = C[:, off:] + (w * output.actionness[index, :T].detach().float()[:, None] if act is not None else 0.0)
+            seq = C[:, off:] + (w * A[:, None] if A is not None else 0.0)
         return FrameScores(scores=seq.cpu().numpy(), video_scores=video.cpu().numpy(),
                            class_probs=probs.cpu().numpy(), actionness=None if act is None else act.cpu().numpy())
-
-
 
 
 @register_localizer("sfnet", SFNetConfig)

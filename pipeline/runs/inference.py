@@ -64,7 +64,7 @@ def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeom
         mask = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
         grids.append(sample.grid)
         outs.append(model.frame_scores(model(x, mask), 0))
-    per_frame = getattr(model, "output_resolution", "snippet") == "frame"
+    per_frame = model.output_resolution == "frame"
     f = geometry.frames_per_snippet if per_frame else None
     native = lambda name: to_native(grids, [getattr(o, name) for o in outs], frames_per_snippet=f)
     scores = FrameScores(scores=native("scores"), video_scores=np.max([o.video_scores for o in outs], axis=0),

@@ -97,12 +97,23 @@ def test_once_mining_is_kept_in_the_state_dict_and_applied_to_crops():
     assert model.training_hook(0, TrainingContext(lambda: iter(items), torch.device("cpu"))) is True
     # re-initialised: zero biases and unit class multipliers again
     assert all(p.abs().sum() == 0 for n, p in model.named_parameters() if n.endswith("bias"))
-    assert all(torch.equal(p, torch.ones_like(p)) for p in model.class_mul.values())
+    assert all(torch.equal(p, torch.ones_like(p)) for p in model.class_mul.parameters())
     assert sorted(t for t, _ in model.get_extra_state()["mined"]["v"]) == [3, 4, 6, 7]
     clone = _model(mode="once", start_iteration=0)
     clone.load_state_dict(model.state_dict())
     assert clone.get_extra_state() == model.get_extra_state()
-    crop = collate([items[0]], max_length=6)  # snippets 0..5 of the video: 3 and 4 are inside
+    crop = collate([items[0].sample(np.arange(6))])  # snippets 0..5 of the video: 3 and 4 are inside
     out = clone(crop.features, crop.mask)
     _, _, mined_mask = clone.labelled_snippets(out, crop, iteration=1)
     assert mined_mask[0].nonzero().flatten().tolist() == [3, 4]
+
+
+def test_once_mining_is_not_applied_to_samples_without_a_snippet_map():
+    model = _model(mode="once", start_iteration=0)
+    items = [_item("v")]
+    model.training_hook(0, TrainingContext(lambda: iter(items), torch.device("cpu")))
+    assert model.get_extra_state()["mined"]["v"]
+    resized = collate([items[0].sample(np.linspace(0, 11, 6))])  # offset -1: not a contiguous crop
+    assert int(resized.offsets[0]) == -1
+    _, _, mined_mask = model.labelled_snippets(model(resized.features, resized.mask), resized, iteration=1)
+    assert not mined_mask.any()

@@ -23,7 +23,7 @@ def test_registry_builds_sfnet_with_resolved_defaults():
     # paper defaults: hidden width = stream width, three FC layers, two temporal convolutions
     s = m.streams["rgb"]
     assert s.cls[0].in_features == 5 and s.cls[0].out_features == 5 and s.classifier.out_features == 5  # Nc + 1
-    assert s.conv1.kernel_size == (3,) and s.conv2.out_channels == 5
+    assert s.temporal.conv1.kernel_size == (3,) and s.temporal.conv2.out_channels == 5
 
 
 def test_unknown_or_mistyped_params_are_named():
@@ -76,3 +76,25 @@ def test_without_actionness_the_frame_scores_are_class_probabilities():
     m, _ = model(actionness=False, mining={"enabled": False})
     fs = m.frame_scores(m(torch.rand(1, 6, 10), torch.ones(1, 6, dtype=torch.bool)))
     assert fs.actionness is None and np.allclose(fs.scores, fs.class_probs)
+
+
+STREAM_KEYS = ["cls.0.weight", "cls.0.bias", "cls.2.weight", "cls.2.bias", "classifier.weight", "classifier.bias",
+               "temporal.conv1.weight", "temporal.conv1.bias", "temporal.conv2.weight", "temporal.conv2.bias",
+               "action.weight", "action.bias"]
+KEYS = (["_extra_state"] + [f"streams.{s}.{k}" for s in ("rgb", "flow") for k in STREAM_KEYS]
+        + ["class_mul.flow", "class_mul.rgb", "act_mul.flow", "act_mul.rgb"])
+
+
+def test_state_dict_keys_follow_the_module_tree_and_round_trip():
+    m, _ = model()
+    sd = m.state_dict()
+    assert list(sd) == KEYS
+    # parameter order (what optimiser checkpoints index by) is the key order
+    assert [p.shape for p in m.parameters()] == [sd[k].shape for k in KEYS[1:]]
+    x, mask = torch.rand(2, 9, 10), torch.ones(2, 9, dtype=torch.bool)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    fresh, _ = model()
+    assert fresh.load_state_dict(m.state_dict(), strict=True)
+    assert torch.allclose(fresh(x, mask).class_scores, m(x, mask).class_scores)

@@ -1,0 +1,79 @@
+"""Loss terms shared by the localizers, on padded batches (``[B, T, ...]`` with masks ``[B, T]``).
+
+Class scores ``[B, T, K]`` are logits; when a model has a background class it is column ``offset - 1`` = 0 and the
+action columns start at ``offset`` (1), as in SF-Net; targets ``[B, T, Nc]`` and ``q [B, Nc]`` cover the action
+columns only.
+
+* :func:`top_mask`: the ``n`` highest values among the allowed snippets of the whole batch (background mining);
+* :func:`soft_cross_entropy`: soft-target cross-entropy over labelled snippets (SF-Net Eq. 1);
+* :func:`background_loss`: cross-entropy towards the background column on selected snippets (SF-Net Eq. 2 on the
+  mined snippets, BackTAL on background clicks);
+* :func:`actionness_loss`: binary actionness loss on positive and negative snippets (SF-Net Eq. 4);
+* :func:`video_targets` and :func:`video_loss`: the video-level multi-label loss on top-k pooled scores
+  (SF-Net Eq. 5; :func:`~clicktal.models.blocks.topk_pool` does the pooling).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .blocks import TopK, masked_mean, topk_pool
+
+
+def top_mask(values: torch.Tensor, allowed: torch.Tensor, n: int) -> torch.Tensor:
+    """``[B, T]`` bool: the ``n`` largest ``values [B, T]`` among ``allowed [B, T]`` over the whole batch (all the
+    allowed ones when there are fewer; none when ``n <= 0``)."""
+    sel = torch.zeros(allowed.numel(), dtype=torch.bool, device=allowed.device)
+    n = min(int(n), int(allowed.sum()))
+    if n > 0:
+        sel[values.masked_fill(~allowed, float("-inf")).flatten().topk(n).indices] = True
+    return sel.view_as(allowed)
+
+
+def soft_cross_entropy(scores: torch.Tensor, labelled: torch.Tensor, targets: torch.Tensor, *,
+                       offset: int = 0) -> torch.Tensor:
+    """``-1/K sum_i sum_c y_ic log p_ic`` over the ``K`` labelled snippets (SF-Net Eq. 1). ``scores [B, T, K']``
+    logits (softmax over all ``K'`` columns), ``labelled [B, T]`` bool, ``targets [B, T, Nc]`` (rows sum to 1 where
+    labelled) for the columns from ``offset``. 0 without a labelled snippet."""
+    ce = -(targets * scores.log_softmax(-1)[..., offset:]).sum(-1)
+    return masked_mean(ce, labelled)
+
+
+def background_loss(scores: torch.Tensor, selected: torch.Tensor, *, column: int = 0) -> torch.Tensor:
+    """``-mean log p_background`` over the ``selected [B, T]`` snippets, ``p`` the softmax of ``scores [B, T, K']``
+    and the background its column ``column``. 0 when nothing is selected."""
+    return masked_mean(-scores.log_softmax(-1)[..., column], selected)
+
+
+def actionness_loss(actionness: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """``-mean log sigma(A)`` over ``positive`` ``- mean log(1 - sigma(A))`` over ``negative`` (SF-Net Eq. 4);
+    ``actionness [B, T]`` logits, masks ``[B, T]``. Either part is 0 when its mask is empty."""
+    return masked_mean(-F.logsigmoid(actionness), positive) + masked_mean(-F.logsigmoid(-actionness), negative)
+
+
+def video_targets(labelled: torch.Tensor, targets: torch.Tensor, video_labels: torch.Tensor, *,
+                  from_clicks: bool = True) -> torch.Tensor:
+    """``q [B, Nc]`` for :func:`video_loss`: the average label of a video's labelled snippets (SF-Net: "we average
+    all the frame labels in the video"), or its video labels normalised to sum 1 when it has no labelled snippet
+    (or ``from_clicks`` is False); a zero row for a video with neither (:func:`video_loss` skips it).
+    ``labelled [B, T]``, ``targets [B, T, Nc]``, ``video_labels [B, Nc]`` multi-hot."""
+    n = labelled.sum(1, keepdim=True).to(targets.dtype)
+    clicks = (targets * labelled[..., None]).sum(1) / n.clamp_min(1)
+    weak = video_labels / video_labels.sum(1, keepdim=True).clamp_min(1e-12)
+    use_clicks = (n > 0) if from_clicks else torch.zeros_like(n, dtype=torch.bool)
+    return torch.where(use_clicks, clicks, weak)
+
+
+def video_loss(scores: torch.Tensor, mask: torch.Tensor, q: torch.Tensor, *, topk: TopK = TopK(),
+               offset: int = 0) -> torch.Tensor:
+    """Video-level multi-label loss (SF-Net Eq. 5): ``r_b = topk_pool(scores, mask, topk) [B, K']``, then
+    ``-1/N sum_b sum_c q_bc log softmax(r_b)_c`` with the softmax over all ``K'`` columns and the sum over the
+    action columns (from ``offset``). ``q [B, Nc]``; videos with an all-zero ``q`` row or no valid snippet are left
+    out of the mean (0 when none is left)."""
+    r = topk_pool(scores, mask, topk)
+    per_video = -(q * r.log_softmax(-1)[:, offset:]).sum(-1)
+    keep = (mask.sum(1) > 0) & (q.sum(-1) > 0)
+    return per_video[keep].mean() if bool(keep.any()) else scores.sum() * 0.0
+
+
+__all__ = ["actionness_loss", "background_loss", "soft_cross_entropy", "top_mask", "video_loss", "video_targets"]
