@@ -80,11 +80,14 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(data, tmp_path):
     assert [r["total"] for r in rows_a] == [r["total"] for r in rows_b]
 
 
-def test_stop_after_then_resume_equals_uninterrupted(data, tmp_path):
+@pytest.mark.parametrize("train", [
+    SamplerConfig(kind="crop", length=40), SamplerConfig(kind="resize", length=30),
+    SamplerConfig(kind="segments", count=12), SamplerConfig(kind="windows", length=7, stride=3)])
+def test_stop_after_then_resume_equals_uninterrupted(data, tmp_path, train):
     bundle, dcfg = data
-    Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / "a", sampler=CROP).fit()
-    Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / "b", sampler=CROP).fit(stop_after=3)
-    Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / "b", sampler=CROP).fit(resume=True)
+    for run, kw in (("a", {}), ("b", {"stop_after": 3}), ("b", {"resume": True})):
+        sampler = Sampler(SamplingConfig(train=train))  # a fresh sampler, as in a new process
+        Trainer(sfnet(bundle), bundle.train, train_cfg(iterations=6), tmp_path / run, sampler=sampler).fit(**kw)
     a = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")["model"]
     b = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
