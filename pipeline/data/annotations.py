@@ -10,7 +10,9 @@ Formats:
   ``duration`` optional (the ground truth's are used).
 
 Clicks and labelled segments on videos or classes absent from the ground truth are counted and reported in
-:class:`ReadReport`, and skipped unless ``strict``.
+:class:`ReadReport`, and skipped unless ``strict``. Those lying past their video's length are checked against a
+:class:`LengthCheck`: kept and counted within its tolerance, refused (or, with ``on_beyond="drop"``, dropped and
+counted) beyond it.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 class AnnotationError(ValueError):
@@ -193,6 +196,43 @@ class ActionClick:
     label: str
 
 
+# The defaults of LengthCheck (its docstring gives the reasons).
+DEFAULT_TOLERANCE_FRACTION = 0.2  # 30 / 25 - 1
+DEFAULT_TOLERANCE_S = 1.0
+
+
+@dataclass(frozen=True)
+class LengthCheck:
+    """How far past its video's length (:attr:`VideoAnnotation.extent_s`, the later of the stated duration and the
+    last annotated end) a click or the end of a labelled segment may lie.
+
+    Up to ``extent_s * (1 + tolerance_fraction) + tolerance_s`` a label is kept and counted in
+    :attr:`ReadReport.past_duration`; beyond that it is an error naming the file, line, video, time and length
+    (``on_beyond="error"``), or dropped and counted in :attr:`ReadReport.beyond_video` (``"drop"``).
+
+    The defaults keep every released benchkit file: THUMOS14's ground truth states frames / 30 as the duration of 17
+    of its 25 fps videos, i.e. 25 / 30 of their real length, so their real clicks run up to 20 % past it
+    (``tolerance_fraction`` 0.2; 16 % is the most in the benchkit click files); ``tolerance_s`` 1 s covers rounding
+    at the end of a short video. A click at 99 999 s in a 63 s video is refused.
+    """
+
+    on_beyond: Literal["error", "drop"] = "error"
+    tolerance_s: float = DEFAULT_TOLERANCE_S
+    tolerance_fraction: float = DEFAULT_TOLERANCE_FRACTION
+
+    def __post_init__(self) -> None:
+        if self.on_beyond not in ("error", "drop"):
+            raise ValueError(f"beyond_video must be 'error' or 'drop', got {self.on_beyond!r}")
+        for name in ("tolerance_s", "tolerance_fraction"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"beyond_video_{name} must be a finite number >= 0, got {value!r}")
+
+    def limit_s(self, video: VideoAnnotation) -> float:
+        """The latest time a label of ``video`` may have."""
+        return video.extent_s * (1 + self.tolerance_fraction) + self.tolerance_s
+
+
 @dataclass
 class ReadReport:
     """What a click (or labelled-segment) reader kept and skipped; ``unit`` names what was read."""
@@ -202,31 +242,48 @@ class ReadReport:
     unknown_videos: Counter = field(default_factory=Counter)  # video -> clicks skipped
     unknown_labels: Counter = field(default_factory=Counter)  # label -> clicks skipped
     past_duration: Counter = field(default_factory=Counter)  # video -> clicks kept past its annotated extent
+    beyond_video: Counter = field(default_factory=Counter)  # video -> clicks dropped beyond its length + tolerance
     unit: str = "clicks"
 
     @property
     def skipped(self) -> int:
-        return sum(self.unknown_videos.values()) + sum(self.unknown_labels.values())
+        return (sum(self.unknown_videos.values()) + sum(self.unknown_labels.values())
+                + sum(self.beyond_video.values()))
 
-    def summary(self) -> str:
-        parts = [f"{self.source}: kept {self.kept} {self.unit}"]
+    def skip_reasons(self) -> list[str]:
+        """One phrase per reason labels were skipped, with their counts."""
+        parts = []
         if self.unknown_videos:
             parts.append(f"skipped {sum(self.unknown_videos.values())} on {len(self.unknown_videos)} videos "
-                         f"absent from the ground truth")
+                         f"absent from the ground truth ({_first(self.unknown_videos)})")
         if self.unknown_labels:
             parts.append(f"skipped {sum(self.unknown_labels.values())} with classes absent from the ground truth "
                          f"({', '.join(sorted(self.unknown_labels))})")
+        if self.beyond_video:
+            parts.append(f"dropped {sum(self.beyond_video.values())} beyond the length of {len(self.beyond_video)} "
+                         f"videos ({_first(self.beyond_video)})")
+        return parts
+
+    def summary(self) -> str:
+        parts = [f"{self.source}: kept {self.kept} {self.unit}"] + self.skip_reasons()
         if self.past_duration:
             parts.append(f"kept {sum(self.past_duration.values())} past the end of {len(self.past_duration)} videos "
                          f"(the ground truth's durations look wrong there)")
         return "; ".join(parts)
 
 
-def _check_click(gt: GroundTruth, vid: str, t: float, where: str, report: ReadReport, strict: bool) -> bool:
+def _first(counts: Counter, n: int = 3) -> str:
+    """The first ``n`` keys of ``counts`` in sorted order, with an ellipsis when there are more."""
+    keys = sorted(counts)
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def _check_click(gt: GroundTruth, vid: str, t: float, where: str, report: ReadReport, strict: bool,
+                 length: LengthCheck) -> bool:
     """True when the click (or the labelled segment ending at ``t``) is kept. A negative time is always an error.
     A video absent from the ground truth and a time past the video's annotated extent are errors when ``strict``;
-    otherwise the first is skipped and the second kept (released THUMOS14 files state too short a duration for some
-    videos), both counted."""
+    otherwise the first is skipped and counted, and the second is kept and counted within ``length``'s tolerance
+    (released THUMOS14 files state too short a duration for some videos) and refused or dropped beyond it."""
     video = gt.videos.get(vid)
     if video is None:
         if strict:
@@ -239,6 +296,15 @@ def _check_click(gt: GroundTruth, vid: str, t: float, where: str, report: ReadRe
         if strict:
             raise AnnotationError(f"{where}: time {t} s is past the end of video {vid} "
                                   f"(duration {video.extent_s:.3f} s)")
+        if t > length.limit_s(video):
+            if length.on_beyond == "error":
+                raise AnnotationError(
+                    f"{where}: time {t} s is beyond the end of video {vid} (length {video.extent_s:.3f} s; at most "
+                    f"{length.limit_s(video):.3f} s allowed with data.labels.beyond_video_tolerance_s "
+                    f"{length.tolerance_s} and beyond_video_tolerance_fraction {length.tolerance_fraction:g}); "
+                    f"data.labels.beyond_video: drop drops such labels")
+            report.beyond_video[vid] += 1
+            return False
         report.past_duration[vid] += 1
     return True
 
@@ -255,9 +321,9 @@ def _check_label(gt: GroundTruth, known: set[str], label: str, where: str, repor
     return False
 
 
-def read_action_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool = False
-                       ) -> tuple[dict[str, list[ActionClick]], ReadReport]:
-    """SF-Net's click files: ``video,seconds,label`` per line."""
+def read_action_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool = False,
+                       length: LengthCheck = LengthCheck()) -> tuple[dict[str, list[ActionClick]], ReadReport]:
+    """SF-Net's click files: ``video,seconds,label`` per line; ``length`` checks times past a video's end."""
     path = Path(path)
     known = set(gt.classes())
     report = ReadReport(str(path))
@@ -269,7 +335,7 @@ def read_action_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool
             raise AnnotationError(f"{where}: expected 'video,seconds,label', got {line!r}")
         vid, label = parts[0], parts[2]
         t = _number(parts[1], where, "time")
-        if not (_check_click(gt, vid, t, where, report, strict)
+        if not (_check_click(gt, vid, t, where, report, strict, length)
                 and _check_label(gt, known, label, where, report, strict)):
             continue
         clicks.setdefault(vid, []).append(ActionClick(t, label))
@@ -280,9 +346,10 @@ def read_action_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool
 
 
 def read_background_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool = False,
-                           time_column: str = "Start", video_column: str = "URLID"
-                           ) -> tuple[dict[str, list[float]], ReadReport]:
-    """BackTAL's background-click CSV (UTF-8 BOM, header row; ``Start`` holds the clicked second)."""
+                           time_column: str = "Start", video_column: str = "URLID",
+                           length: LengthCheck = LengthCheck()) -> tuple[dict[str, list[float]], ReadReport]:
+    """BackTAL's background-click CSV (UTF-8 BOM, header row; ``Start`` holds the clicked second); ``length``
+    checks times past a video's end."""
     path = Path(path)
     report = ReadReport(str(path))
     rows = list(_lines(path))
@@ -302,7 +369,7 @@ def read_background_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: 
             raise AnnotationError(f"{where}: expected {len(header)} fields, got {len(row)} in {line!r}")
         vid = row[vi].strip()
         t = _number(row[ti], where, time_column)
-        if not _check_click(gt, vid, t, where, report, strict):
+        if not _check_click(gt, vid, t, where, report, strict, length):
             continue
         clicks.setdefault(vid, []).append(t)
         report.kept += 1
@@ -311,14 +378,14 @@ def read_background_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: 
     return clicks, report
 
 
-def read_labelled_segments(path: str | os.PathLike, gt: GroundTruth, *, strict: bool = False
-                           ) -> tuple[dict[str, list[Segment]], ReadReport]:
+def read_labelled_segments(path: str | os.PathLike, gt: GroundTruth, *, strict: bool = False,
+                           length: LengthCheck = LengthCheck()) -> tuple[dict[str, list[Segment]], ReadReport]:
     """A user's own labelled segments in the ActivityNet schema (``{"database": {video: {"annotations":
     [{"segment": [s, e], "label"}]}}}``; ``subset`` and ``duration`` optional, the ground truth's are used).
 
     Errors name the file, the video and the annotation; an interval ending before it starts is refused. Segments on
     videos or classes absent from the ground truth are counted and skipped (errors when ``strict``); one ending past
-    its video's annotated extent is kept and counted (an error when ``strict``), as clicks are.
+    its video's annotated extent is checked by ``length`` (an error when ``strict``), as clicks are.
     """
     path = Path(path)
     known = set(gt.classes())
@@ -326,7 +393,7 @@ def read_labelled_segments(path: str | os.PathLike, gt: GroundTruth, *, strict: 
     segments: dict[str, list[Segment]] = {}
     for vid, entry in _read_database(path, "labelled-segment").items():
         for where, start, end, label in _annotations(entry, f"{path}: video {vid}"):
-            if not (_check_click(gt, vid, end, where, report, strict)
+            if not (_check_click(gt, vid, end, where, report, strict, length)
                     and _check_label(gt, known, label, where, report, strict)):
                 continue
             segments.setdefault(vid, []).append(Segment(start, end, label))

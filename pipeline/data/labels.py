@@ -13,11 +13,15 @@ Any combination of kinds, each with its own source:
 * ``video_labels``: the classes present in each video (weak supervision);
 * ``frame_targets``: per-frame class targets at frame resolution, from the boundaries, for models that predict frames.
 
-Every source draws from its own seeded stream, so adding one kind never changes the draws of another.
+Every source draws from its own seeded stream, so adding one kind never changes the draws of another. A label file
+that gives no label to any video of the training subset is refused, with the reasons its labels were skipped: it
+would silently turn the run into weaker supervision. Labels past their video's end are checked by
+``beyond_video`` (see :class:`LabelConfig`).
 :func:`label_statistics` counts what each video got and how much of it lies where the ground truth says it should.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
@@ -25,8 +29,9 @@ import numpy as np
 
 from clicktal.pipeline.core.config import ConfigError
 from clicktal.pipeline.core.geometry import FeatureGeometry
-from clicktal.pipeline.data.annotations import (ActionClick, GroundTruth, ReadReport, Segment, read_action_clicks,
-                                                read_background_clicks, read_labelled_segments)
+from clicktal.pipeline.data.annotations import (DEFAULT_TOLERANCE_FRACTION, DEFAULT_TOLERANCE_S, ActionClick,
+                                                AnnotationError, GroundTruth, LengthCheck, ReadReport, Segment,
+                                                read_action_clicks, read_background_clicks, read_labelled_segments)
 from clicktal.pipeline.data.stats import inside_instances
 from clicktal.pipeline.data.supervision import (Supervision, build_supervision, simulate_action_clicks,
                                                 simulate_background_clicks, simulate_labelled_segments)
@@ -81,7 +86,15 @@ class SegmentLabelConfig:
 
 @dataclass
 class LabelConfig:
-    """The labels of a run; ``seed`` None uses the run's seed."""
+    """The labels of a run; ``seed`` None uses the run's seed.
+
+    ``beyond_video``: what a click or labelled segment read from a file gets when it lies past its video's length
+    (the later of the stated duration and the last annotated end) by more than ``beyond_video_tolerance_fraction``
+    of that length plus ``beyond_video_tolerance_s``: ``error`` refuses the file naming the line, video, time and
+    length; ``drop`` drops it and counts it in the file's report. Within the tolerance it is kept and counted. The
+    defaults (20 % + 1 s) keep the released THUMOS14 files, whose ground truth states frames / 30 as the duration
+    of some 25 fps videos (:class:`~clicktal.pipeline.data.annotations.LengthCheck`).
+    """
 
     action_clicks: ActionClickConfig = field(default_factory=ActionClickConfig)
     background_clicks: BackgroundClickConfig = field(default_factory=BackgroundClickConfig)
@@ -90,11 +103,22 @@ class LabelConfig:
     video_labels: bool = True
     frame_targets: bool = False
     seed: int | None = None
+    beyond_video: Literal["error", "drop"] = "error"
+    beyond_video_tolerance_s: float = DEFAULT_TOLERANCE_S
+    beyond_video_tolerance_fraction: float = DEFAULT_TOLERANCE_FRACTION
 
     def __post_init__(self) -> None:
         if self.frame_targets and not self.boundaries:
             raise ConfigError("frame_targets needs boundaries: true (the per-frame targets are made from the full "
                               "ground-truth boundaries)")
+        try:
+            self.length_check()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+    def length_check(self) -> LengthCheck:
+        """What the label-file readers do with labels past a video's end."""
+        return LengthCheck(self.beyond_video, self.beyond_video_tolerance_s, self.beyond_video_tolerance_fraction)
 
 
 @dataclass
@@ -123,9 +147,30 @@ def _per_video(videos, chosen: dict[str, list]) -> dict[str, tuple]:
     return {vid: tuple(chosen.get(vid, ())) for vid in sorted(videos)}
 
 
-def choose_action_clicks(gt: GroundTruth, subset: str, cfg: ActionClickConfig, seed: int
+def _read_labels(reader, path: str, gt: GroundTruth, subset: str, length: LengthCheck
+                 ) -> tuple[dict[str, list], ReadReport]:
+    """``reader(path, gt, length=length)`` (a label-file reader's labels and report) when it gives a label to at
+    least one video of ``subset`` (the training subset); otherwise an error naming the file and why: empty, or
+    every label skipped or on videos of other subsets."""
+    chosen, report = reader(path, gt, length=length)
+    videos = gt.subset(subset)
+    if any(chosen.get(vid) for vid in videos):
+        return chosen, report
+    why = report.skip_reasons()
+    elsewhere = Counter(gt.videos[vid].subset for vid, v in chosen.items() for _ in v)
+    if elsewhere:
+        why.append(f"{sum(elsewhere.values())} on videos of other subsets ("
+                   + ", ".join(f"{n} in {sub!r}" for sub, n in sorted(elsewhere.items())) + ")")
+    raise AnnotationError(f"{report.source}: 0 {report.unit} kept for the {len(videos)} videos of training subset "
+                          f"{subset!r}: " + ("; ".join(why) if why else f"the file holds no {report.unit}")
+                          + " (the run would silently train on weaker labels; fix the file or the config)")
+
+
+def choose_action_clicks(gt: GroundTruth, subset: str, cfg: ActionClickConfig, seed: int,
+                         length: LengthCheck = LengthCheck()
                          ) -> tuple[dict[str, tuple[ActionClick, ...]], list[ReadReport]]:
-    """Action clicks per video of ``subset`` from the configured source, and the reports of the files read."""
+    """Action clicks per video of ``subset`` from the configured source, and the reports of the files read (each
+    must give a click to some video of ``subset``; ``length`` checks clicks past a video's end)."""
     videos = gt.subset(subset)
     rng = np.random.default_rng([seed, ACTION_CLICK_STREAM])
     if cfg.source == "none":
@@ -134,19 +179,22 @@ def choose_action_clicks(gt: GroundTruth, subset: str, cfg: ActionClickConfig, s
         return {vid: simulate_action_clicks(videos[vid], rng, mode=cfg.source,
                                             sigma_fraction=cfg.gaussian_sigma_fraction) for vid in sorted(videos)}, []
     if cfg.source == "annotator":
-        chosen, report = read_action_clicks(_annotator_file(cfg.files, cfg.annotator, "action_clicks"), gt)
+        chosen, report = _read_labels(read_action_clicks, _annotator_file(cfg.files, cfg.annotator, "action_clicks"),
+                                      gt, subset, length)
         return _per_video(videos, chosen), [report]
     _need_files(cfg.files, "action_clicks", cfg.source)
-    read = [read_action_clicks(f, gt) for f in cfg.files]
+    read = [_read_labels(read_action_clicks, f, gt, subset, length) for f in cfg.files]
     per_file, reports = [r[0] for r in read], [r[1] for r in read]
     # random_annotator: one annotator per video, drawn in sorted video order so a seed reproduces the draw
     picks = rng.integers(0, len(per_file), size=len(videos))
     return {vid: tuple(per_file[int(k)].get(vid, ())) for vid, k in zip(sorted(videos), picks)}, reports
 
 
-def choose_background_clicks(gt: GroundTruth, subset: str, cfg: BackgroundClickConfig, seed: int
+def choose_background_clicks(gt: GroundTruth, subset: str, cfg: BackgroundClickConfig, seed: int,
+                             length: LengthCheck = LengthCheck()
                              ) -> tuple[dict[str, tuple[float, ...]], list[ReadReport]]:
-    """Background clicks per video of ``subset`` from the configured source, and the reports of the files read."""
+    """Background clicks per video of ``subset`` from the configured source, and the reports of the files read (as
+    :func:`choose_action_clicks`)."""
     videos = gt.subset(subset)
     if cfg.source == "none":
         return {}, []
@@ -154,14 +202,16 @@ def choose_background_clicks(gt: GroundTruth, subset: str, cfg: BackgroundClickC
         rng = np.random.default_rng([seed, BACKGROUND_CLICK_STREAM])
         return {vid: simulate_background_clicks(videos[vid], rng, min_gap_s=cfg.min_gap_s)
                 for vid in sorted(videos)}, []
-    chosen, report = read_background_clicks(_annotator_file(cfg.files, cfg.annotator, "background_clicks"), gt)
+    chosen, report = _read_labels(read_background_clicks,
+                                  _annotator_file(cfg.files, cfg.annotator, "background_clicks"), gt, subset, length)
     return _per_video(videos, chosen), [report]
 
 
 def choose_labelled_segments(gt: GroundTruth, subset: str, cfg: SegmentLabelConfig, seed: int,
-                             geometry: FeatureGeometry) -> tuple[dict[str, tuple[Segment, ...]], list[ReadReport]]:
+                             geometry: FeatureGeometry, length: LengthCheck = LengthCheck()
+                             ) -> tuple[dict[str, tuple[Segment, ...]], list[ReadReport]]:
     """Labelled segments per video of ``subset`` from the configured source (simulated ones are snippets of
-    ``geometry``), and the reports of the files read."""
+    ``geometry``), and the reports of the files read (as :func:`choose_action_clicks`)."""
     videos = gt.subset(subset)
     if cfg.source == "none":
         return {}, []
@@ -171,7 +221,7 @@ def choose_labelled_segments(gt: GroundTruth, subset: str, cfg: SegmentLabelConf
                 for vid in sorted(videos)}, []
     if not cfg.file:
         raise ValueError("labelled-segment source 'file' needs data.labels.segments.file (ActivityNet schema)")
-    chosen, report = read_labelled_segments(cfg.file, gt)
+    chosen, report = _read_labels(read_labelled_segments, cfg.file, gt, subset, length)
     return _per_video(videos, chosen), [report]
 
 
@@ -182,9 +232,10 @@ def training_supervision(gt: GroundTruth, subset: str, cfg: LabelConfig, *, seed
     are made from the records' boundaries, which it requires, when the videos are read
     (:func:`~clicktal.pipeline.data.datasets.make_item`)."""
     seed = seed if cfg.seed is None else cfg.seed
-    clicks, reports = choose_action_clicks(gt, subset, cfg.action_clicks, seed)
-    background, bg_reports = choose_background_clicks(gt, subset, cfg.background_clicks, seed)
-    segments, seg_reports = choose_labelled_segments(gt, subset, cfg.segments, seed, geometry)
+    length = cfg.length_check()
+    clicks, reports = choose_action_clicks(gt, subset, cfg.action_clicks, seed, length)
+    background, bg_reports = choose_background_clicks(gt, subset, cfg.background_clicks, seed, length)
+    segments, seg_reports = choose_labelled_segments(gt, subset, cfg.segments, seed, geometry, length)
     sup = build_supervision(gt, subset=subset, action_clicks=clicks, background_clicks=background,
                             labelled_segments=segments, with_boundaries=cfg.boundaries,
                             with_video_labels=cfg.video_labels)

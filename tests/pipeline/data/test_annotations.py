@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from clicktal.pipeline.data.annotations import (AnnotationError, load_ground_truth, read_action_clicks, read_ambiguous,
-                                           read_background_clicks)
+from clicktal.pipeline.data.annotations import (AnnotationError, LengthCheck, load_ground_truth, read_action_clicks,
+                                                read_ambiguous, read_background_clicks)
 
 
 @pytest.fixture
@@ -79,6 +79,12 @@ def test_click_past_the_end_is_counted_or_refused(tmp_path, gt_file):
     assert report.past_duration == {"vA": 1} and len(clicks["vA"]) == 1
     with pytest.raises(AnnotationError, match="line 1: time 120.0 s is past the end of video vA"):
         read_action_clicks(p, gt, strict=True)
+    # beyond the tolerance (100 s + 20 % + 1 s): refused, or dropped and counted
+    p.write_text("vA,15,Jump\nvA,122,Jump\n")
+    with pytest.raises(AnnotationError, match=r"line 2: time 122.0 s is beyond the end of video vA \(length 100.000 s"):
+        read_action_clicks(p, gt)
+    clicks, report = read_action_clicks(p, gt, length=LengthCheck("drop"))
+    assert len(clicks["vA"]) == 1 and report.beyond_video == {"vA": 1} and not report.past_duration
 
 
 def test_background_clicks_with_bom_and_header(tmp_path, gt_file):
