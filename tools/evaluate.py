@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth, read_ambiguous
 from clicktal.pipeline.data.detections import DetectionFileError, read_detections
-from clicktal.pipeline.evaluation.detection import EvaluationError, EvaluationResult, evaluate_detections, parse_tiou
+from clicktal.pipeline.evaluation.detection import (EvaluationError, EvaluationResult, EvaluationWarning,
+                                                    evaluate_detections, parse_tiou)
 
 
 def format_table(result: EvaluationResult, per_class: bool) -> str:
@@ -61,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         detections = read_detections(args.pred)
         ambiguous = read_ambiguous(args.ambiguous) if args.ambiguous else None
         try:
-            result = evaluate_detections(gt, detections, tiou, subset=args.subset, ambiguous=ambiguous,
-                                         ignore_unknown_labels=args.ignore_unknown_labels)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", EvaluationWarning)  # counted in the notes below
+                result = evaluate_detections(gt, detections, tiou, subset=args.subset, ambiguous=ambiguous,
+                                             ignore_unknown_labels=args.ignore_unknown_labels)
         except EvaluationError as e:
             raise EvaluationError(f"{args.pred}: {e}") from None
     except (AnnotationError, DetectionFileError, EvaluationError) as e:
@@ -76,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"{result.n_unknown_label} dropped for labels without ground truth")
     if result.n_outside_subset:
         notes.append(f"{result.n_outside_subset} on videos outside the subset counted as false positives")
+    if result.n_outside_video:
+        notes.append(f"warning: {result.n_outside_video} reach outside [0, duration] of their video "
+                     f"(evaluated as given, as the official code does)")
     print("; ".join(notes))
     print(format_table(result, args.per_class))
     if args.out:

@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_detections(args.out, dets, version=run.config.name)
-    print(f"{len(dets)} detections on {len(ids)} videos -> {args.out}")
+    with_dets = len({d.video for d in dets})
+    print(f"{len(dets)} detections on {with_dets} videos; {len(ids) - with_dets} of the {len(ids)} videos got "
+          f"none -> {args.out}")
     return 0
 
 

@@ -2,13 +2,19 @@
 """Train a localizer from a YAML config, then detect and evaluate on the config's test subset.
 
     python tools/train_localizer.py --config configs/sfnet_thumos14.yaml --features th14_features --out runs/sfnet
-    python tools/train_localizer.py --config configs/sfnet_thumos14.yaml --out runs/sfnet --resume
+    python tools/train_localizer.py --out runs/sfnet --resume [--set train.iterations=10000]
     python tools/train_localizer.py --out runs/sfnet --eval-only [--checkpoint runs/sfnet/checkpoint_last.pt]
 
 The run folder gets the resolved config (config.yaml), checkpoints, train_log.jsonl/.csv (every loss term, every
 iteration), detections.json (ActivityNet results schema, seconds) and results.json (mAP per tIoU). ``--set`` overrides
 any config key, e.g. ``--set train.iterations=500 --set model.params.eta=7``. Model selection never looks at the
 test subset (train.select: last, or val_loss / val_map on data.val_fraction of the training subset).
+
+``--resume`` continues from the run's last checkpoint with the run's own config.yaml (or ``--config``); a config
+that changes what the run trains is refused, naming the keys; train.iterations may grow (docs/sfnet.md lists what
+may change). Exit status: 0 done; 2 a config, data or run-folder error (one line naming the file and key);
+3 a non-finite loss (naming the iteration and loss term); 4 the disk is full (naming the file; the run resumes
+from its last checkpoint once there is space).
 """
 from __future__ import annotations
 
@@ -17,15 +23,22 @@ import sys
 from pathlib import Path
 
 from clicktal.pipeline.core.config import ConfigError, load_config
+from clicktal.pipeline.core.files import DiskFullError
 from clicktal.pipeline.runs.engine import NonFiniteLossError
 from clicktal.pipeline.runs.schema import ExperimentConfig
 from clicktal.pipeline.runs.experiments import apply_overrides, evaluate_run, parse_set, run_experiment
 from clicktal.tools.tables import format_results
 
 
+def _fail(error: BaseException, status: int) -> int:
+    print("error: " + " ".join(str(error).split()), file=sys.stderr)  # one line
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="experiment YAML (configs/*.yaml); not needed with --eval-only")
+    p.add_argument("--config", help="experiment YAML (configs/*.yaml); not needed with --eval-only, and with "
+                                    "--resume the run's own config.yaml is the default")
     p.add_argument("--features", help="feature folder (cache or synthesizer output); overrides data.features")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint_last.pt")
@@ -43,23 +56,27 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate_run(args.out, features=args.features, checkpoint=args.checkpoint, subset=args.subset)
             report = load_config(ExperimentConfig, Path(args.out) / "config.yaml").evaluation.report
         else:
-            if not args.config:
-                p.error("--config is required (except with --eval-only)")
+            if not args.config and not (args.resume and args.out):
+                p.error("--config is required (except with --eval-only, and with --resume --out RUN)")
+            config = args.config or Path(args.out) / "config.yaml"
+            if not Path(config).is_file():
+                raise FileNotFoundError(f"{config}: no such config" + ("" if args.config else
+                                        f" ({args.out} is not a run folder; pass --config)"))
             overrides = parse_set(args.set)
             if args.features:
                 overrides.setdefault("data", {})["features"] = args.features
             if args.seed is not None:
                 overrides.setdefault("train", {})["seed"] = args.seed
-            cfg = apply_overrides(load_config(ExperimentConfig, args.config), overrides, "command line")
+            cfg = apply_overrides(load_config(ExperimentConfig, config), overrides, "command line")
             out = Path(args.out or Path("runs") / cfg.name)
             result = run_experiment(cfg, out, resume=args.resume)
             report = cfg.evaluation.report
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except DiskFullError as e:
+        return _fail(e, 4)
+    except (ConfigError, ValueError, OSError) as e:  # FileNotFoundError, a checkpoint or resume refused, ...
+        return _fail(e, 2)
     except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+        return _fail(e, 3)
     print(format_results([(result.name, [result.row(report)])], report,
                          title=f"{result.name}: test mAP (%), weights: {result.selected}"))
     print(f"detections: {result.detections}\nresults: {result.run_dir / 'results.json'}")

@@ -2,13 +2,17 @@
 
 Unknown keys and wrong types are errors naming the key (as a dotted path) and the file. Nested dataclasses,
 ``Optional``, ``list``/``tuple``/``dict`` and ``Literal`` fields are checked; ints are accepted where floats are
-expected. ``dump_config`` writes the fully resolved config next to checkpoints and results.
+expected. A dataclass checks its values in ``__post_init__``: a :class:`FieldError` there names the field (relative
+to the dataclass), which loading turns into a :class:`ConfigError` naming the full dotted key and the file; any
+other ``ValueError`` is reported against the dataclass's own key. ``dump_config`` writes the fully resolved config
+(atomically) next to checkpoints and results.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import os
+import re
 import types
 
 from pathlib import Path
@@ -16,11 +20,32 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from clicktal.pipeline.core.files import atomic_write_text
+
 C = TypeVar("C")
 
 
 class ConfigError(ValueError):
     pass
+
+
+class FieldError(ValueError):
+    """A ``__post_init__`` check that failed for one field; ``key`` is relative to the dataclass (dotted for a value
+    inside it, e.g. ``params.mining.xi``)."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}")
+        self.key, self.reason = key, reason
+
+
+def nested_error(key: str, error: ValueError) -> FieldError:
+    """``error`` from checking the mapping held by field ``key`` with ``config_from_dict(..., source=key)`` as a
+    :class:`FieldError`, naming the inner dotted key when the message starts with one."""
+    text = str(error)
+    if text.startswith(f"{key}: "):
+        text = text[len(key) + 2:]
+    inner = re.match(r"([a-z_][\w.\[\]]*): (.*)", text, re.S)  # a snake_case key, not a class name
+    return FieldError(f"{key}.{inner[1]}", inner[2]) if inner else FieldError(key, text)
 
 
 def _type_name(tp: Any) -> str:
@@ -101,7 +126,9 @@ def _build(cls: type[C], data: dict, where: str) -> C:
         return cls(**kwargs)
     except TypeError as e:  # a required field left out
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
-    except ValueError as e:  # a __post_init__ check
+    except FieldError as e:  # a __post_init__ check naming its field
+        raise ConfigError(f"{where + '.' if where else ''}{e.key}: {e.reason}") from None
+    except ValueError as e:  # another __post_init__ check
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
 
 
@@ -149,7 +176,10 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def dump_config(cfg: Any, path: str | os.PathLike) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """``cfg`` (a dataclass or a plain mapping) as YAML, written atomically."""
+    data = cfg if isinstance(cfg, dict) else config_to_dict(cfg)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
-__all__ = ["ConfigError", "load_config", "config_from_dict", "config_to_dict", "dump_config", "merge_overrides"]
+__all__ = ["ConfigError", "FieldError", "nested_error", "load_config", "config_from_dict", "config_to_dict",
+           "dump_config", "merge_overrides"]

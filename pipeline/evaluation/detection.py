@@ -13,7 +13,10 @@
 * a zero-length detection and a zero-length ground truth have tIoU 0 / 0 = NaN; ``NaN < threshold`` is False and
   argsort puts NaN last, so the official code matches such a pair at every threshold, ahead of any other
   candidate. This is mirrored, not fixed;
-* AP is the VOC 2011 interpolated area (``interpolated_prec_rec``); mAP is the mean over classes.
+* AP is the VOC 2011 interpolated area (``interpolated_prec_rec``); mAP is the mean over classes;
+* a detection reaching outside ``[0, duration]`` of its video is evaluated as given, as the official code does
+  (it never reads the duration); the result counts such detections (``n_outside_video``, with the later of the
+  stated duration and the last annotated end as the duration) and an :class:`EvaluationWarning` says how many.
 
 Per-class APs are bit-identical to the official code's. The official code walks the detections one by one for
 every threshold; here the tIoU matrix of each (class, video) is computed once (in bounded chunks) and the greedy
@@ -28,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 
+import warnings
+
 import numpy as np
 
 from clicktal.pipeline.data.annotations import GroundTruth
@@ -37,6 +42,10 @@ from clicktal.pipeline.core.geometry import FeatureGeometry
 
 class EvaluationError(ValueError):
     """Detections or ground truth that cannot be evaluated; the message says which."""
+
+
+class EvaluationWarning(UserWarning):
+    """Detections evaluated as the official code does although they look wrong (outside their video)."""
 
 
 def parse_tiou(spec: str) -> tuple[float, ...]:
@@ -90,6 +99,7 @@ class EvaluationResult:
     n_unknown_label: int  # dropped with ignore_unknown_labels
     n_ambiguous: int  # dropped for overlapping an ambiguous segment
     n_outside_subset: int  # on videos outside the subset: evaluated, all false positives
+    n_outside_video: int = 0  # evaluated, reaching before 0 s or past the video's duration
 
     def to_json(self) -> dict:
         return {"tiou_thresholds": list(self.tiou_thresholds), "mAP": list(self.mAP),
@@ -143,6 +153,12 @@ def evaluate_detections(gt: GroundTruth, detections: Sequence[Detection] | Mappi
     unambiguous = (_clear_of_ambiguous(det_video, det_seg, ambiguous, video_index) if ambiguous
                    else np.ones(n_in, bool))
     keep = known & unambiguous
+    extent = [gt.videos[v].extent_s if v in gt.videos else np.inf for v in video_index]
+    outside = keep & ((det_seg[:, 0] < 0) | (det_seg[:, 1] > np.asarray(extent, np.float64)[det_video]))
+    if outside.any():
+        warnings.warn(f"{int(outside.sum())} of the evaluated detections reach outside [0, duration] of their "
+                      f"video; they are evaluated as given (as the official code does)", EvaluationWarning,
+                      stacklevel=2)
     det_video, det_label, det_seg, det_score = det_video[keep], det_label[keep], det_seg[keep], det_score[keep]
 
     gt_rows = [(video_index[v], class_index[s.label], s.start_s, s.end_s)
@@ -170,7 +186,7 @@ def evaluate_detections(gt: GroundTruth, detections: Sequence[Detection] | Mappi
         per_class_AP={c: tuple(float(x) for x in ap[:, i]) for i, c in enumerate(classes)},
         range_mAP=_range_means(thresholds, mean_ap), n_detections=int(keep.sum()),
         n_unknown_label=int((~known).sum()), n_ambiguous=int((known & ~unambiguous).sum()),
-        n_outside_subset=int((det_video >= len(videos)).sum()))
+        n_outside_subset=int((det_video >= len(videos)).sum()), n_outside_video=int(outside.sum()))
 
 
 def _clear_of_ambiguous(det_video: np.ndarray, det_seg: np.ndarray,

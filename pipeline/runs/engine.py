@@ -9,14 +9,24 @@ ends with the same weights as one that was never interrupted.
 Run folder layout (``out``): ``config.yaml`` (the full resolved config), ``checkpoint_last.pt``
 (``checkpoint_best.pt`` when selecting on validation), ``train_log.jsonl`` and ``train_log.csv`` (one row per
 iteration: every loss term, gradient norm, learning rate, seconds), ``val_log.jsonl``.
+
+Faults: a resume reads the checkpoint and the logs and names the file in every error (:class:`CheckpointError`);
+the last log line, cut short by a kill or a full disk during its append, is dropped with a note. A resume whose
+config differs from the one the checkpoint was trained with in anything that changes training is refused, naming
+the keys (:class:`ResumeError`; what may change: ``schema.RESUME_MAY_CHANGE``). A run folder has one writer, the
+training process, so temp files of atomic writes found there when training starts are left over from a killed run
+and are removed. A full disk raises :class:`~clicktal.pipeline.core.files.DiskFullError` naming the file.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +36,12 @@ import numpy as np
 import torch
 
 from clicktal.models.base import Localizer
-from clicktal.pipeline.core.config import config_to_dict, dump_config
-from clicktal.pipeline.core.files import atomic_write
+from clicktal.pipeline.core.config import config_from_dict, config_to_dict, dump_config
+from clicktal.pipeline.core.files import atomic_write, atomic_write_text, naming_full_disk, sweep_temp_files
 from clicktal.pipeline.data.datasets import TrainingContext, VideoDataset, batch_rng, collate, sample_batch
 from clicktal.pipeline.data.sampling import Sampler
-from clicktal.pipeline.runs.schema import OptimConfig, TrainConfig
+from clicktal.pipeline.runs.schema import (RESUME_MAY_CHANGE, RESUME_MAY_CHANGE_WITHOUT_VALIDATION, OptimConfig,
+                                           TrainConfig, resume_conflicts)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -39,6 +50,14 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, iteration: int, term: str, value: float):
         super().__init__(f"iteration {iteration}: {term} is {value} (not finite); training stopped")
         self.iteration, self.term, self.value = iteration, term, value
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or run log that cannot be read or resumed from; the message names the file (and the line)."""
+
+
+class ResumeError(ValueError):
+    """A resume refused because the config changed what the run trains; the message names the file and keys."""
 
 
 @dataclass
@@ -54,7 +73,10 @@ class TrainResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device {name!r}: torch sees no CUDA device here; use auto or cpu")
+    return device
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -79,39 +101,90 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """A checkpoint written by :class:`Trainer`; :class:`CheckpointError` naming the file when it is truncated,
+    damaged or not a checkpoint, FileNotFoundError when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch reports a truncated zip, a bad pickle, ... each its own way
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or damaged?): "
+                              f"{type(e).__name__}: {_first_line(e)}") from e
+    missing = [k for k in ("iteration", "model") if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise CheckpointError(f"{path}: not a clicktal checkpoint: missing {', '.join(missing)}")
+    return ck
+
+
+_RESUME_KEYS = ("iteration", "model", "optimizer", "rng")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
+
+
+def read_log(path: Path, note: Callable[[str], None]) -> list[dict]:
+    """The rows of a JSONL run log. Its last line, when cut short (a kill or a full disk while it was appended),
+    is dropped and ``note`` says so; any other line that is not a JSON object with an integer ``iteration`` is a
+    :class:`CheckpointError` naming the file and line."""
+    lines = [(no, line) for no, line in enumerate(path.read_bytes().decode("utf-8", "replace").split("\n"), 1)
+             if line.strip()]
+    rows = []
+    for no, line in lines:
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or type(row.get("iteration")) is not int:
+                raise ValueError("not an object with an integer 'iteration'")
+        except ValueError as e:
+            if no == lines[-1][0]:
+                note(f"{path}: line {no} is cut short (the run was killed or the disk filled while it was "
+                     f"written); dropped")
+                break
+            raise CheckpointError(f"{path}: line {no}: not a log row ({e}); only the last line may be cut "
+                                  f"short, so this log was changed by something else") from None
+        rows.append(row)
+    return rows
 
 
 class _Log:
-    """``train_log.jsonl`` + ``train_log.csv``; on resume, rows past the checkpoint's iteration are dropped."""
+    """``<name>.jsonl`` + ``<name>.csv``; on resume, rows past the checkpoint's iteration are dropped (and a
+    cut-short last line, see :func:`read_log`), and with ``complete`` a log that stops short of the checkpoint is
+    noted."""
 
-    def __init__(self, run_dir: Path, name: str, resume_at: int | None):
+    def __init__(self, run_dir: Path, name: str, resume_at: int | None, note: Callable[[str], None],
+                 complete: bool = False):
         self.jsonl, self.csv = run_dir / f"{name}.jsonl", run_dir / f"{name}.csv"
         rows = []
         if resume_at is not None and self.jsonl.exists():
-            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-            rows = [r for r in rows if r.get("iteration", 0) <= resume_at]
-        self.columns: list[str] | None = None
-        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        self.csv.unlink(missing_ok=True)
-        for r in rows:
-            self._csv_row(r)
+            rows = [r for r in read_log(self.jsonl, note) if r["iteration"] <= resume_at]
+            last = rows[-1]["iteration"] if rows else 0
+            if complete and last < resume_at:
+                note(f"{self.jsonl}: ends at iteration {last}, the checkpoint at {resume_at}: the rows in between "
+                     f"were lost (a crash before they reached the disk); the log keeps that gap")
+        self.columns: list[str] | None = list(rows[0]) if rows else None
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows))
+        if rows:
+            atomic_write_text(self.csv, self._csv_text(rows, header=True))
+        else:
+            self.csv.unlink(missing_ok=True)
         self.rows = rows
 
-    def _csv_row(self, row: dict) -> None:
+    def _csv_text(self, rows: list[dict], header: bool) -> str:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
+        if header:
+            w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+
+    def write(self, row: dict) -> None:
         new = self.columns is None
         if new:
             self.columns = list(row)
-        with self.csv.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
-    def write(self, row: dict) -> None:
-        with self.jsonl.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        self._csv_row(row)
+        for path, text in ((self.jsonl, json.dumps(row) + "\n"), (self.csv, self._csv_text([row], header=new))):
+            with naming_full_disk(path), path.open("a", newline="") as f:
+                f.write(text)
         self.rows.append(row)
 
 
@@ -123,20 +196,25 @@ class Trainer:
 
     ``validator(model, iteration) -> {"val_loss": ..., "val_map": ...}`` runs every ``cfg.validate_every``
     iterations when given (it must only look at held-out training videos). ``sampler`` draws the training samples
-    (``DataConfig.sampling``; whole videos by default). ``resolved_config`` is written to ``run_dir/config.yaml`` and, with ``metadata``
-    (what rebuilding the model needs: classes, input width, streams), into every checkpoint.
+    (``DataConfig.sampling``; whole videos by default). ``resolved_config`` is written to ``run_dir/config.yaml``
+    and, with ``metadata`` (what rebuilding the model needs: classes, input width, streams), into every checkpoint.
+    ``note`` receives what the trainer repairs on its own (a cut-short log line, stale temp files); stderr by
+    default.
     """
 
     def __init__(self, model: Localizer, train_set: VideoDataset, cfg: TrainConfig, run_dir: str | os.PathLike, *,
                  sampler: Sampler | None = None, validator: Validator | None = None,
-                 resolved_config: Any = None, metadata: dict | None = None):
+                 resolved_config: Any = None, metadata: dict | None = None,
+                 note: Callable[[str], None] | None = None):
         self.model, self.train_set, self.cfg = model, train_set, cfg
         self.run_dir = Path(run_dir)
         self.sampler = sampler or Sampler()
         self.validator = validator
         self.resolved_config = resolved_config
         self.metadata = dict(metadata or {})
+        self.note = note or (lambda message: print(message, file=sys.stderr))
         self.device = resolve_device(cfg.device)
+        self._resume_ck: dict | None = None
         if cfg.select != "last" and (validator is None or cfg.validate_every <= 0):
             raise ValueError(f"train.select {cfg.select!r} needs a held-out validation set (data.val_fraction > 0) "
                              f"and train.validate_every > 0")
@@ -153,7 +231,8 @@ class Trainer:
         return {"iteration": iteration, "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                "best": best, "config": self._config_dict(), "meta": self.metadata}
+                "best": best, "config": self._config_dict(), "train_config": config_to_dict(self.cfg),
+                "meta": self.metadata}
 
     def _config_dict(self):
         cfg = self.resolved_config
@@ -161,9 +240,56 @@ class Trainer:
             return None
         return cfg if isinstance(cfg, dict) else config_to_dict(cfg)
 
+    def resume_checkpoint(self) -> dict:
+        """``checkpoint_last.pt``, read and checked for a resume (once; :meth:`fit` reuses it): readable and
+        complete, trained with a config that differs from this one in nothing that changes training
+        (:func:`~clicktal.pipeline.runs.schema.resume_conflicts`), and not past ``train.iterations``. Every error
+        names the file; nothing in the run folder is written."""
+        if self._resume_ck is not None:
+            return self._resume_ck
+        path = self.last_path
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: nothing to resume")
+        ck = load_checkpoint(path, self.device)
+        missing = [k for k in _RESUME_KEYS if k not in ck]
+        missing += [f"rng.{k}" for k in ("torch", "numpy", "python") if "rng" in ck and k not in (ck["rng"] or {})]
+        if missing:
+            raise CheckpointError(f"{path}: cannot resume from it: missing {', '.join(missing)}")
+        self._check_resume_config(ck, path)
+        if self.cfg.iterations < int(ck["iteration"]):
+            raise ResumeError(f"{path}: the checkpoint is at iteration {ck['iteration']}, past train.iterations "
+                              f"{self.cfg.iterations}; a resume may lengthen the schedule, or shorten it down to "
+                              f"the checkpoint's iteration, not undo training")
+        self._resume_ck = ck
+        return ck
+
+    def _check_resume_config(self, ck: dict, path: Path) -> None:
+        saved = ck.get("config") or ({"train": ck["train_config"]} if ck.get("train_config") else None)
+        if ck.get("config") and dataclasses.is_dataclass(self.resolved_config):
+            try:  # through the schema: a key added since the run was saved takes its default on both sides
+                saved = config_to_dict(config_from_dict(type(self.resolved_config), ck["config"], str(path)))
+            except ValueError:
+                pass  # not valid under today's schema (e.g. a misspelled preset): compare as stored
+        if saved is None:
+            self.note(f"{path}: records no config (an old checkpoint); the resume cannot check it")
+            return
+        current = self._config_dict() or {"train": config_to_dict(self.cfg)}
+        if set(saved) != set(current):  # one side is a bare Trainer's schedule: compare that
+            saved, current = {"train": saved.get("train")}, {"train": current.get("train")}
+        conflicts = resume_conflicts(saved, current)
+        if conflicts:
+            changed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in conflicts)
+            raise ResumeError(
+                f"{path}: refusing to resume with a config that changes what the run trains: {changed}. A resume "
+                f"may change only {', '.join(RESUME_MAY_CHANGE)}, and "
+                f"{', '.join(RESUME_MAY_CHANGE_WITHOUT_VALIDATION)} when the run does not validate on held-out "
+                f"videos (train.iterations may grow, or shrink down to the checkpoint's iteration). Train another "
+                f"config in a new run folder")
+
     def fit(self, *, resume: bool = False, stop_after: int | None = None) -> TrainResult:
         """Train to ``cfg.iterations`` (or until ``stop_after`` iterations are done, saving a checkpoint there,
-        which is what a kill after a checkpoint leaves). ``resume`` continues from ``checkpoint_last.pt``."""
+        which is what a kill after a checkpoint leaves). ``resume`` continues from ``checkpoint_last.pt``
+        (checked by :meth:`resume_checkpoint`)."""
         threads = torch.get_num_threads()
         if self.cfg.num_threads:
             torch.set_num_threads(self.cfg.num_threads)
@@ -174,17 +300,25 @@ class Trainer:
 
     def _fit(self, resume: bool, stop_after: int | None) -> TrainResult:
         cfg = self.cfg
+        ck = self.resume_checkpoint() if resume else None
+        self._resume_ck = None  # read afresh by a later resume
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        stale = sweep_temp_files(self.run_dir, [p.name for p in (self.last_path, self.best_path)]
+                                 + ["config.yaml", "train_log.jsonl", "train_log.csv", "val_log.jsonl", "val_log.csv"])
+        if stale:
+            self.note(f"{self.run_dir}: removed {len(stale)} temp file(s) a killed run left: "
+                      f"{', '.join(p.name for p in stale)}")
         seed_everything(cfg.seed, cfg.deterministic)
         model = self.model.to(self.device)
         optimizer = make_optimizer(model, cfg.optimizer)
         start, best = 0, {}
-        if resume:
-            if not self.last_path.exists():
-                raise FileNotFoundError(f"{self.last_path}: nothing to resume")
-            ck = load_checkpoint(self.last_path, self.device)
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
+        if ck is not None:
+            try:
+                model.load_state_dict(ck["model"])
+                optimizer.load_state_dict(ck["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as e:
+                raise CheckpointError(f"{self.last_path}: its weights or optimiser state do not fit this model: "
+                                      f"{_first_line(e)}") from e
             torch.set_rng_state(ck["rng"]["torch"])
             np.random.set_state(ck["rng"]["numpy"])
             random.setstate(ck["rng"]["python"])
@@ -192,13 +326,9 @@ class Trainer:
                 torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
             start, best = int(ck["iteration"]), dict(ck.get("best") or {})
         if self.resolved_config is not None:
-            if isinstance(self.resolved_config, dict):
-                import yaml
-                (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.resolved_config, sort_keys=False))
-            else:
-                dump_config(self.resolved_config, self.run_dir / "config.yaml")
-        log = _Log(self.run_dir, "train_log", start if resume else None)
-        val_log = _Log(self.run_dir, "val_log", start if resume else None)
+            dump_config(self.resolved_config, self.run_dir / "config.yaml")
+        log = _Log(self.run_dir, "train_log", start if resume else None, self.note, complete=True)
+        val_log = _Log(self.run_dir, "val_log", start if resume else None, self.note)
         context = TrainingContext(iter_videos=lambda: iter(self.train_set), device=self.device)
         end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
         t_run = time.perf_counter()

@@ -19,12 +19,13 @@ import numpy as np
 from clicktal.models import build_localizer
 
 from clicktal.pipeline.data.annotations import GroundTruth, read_ambiguous
-from clicktal.pipeline.core.config import config_from_dict, config_to_dict, dump_config, merge_overrides
+from clicktal.pipeline.core.config import config_from_dict, config_to_dict, merge_overrides
+from clicktal.pipeline.core.files import atomic_write_text, sweep_temp_files
 from clicktal.pipeline.data.datasets import DataBundle, load_data, label_counts
 from clicktal.pipeline.data.detections import Detection, write_detections
 from clicktal.pipeline.data.labels import format_label_summary, label_statistics
-from clicktal.pipeline.runs.engine import (TrainResult, Trainer, load_checkpoint, resolve_device, seed_everything,
-                                           validation_loss)
+from clicktal.pipeline.runs.engine import (TrainResult, Trainer, load_checkpoint, read_log, resolve_device,
+                                           seed_everything, validation_loss)
 from clicktal.pipeline.runs.schema import ExperimentConfig
 from clicktal.pipeline.data.sampling import Sampler
 from clicktal.pipeline.evaluation.detection import evaluate_detections, frame_level_map
@@ -143,11 +144,14 @@ def write_label_report(bundle: DataBundle, out: Path, *, log=print) -> dict:
     used = set(bundle.train.ids) | set(bundle.val.ids if bundle.val else ())
     stats = label_statistics({v: s for v, s in bundle.labels.supervision.items() if v in used}, bundle.gt)
     stats["files"] = [r.summary() for r in bundle.labels.reports]
-    (out / "labels.json").write_text(json.dumps(stats, indent=1))
+    atomic_write_text(out / "labels.json", json.dumps(stats, indent=1))
     log(format_label_summary(stats))
     for line in stats["files"]:
         log(f"  {line}")
     return stats
+
+
+RUN_FILES = ("labels.json", "run_meta.json", "detections.json", "results.json")  # besides the trainer's
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume: bool = False,
@@ -155,9 +159,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
     """Train ``cfg`` into ``out_dir``; then (``evaluate``) detect on ``cfg.data.test_subset``, write
     ``detections.json`` and ``results.json`` and return the :class:`ExperimentResult`. ``stop_after`` ends training
     early with a checkpoint (for tests of resuming) and returns the :class:`TrainResult`. ``log`` prints the label
-    summary (``labels.json`` has the details)."""
+    summary (``labels.json`` has the details) and what the trainer repairs on its own.
+
+    ``resume`` first checks the run's checkpoint against ``cfg`` (:meth:`Trainer.resume_checkpoint`: a config
+    that changes training is refused, naming the keys) and writes nothing into the run folder before that."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     seed = cfg.train.seed
     bundle = load_data(cfg.data, seed=seed)
     meta = _metadata(bundle)
@@ -168,22 +174,28 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
                                     geometry=contract.geometry)
     cfg = replace(cfg, model=replace(cfg.model, params=params))
     meta["labels"] = label_counts(bundle.train)
-    write_label_report(bundle, out, log=log)
     device = resolve_device(cfg.train.device)
     trainer = Trainer(model, bundle.train, cfg.train, out, sampler=Sampler(cfg.data.sampling),
-                      validator=make_validator(cfg, bundle, device), resolved_config=cfg, metadata=meta)
-    (out / "run_meta.json").write_text(json.dumps(meta, indent=1))
+                      validator=make_validator(cfg, bundle, device), resolved_config=cfg, metadata=meta, note=log)
+    if resume:
+        trainer.resume_checkpoint()
+    out.mkdir(parents=True, exist_ok=True)
+    stale = sweep_temp_files(out, list(RUN_FILES))  # the run folder's one writer is starting
+    if stale:
+        log(f"{out}: removed {len(stale)} temp file(s) a killed run left: {', '.join(p.name for p in stale)}")
+    write_label_report(bundle, out, log=log)
+    atomic_write_text(out / "run_meta.json", json.dumps(meta, indent=1))
     result = trainer.fit(resume=resume, stop_after=stop_after)
     if stop_after is not None and result.iterations < cfg.train.iterations or not evaluate:
         return result
     ck = load_checkpoint(result.checkpoint, trainer.device)
     model.load_state_dict(ck["model"])
     return _detect_and_evaluate(model, cfg, bundle, out, result.selected, result.seconds, result.iterations,
-                                trainer.device)
+                                trainer.device, log)
 
 
 def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: Path, selected: str,
-                         seconds: float, iterations: int, device) -> ExperimentResult:
+                         seconds: float, iterations: int, device, log=print) -> ExperimentResult:
     post = postprocess_config(cfg.postprocess)
     t0 = time.perf_counter()
     scores: dict = {}
@@ -195,24 +207,25 @@ def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: 
     write_detections(det_path, dets, version=cfg.name, external_data={"selected": selected})
     ambiguous = read_ambiguous(cfg.data.ambiguous) if cfg.data.ambiguous and cfg.evaluation.use_ambiguous else None
     res, mAP, avg = _evaluate(cfg, bundle.gt, dets, cfg.data.test_subset, ambiguous)
-    extra = {"n_detections": len(dets), "inference_seconds": infer_s, "n_ambiguous_dropped": res.n_ambiguous}
+    extra = {"n_detections": len(dets), "inference_seconds": infer_s, "n_ambiguous_dropped": res.n_ambiguous,
+             "n_outside_video": res.n_outside_video}
     if cfg.evaluation.frame_map:
         extra["frame_mAP"] = _frame_map(bundle, scores, cfg.data.test_subset)
-    val_log = out / "val_log.jsonl"
-    if val_log.exists() and val_log.read_text().strip():
-        extra["last_validation"] = json.loads(val_log.read_text().strip().splitlines()[-1])
+    validations = read_log(out / "val_log.jsonl", log) if (out / "val_log.jsonl").exists() else []
+    if validations:
+        extra["last_validation"] = validations[-1]
     result = ExperimentResult(cfg.name, out, mAP, avg, selected, seconds, iterations, det_path, extra)
-    dump_config(cfg, out / "config.yaml")
-    (out / "results.json").write_text(json.dumps({
-        "name": cfg.name, "subset": cfg.data.test_subset, "selected": selected, "iterations": iterations,
-        "train_seconds": seconds, "mAP": {f"{t:.2f}": m for t, m in mAP.items()}, "average_mAP": avg,
-        "average_over": cfg.evaluation.average_over, "evaluation": res.to_json(), **result.extra,
+    # config.yaml stays the training config (written by the trainer); what this evaluation used is recorded here
+    atomic_write_text(out / "results.json", json.dumps({
+        "name": cfg.name, "features": cfg.data.features, "subset": cfg.data.test_subset, "selected": selected,
+        "iterations": iterations, "train_seconds": seconds, "mAP": {f"{t:.2f}": m for t, m in mAP.items()},
+        "average_mAP": avg, "average_over": cfg.evaluation.average_over, "evaluation": res.to_json(), **result.extra,
         "note": "model selection never used the test subset"}, indent=1))
     return result
 
 
 def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, checkpoint: str | None = None,
-                 subset: str | None = None) -> ExperimentResult:
+                 subset: str | None = None, log=print) -> ExperimentResult:
     """``--eval-only``: the run's selected (or given) checkpoint on the test subset (or ``subset``)."""
     run = load_run(run_dir, checkpoint=checkpoint)
     cfg = run.config
@@ -223,12 +236,16 @@ def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, che
     if bundle.classes != run.classes:
         raise ValueError(f"the run was trained on classes {run.classes}, the data has {bundle.classes}")
     ck = load_checkpoint(run.checkpoint, "cpu")
-    previous = Path(run_dir) / "results.json"
-    train_s = json.loads(previous.read_text()).get("train_seconds", 0.0) if previous.exists() else 0.0
+    previous, train_s = Path(run_dir) / "results.json", 0.0
+    if previous.exists():
+        try:
+            train_s = json.loads(previous.read_text()).get("train_seconds", 0.0)
+        except ValueError as e:  # a results file of an older, non-atomic write, cut short
+            log(f"{previous}: not readable ({e}); its training time is lost, recorded as 0")
     selected = {"checkpoint_best.pt": "best", "checkpoint_last.pt": "last"}.get(run.checkpoint.name,
                                                                                 str(run.checkpoint))
     return _detect_and_evaluate(run.model, cfg, bundle, Path(run_dir), selected, train_s, int(ck["iteration"]),
-                                run.device)
+                                run.device, log)
 
 
 __all__ = ["ExperimentResult", "run_experiment", "evaluate_run", "apply_overrides", "parse_set", "make_validator"]

@@ -8,7 +8,6 @@ snippet grid, or onto its frames for a model that predicts per frame, and post-p
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from clicktal.models import FrameScores, Localizer, build_localizer
-from clicktal.pipeline.core.config import ConfigError, config_from_dict
+from clicktal.pipeline.core.config import ConfigError, FieldError, config_from_dict
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.cache import FeatureSource
 from clicktal.pipeline.data.contract import FeatureContract
@@ -26,24 +25,9 @@ from clicktal.pipeline.data.datasets import make_item
 from clicktal.pipeline.data.detections import Detection
 from clicktal.pipeline.data.sampling import Sampler, to_native
 from clicktal.pipeline.data.supervision import Supervision
-from clicktal.pipeline.postprocess.grouping import PRESETS, PostprocessConfig, detect_segments
+from clicktal.pipeline.postprocess.grouping import PostprocessConfig, detect_segments
 from clicktal.pipeline.runs.engine import load_checkpoint, resolve_device
-from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec
-
-
-def postprocess_config(spec: PostprocessSpec) -> PostprocessConfig:
-    """The preset ``spec.preset`` with ``spec.params`` replacing its fields (lists become tuples)."""
-    base = PRESETS.get(spec.preset)
-    fields = {f.name for f in dataclasses.fields(base)}
-    unknown = sorted(set(spec.params) - fields)
-    if unknown:
-        raise ConfigError(f"postprocess.params: unknown key(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(fields))}")
-    params = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.params.items()}
-    try:
-        return dataclasses.replace(base, **params)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"postprocess.params: {e}") from None
+from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec, postprocess_config
 
 
 @torch.no_grad()
@@ -130,9 +114,12 @@ class LoadedRun:
         with ``overrides`` replacing fields. Each video's segments are clipped to its duration when its features
         record one."""
         spec = self.config.postprocess
-        if preset:
-            spec = dataclasses.replace(spec, preset=preset, params={})
-        post = postprocess_config(dataclasses.replace(spec, params={**spec.params, **(overrides or {})}))
+        try:
+            spec = PostprocessSpec(preset or spec.preset, {**({} if preset else spec.params), **(overrides or {})})
+        except FieldError as e:
+            raise ConfigError(f"postprocess.{e.key} (the run's, with the preset / overrides given): "
+                              f"{e.reason}") from None
+        post = postprocess_config(spec)
         ids = list(video_ids)
         self.check_features(source, ids)
         durations = {vid: float(d) for vid in ids if (d := source.meta(vid).source.get("duration_s"))}

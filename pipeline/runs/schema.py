@@ -1,10 +1,32 @@
-"""The experiment schema: one YAML file's typed sections (data, model, training, post-processing, evaluation)."""
+"""The experiment schema: one YAML file's typed sections (data, model, training, post-processing, evaluation).
+
+Every value is checked when the config is built (``__post_init__``), so that a bad value fails at load time with
+its dotted key and the file, never after training: numbers in range, the model name against the localizer
+registry and its params against the model's typed config, the post-processing preset against ``PRESETS`` and its
+params against ``PostprocessConfig``, evaluation thresholds that are evaluated.
+
+:func:`resume_conflicts` says which changes a resumed run refuses (see :data:`RESUME_MAY_CHANGE`).
+"""
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
+
+from clicktal.models import LOCALIZERS, localizer_config
+from clicktal.pipeline.core.config import ConfigError, FieldError, nested_error
 from clicktal.pipeline.data.datasets import DataConfig
+from clicktal.pipeline.postprocess.grouping import PRESETS, PostprocessConfig
+
+
+def _require(checks: list[tuple[bool, str, str]]) -> None:
+    """Raise :class:`FieldError` for the first ``(ok, key, reason)`` that is not ok."""
+    for ok, key, reason in checks:
+        if not ok:
+            raise FieldError(key, reason)
 
 
 @dataclass
@@ -18,12 +40,24 @@ class OptimConfig:
     momentum: float = 0.9
     grad_clip: float | None = None
 
+    def __post_init__(self) -> None:
+        _require([
+            (self.name in ("adam", "sgd"), "name", f"expected one of ['adam', 'sgd'], got {self.name!r}"),
+            (math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a positive number, got {self.lr}"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
+             f"must be >= 0, got {self.weight_decay}"),
+            (0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}"),
+            (self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0), "grad_clip",
+             f"must be a positive number or null (no clipping), got {self.grad_clip}"),
+        ])
+
 
 @dataclass
 class TrainConfig:
     """The schedule. ``select``: which weights a run ends with: ``last`` (the paper: a fixed number of iterations)
     or the best of the periodic validations on the held-out part of the training subset (``val_loss``: lowest
-    loss; ``val_map``: highest mAP against the held-out videos' boundaries). Never the test subset."""
+    loss; ``val_map``: highest mAP against the held-out videos' boundaries). Never the test subset.
+    ``device``: ``auto`` (CUDA when there is one), ``cpu``, ``cuda``, ``cuda:1``, ..."""
 
     iterations: int = 5000
     batch_size: int = 32
@@ -37,33 +71,105 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        _require([
+            (self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations} (nothing would be trained)"),
+            (self.batch_size >= 1, "batch_size", f"must be >= 1 video per batch, got {self.batch_size}"),
+            (0 <= self.seed < 2**64, "seed", f"must be an integer in [0, 2**64), got {self.seed}"),
+            (self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}"),
+            (self.validate_every >= 0, "validate_every", f"must be >= 0 (0: no validation), got "
+                                                         f"{self.validate_every}"),
+            (self.select in ("last", "val_loss", "val_map"), "select",
+             f"expected one of ['last', 'val_loss', 'val_map'], got {self.select!r}"),
+            (self.num_threads is None or self.num_threads >= 1, "num_threads",
+             f"must be >= 1 or null (torch's default), got {self.num_threads}"),
+            (self.device == "auto" or _is_device(self.device), "device",
+             f"expected auto, cpu, cuda or cuda:N, got {self.device!r}"),
+        ])
+
+
+def _is_device(name: str) -> bool:
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
 
 @dataclass
 class ModelSpec:
-    """A registered localizer and its parameters (checked into its typed config when built)."""
+    """A registered localizer (``clicktal.models.LOCALIZERS``) and its parameters, checked into its typed config
+    (``localizer_config``) when the spec is built."""
 
     name: str = "sfnet"
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.name not in LOCALIZERS:
+            raise FieldError("name", f"unknown localizer {self.name!r}; known: {', '.join(LOCALIZERS.names())}")
+        try:
+            localizer_config(self.name, self.params, source="params")
+        except ValueError as e:
+            raise nested_error("params", e) from None
+
 
 @dataclass
 class PostprocessSpec:
-    """A post-processing preset (see ``clicktal.pipeline.postprocess.grouping``) and overrides of its fields."""
+    """A post-processing preset (see ``clicktal.pipeline.postprocess.grouping``) and overrides of its fields,
+    checked (:func:`postprocess_config`) when the spec is built."""
 
     preset: str = "sfnet"
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _resolve_postprocess(self)
+
+
+def _resolve_postprocess(spec: PostprocessSpec) -> PostprocessConfig:
+    if spec.preset not in PRESETS:
+        raise FieldError("preset", f"unknown post-processing preset {spec.preset!r}; known: "
+                                   f"{', '.join(PRESETS.names())}")
+    base = PRESETS.get(spec.preset)
+    fields = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(spec.params) - fields)
+    if unknown:
+        raise FieldError("params", f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.params.items()}
+    try:
+        return dataclasses.replace(base, **params)
+    except (TypeError, ValueError) as e:
+        raise FieldError("params", str(e)) from None
+
+
+def postprocess_config(spec: PostprocessSpec) -> PostprocessConfig:
+    """The preset ``spec.preset`` with ``spec.params`` replacing its fields (lists become tuples); a
+    :class:`~clicktal.pipeline.core.config.ConfigError` naming ``postprocess.<key>`` when they do not fit."""
+    try:
+        return _resolve_postprocess(spec)
+    except FieldError as e:
+        raise ConfigError(f"postprocess.{e.key}: {e.reason}") from None
+
 
 @dataclass
 class EvalConfig:
-    """tIoU thresholds of the mAP; ``average_over`` the ones averaged into "AVG" (SF-Net: 0.1:0.1:0.7);
-    ``frame_map``: also frame-level mAP (FSN's Table 1 metric) in ``results.json``."""
+    """tIoU thresholds of the mAP; ``average_over`` the ones averaged into "AVG" (SF-Net: 0.1:0.1:0.7) and
+    ``report`` the ones printed, both among ``tiou_thresholds``; ``frame_map``: also frame-level mAP (FSN's Table 1
+    metric) in ``results.json``."""
 
     tiou_thresholds: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     average_over: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     report: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7])
     use_ambiguous: bool = True
     frame_map: bool = False
+
+    def __post_init__(self) -> None:
+        evaluated = lambda t: any(abs(t - e) < 1e-9 for e in self.tiou_thresholds)
+        _require([(bool(self.tiou_thresholds), "tiou_thresholds", "needs at least one threshold")]
+                 + [(0 <= t <= 1, f"tiou_thresholds[{i}]", f"must lie in [0, 1], got {t}")
+                    for i, t in enumerate(self.tiou_thresholds)]
+                 + [(bool(self.average_over), "average_over", "needs at least one threshold")]
+                 + [(evaluated(t), f"{name}[{i}]", f"{t} is not among tiou_thresholds {self.tiou_thresholds}")
+                    for name in ("average_over", "report") for i, t in enumerate(getattr(self, name))])
 
 
 @dataclass
@@ -76,3 +182,64 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     postprocess: PostprocessSpec = field(default_factory=PostprocessSpec)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        validates = self.train.validate_every > 0 and self.data.val_fraction > 0
+        _require([
+            (bool(self.name.strip()) and "/" not in self.name, "name",
+             f"must be a non-empty name without '/' (the default run folder is runs/<name>), got {self.name!r}"),
+            (0 <= self.data.val_fraction < 1, "data.val_fraction",
+             f"must be in [0, 1), got {self.data.val_fraction}"),
+            (self.train.select == "last" or validates, "train.select",
+             f"{self.train.select!r} needs a held-out validation set: data.val_fraction > 0 and "
+             f"train.validate_every > 0"),
+        ])
+
+
+# ------------------------------------------------------------------------------------------------------ resume
+
+# What a resumed run may change: nothing here changes the weights it trains (RNG draws depend on (seed, iteration)
+# only), nor its test results except as the new value says.
+#   train.progress, train.checkpoint_every: bookkeeping;
+#   train.device, train.num_threads: where it runs (another device or thread count may round floats differently,
+#     so the weights can differ from an uninterrupted run's in the last bits; the draws stay the same);
+#   train.iterations: a longer (or shorter, not below the checkpoint) schedule; nothing in the engine depends on the
+#     total (there is no learning-rate schedule), so the run equals one trained that long from the start;
+#   name, data.test_subset, data.ambiguous, data.preload, evaluation.report / use_ambiguous / frame_map: the test
+#     evaluation and its report, never read by training;
+#   postprocess.*, evaluation.tiou_thresholds / average_over: post-processing and mAP of the test subset, and also
+#     of the periodic validation on held-out videos (val_map, which train.select can pick weights by), so they may
+#     change only when the run does not validate (train.validate_every 0 or data.val_fraction 0).
+# Everything else (seed, model, optimiser, data, labels, sampling, batch size, validation schedule, selection,
+# determinism) changes what is trained and is refused, naming the keys.
+RESUME_MAY_CHANGE = ("name", "train.progress", "train.checkpoint_every", "train.device", "train.num_threads",
+                     "train.iterations", "data.test_subset", "data.ambiguous", "data.preload", "evaluation.report",
+                     "evaluation.use_ambiguous", "evaluation.frame_map")
+RESUME_MAY_CHANGE_WITHOUT_VALIDATION = ("postprocess", "evaluation.tiou_thresholds", "evaluation.average_over")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def _under(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def resume_conflicts(saved: dict, current: dict) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, saved value, current value)``, sorted by key, for each value in which ``current`` (a resolved
+    config as a mapping) differs from ``saved`` (the one the run was trained with) in a way a resume refuses:
+    everything but :data:`RESUME_MAY_CHANGE`, and :data:`RESUME_MAY_CHANGE_WITHOUT_VALIDATION` too when the saved
+    run validates on held-out videos. A value one side lacks is ``"(absent)"``."""
+    a, b = _flatten(saved), _flatten(current)
+    train, data = saved.get("train") or {}, saved.get("data") or {}
+    validates = (train.get("validate_every") or 0) > 0 and (data.get("val_fraction") or 0) > 0
+    allowed = RESUME_MAY_CHANGE + (() if validates else RESUME_MAY_CHANGE_WITHOUT_VALIDATION)
+    absent = "(absent)"
+    return [(k, a.get(k, absent), b.get(k, absent)) for k in sorted(set(a) | set(b))
+            if a.get(k, absent) != b.get(k, absent) and not _under(k, allowed)]

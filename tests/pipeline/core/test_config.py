@@ -3,7 +3,8 @@ from typing import Literal, Optional
 
 import pytest
 
-from clicktal.pipeline.core.config import ConfigError, config_to_dict, dump_config, load_config
+from clicktal.pipeline.core.config import (ConfigError, FieldError, config_to_dict, dump_config, load_config,
+                                           nested_error)
 from clicktal.pipeline.core.registry import Registry
 
 
@@ -72,3 +73,27 @@ def test_registry_registers_and_names_unknown_entries():
         reg.get("huge")
     with pytest.raises(KeyError, match="already registered"):
         reg.register("tiny")(build_tiny)
+
+
+@dataclass
+class Checked:
+    lr: float = 0.1
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise FieldError("lr", f"must be > 0, got {self.lr}")
+
+
+@dataclass
+class Outer:
+    inner: Checked = field(default_factory=Checked)
+
+
+def test_post_init_field_errors_name_the_dotted_key_and_the_file(tmp_path):
+    p = write(tmp_path, "inner: {lr: 0}\n")
+    with pytest.raises(ConfigError, match=rf"^{p}: inner\.lr: must be > 0, got 0\.0$"):
+        load_config(Outer, p)
+    inner = ConfigError("params: mining.xi: expected a number, got 'x'")
+    assert (nested_error("params", inner).key, nested_error("params", inner).reason) == \
+        ("params.mining.xi", "expected a number, got 'x'")
+    assert nested_error("params", ConfigError("params: unknown key(s) etaa")).key == "params"
