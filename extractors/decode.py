@@ -3,12 +3,16 @@
 One interface over two decoders: PyAV (default) and decord (``backend="decord"``). Frames come out in bounded chunks
 (``[n, H, W, 3]`` uint8 RGB), never a whole video in memory.
 
-Resampling. Output frame ``k`` is the source frame being displayed at time ``k / fps`` (times relative to the first
-frame): the last source frame whose presentation timestamp is ``<= k / fps``. The last source frame is displayed
-for as long as the interval before it (a single-frame video: ``1 / native_fps``), so the stream's duration is
-``duration_s = last_pts - first_pts + last_interval`` and the output has ``N = ceil(duration_s * fps)`` frames,
-which gives exactly ``FeatureGeometry.snippet_count(duration_s)`` snippets. Odd (981/50) and variable frame rates
-work the same way; the rule only reads timestamps, so both decoders give the same frames.
+Resampling. Output frame ``k`` is the source frame being displayed at time ``k / fps`` of the player's clock: the
+last source frame whose presentation time is ``<= k / fps``. The player's clock starts at the container's start
+(the earliest stream), so a video stream that starts later than the container (``start_offset_s``, e.g. video
+0.4 s after the audio) keeps that offset: output frames before the first video frame hold the first frame (so
+they have zero motion), and snippet times are player times. The last source frame is displayed for
+as long as the interval before it (a single-frame video: ``1 / native_fps``), so the video's duration in the
+player is ``duration_s = start_offset_s + last_pts - first_pts + last_interval`` and the output has
+``N = ceil(duration_s * fps)`` frames, which gives exactly ``FeatureGeometry.snippet_count(duration_s)`` snippets.
+Odd (981/50) and variable frame rates work the same way; the rule only reads timestamps, so both decoders give the
+same frames.
 
 Orientation. Rotation metadata (the display matrix, read through PyAV for both decoders) is honoured: frames come
 out as a player shows them.
@@ -37,6 +41,7 @@ NO_VIDEO_STREAM = "no_video_stream"
 ZERO_FRAMES = "zero_frames"
 TRUNCATED = "truncated"
 MISSING = "missing"
+EMPTY = "empty"
 
 # A target time that equals a frame's timestamp up to this many seconds belongs to that frame.
 _PTS_TOLERANCE_S = 1e-6
@@ -67,6 +72,7 @@ class VideoInfo:
     declared_duration_s: float | None  # the video stream's, when the container states it
     codec: str
     backend: str
+    container_start_s: float | None = None  # where the player's clock starts (the earliest stream)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +84,8 @@ class DecodeStats:
 
     decoded_frames: int = 0  # source frames decoded
     output_frames: int = 0  # frames after resampling
-    duration_s: float = 0.0  # from timestamps, see the module docstring
+    duration_s: float = 0.0  # from timestamps, in the player's clock (start offset included), see the docstring
+    start_offset_s: float = 0.0  # first video frame's time after the container's start
 
 
 def output_frame_count(duration_s: float, fps: float, stride: int = 16) -> int:
@@ -148,6 +155,8 @@ def _probe(path: Path, backend: str):
 
     if not path.exists():
         raise VideoError(path, MISSING, "no such file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoError(path, EMPTY, "empty file (0 bytes)")
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as e:
@@ -174,6 +183,7 @@ def _probe(path: Path, backend: str):
         declared_duration_s=declared,
         codec=stream.codec_context.name,
         backend=backend,
+        container_start_s=float(container.start_time) / 1e6 if container.start_time is not None else None,
     )
     return container, stream, info
 
@@ -181,12 +191,14 @@ def _probe(path: Path, backend: str):
 class _Resampler:
     """Pick, for each output time ``k / fps``, the source frame displayed then (see the module docstring)."""
 
-    def __init__(self, fps: float, stride: int, native_fps: float | None):
+    def __init__(self, fps: float, stride: int, native_fps: float | None, origin: float | None = None):
         self.fps = fps
         self.stride = stride
         self.native_fps = native_fps
+        self.origin = origin  # the player's time 0 in stream seconds (None: the first frame)
         self.k = 0
-        self.t0: float | None = None
+        self.t0: float | None = None  # stream time of the player's time 0
+        self.start_offset_s = 0.0
         self.prev_t: float | None = None
         self.prev_interval: float | None = None
         self.prev_get: Callable[[], np.ndarray] | None = None
@@ -205,9 +217,11 @@ class _Resampler:
         """Feed the next source frame (presentation time ``t`` in seconds); yields finished output frames."""
         if t is None:  # no timestamp: assume the nominal frame interval
             t = (self.prev_t + self.t0 + (self.prev_interval or 1.0 / (self.native_fps or self.fps))
-                 if self.prev_t is not None else 0.0)
+                 if self.prev_t is not None else (self.origin or 0.0))
         if self.t0 is None:
-            self.t0 = t
+            offset = t - self.origin if self.origin is not None else 0.0
+            self.start_offset_s = offset if offset > _PTS_TOLERANCE_S else 0.0
+            self.t0 = t - self.start_offset_s
         rel = t - self.t0
         if self.prev_t is not None and rel <= self.prev_t:
             return  # a repeated or backwards timestamp: keep the frame already on screen
@@ -265,18 +279,18 @@ class Video:
                 arr = cv2.resize(arr, size[0][::-1], interpolation=cv2.INTER_AREA)
             return arr
 
-        resampler = _Resampler(fps, stride, self.info.native_fps)
+        resampler = _Resampler(fps, stride, self.info.native_fps, self.info.container_start_s)
         source = self._pyav_frames if self.backend == "pyav" else self._decord_frames
         for t, get in source(convert):
             yield from resampler.push(t, get)
         yield from resampler.finish()
-        self.stats = DecodeStats(resampler.decoded, resampler.k, resampler.duration_s)
+        self.stats = DecodeStats(resampler.decoded, resampler.k, resampler.duration_s, resampler.start_offset_s)
         if resampler.decoded == 0:
             raise VideoError(self.path, ZERO_FRAMES, "the video stream decodes to no frames")
         declared = self.info.declared_duration_s
-        if declared and self.stats.duration_s < _TRUNCATED_FRACTION * declared and declared - self.stats.duration_s > 1:
-            raise VideoError(self.path, TRUNCATED,
-                             f"decoded {self.stats.duration_s:.2f} s of a declared {declared:.2f} s")
+        decoded_s = self.stats.duration_s - self.stats.start_offset_s
+        if declared and decoded_s < _TRUNCATED_FRACTION * declared and declared - decoded_s > 1:
+            raise VideoError(self.path, TRUNCATED, f"decoded {decoded_s:.2f} s of a declared {declared:.2f} s")
 
     def chunks(self, fps: float = 25.0, chunk_frames: int = 64, *, short_side: int | None = None,
                stride: int = 16) -> Iterator[np.ndarray]:

@@ -4,15 +4,22 @@
 the network, and returns the features ``[T, D]`` with their :class:`FeatureMeta`. :func:`extract_video` writes them
 to the feature cache, skipping a video already complete there; it is what joblib runs locally and what runs
 unchanged on joblib's Dask backend or on Ray (see :mod:`clicktal.extractors.runner` for the folder run).
+
+Several processes may share one cache: a video is extracted under its lock (:mod:`clicktal.extractors.locks`), a
+video locked by another live process is left to it (``status="locked"``), and only the lock holder removes a
+video's leftover temporary files. A cached video is reused only when the options (the flow implementation that
+runs included), the weights and the source file (size, modification time, and the sha256 of its first and last
+MiB) are the ones it was made from.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
+import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -27,12 +34,17 @@ from clicktal.pipeline.data.contract import FeatureContract
 from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta
 
 from .decode import BACKENDS, Video, VideoError
-from .flow import FLOW_DEVICES, FlowComputer
+from .diskio import DISK_FULL, describe_disk_full, disk_full_error, naming
+from .flow import FLOW_DEVICES, FLOW_IMPLEMENTATIONS, FlowComputer, flow_implementation
 from .flowio import SAVE_FLOW_FORMATS, FlowWriter
+from .locks import VideoLock
 from .snippets import SnippetAssembler, centre_crop
 
 FAILED_ERROR = "error"  # an unexpected exception (the message has its type)
 CACHE_CONFLICT = "cache_conflict"
+SOURCE_CHANGED = "source_changed"  # the video file is not the one the cached features were made from
+LOCKED = "locked"  # status (not a failure): another live process is extracting this video
+_FINGERPRINT_BYTES = 1 << 20  # the source's first and last MiB are hashed
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,13 @@ class ExtractionConfig:
     def geometry(self) -> FeatureGeometry:
         return FeatureGeometry(fps=float(self.fps), window=int(self.window), stride=int(self.stride))
 
-    def signature(self) -> dict:
-        """The choices that change the numbers; a cached video with another signature is not reused."""
+    def signature(self, flow_impl: str | None = None) -> dict:
+        """The choices that change the numbers; a cached video with another signature is not reused.
+
+        ``flow_impl`` is the TV-L1 implementation that ran (default: what ``flow_device`` resolves to on this
+        machine; ``auto`` is never recorded as such)."""
+        from .networks import FLOW_FEATURES
+
         keys = ("features", "fps", "window", "stride", "resize", "crop", "flow_size", "precision", "random_init",
                 "seed", "tsn_arch")
         sig = {k: getattr(self, k) for k in keys}
@@ -98,6 +115,8 @@ class ExtractionConfig:
             sig.pop("seed")
         if self.features != "tsn":
             sig.pop("tsn_arch")
+        if self.features in FLOW_FEATURES:
+            sig["flow_impl"] = flow_impl or flow_implementation(self.flow_device)
         return sig
 
     def model_key(self) -> tuple:
@@ -109,7 +128,7 @@ class ExtractionConfig:
 class VideoResult:
     video_id: str
     path: str
-    status: str  # done | skipped | failed
+    status: str  # done | skipped | failed | locked (another live process is extracting it)
     reason: str | None = None
     message: str | None = None
     seconds: float = 0.0  # wall time spent
@@ -199,6 +218,10 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
     path = Path(path)
     geometry = config.geometry
     extractor = get_extractor(config)
+    try:
+        fingerprint = source_fingerprint(path)
+    except OSError:  # missing or unreadable: opening it below says which
+        fingerprint = {}
     if config.torch_threads:
         import torch
 
@@ -232,6 +255,7 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
                 rows.append(extractor(rgb, fl))
             stats, info = video.stats, video.info
             flow_info = flow.describe() if needs_flow else None
+            flow_impl = FLOW_IMPLEMENTATIONS[flow.device] if needs_flow else None
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -248,7 +272,10 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
         source={
             "path": str(path.resolve()),
             "size_bytes": info.size_bytes,
+            "mtime_ns": fingerprint.get("mtime_ns"),
+            "head_tail_sha256": fingerprint.get("head_tail_sha256"),
             "duration_s": stats.duration_s,
+            "start_offset_s": stats.start_offset_s,
             "native_fps": info.native_fps,
             "width": info.width,
             "height": info.height,
@@ -260,18 +287,20 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
         },
         versions=library_versions(config.decoder),
         options={
-            "signature": config.signature(),
+            "signature": config.signature(flow_impl),
             "untrained": config.random_init,
             "decoder": config.decoder,
             "resampling": f"by presentation timestamp to {config.fps:g} fps: output frame k is the source frame "
-                          "shown at k / fps; last frame lasts as long as the interval before it",
+                          "shown at k / fps of the player's clock (time 0 = the container's start; frames before "
+                          "the first video frame, source.start_offset_s, hold it); last frame lasts as long as "
+                          "the interval before it",
             "frames": {
                 "resize": f"shorter side to {config.resize} (cv2 INTER_AREA down, INTER_LINEAR up), upright "
                           "(rotation metadata applied)",
                 "crop": f"centre {config.crop} x {config.crop}",
             },
             "snippets": f"snippet i = frames [i*{config.stride}, i*{config.stride}+{config.window}); the last "
-                        "partial snippet is padded by repeating the last frame and flow",
+                        "partial snippet is padded by repeating the last frame, with zero flow",
             "flow": flow_info,
             "model": extractor.describe(),
             "device": str(extractor.device),
@@ -286,37 +315,82 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
     return features, meta
 
 
+def source_fingerprint(path: str | os.PathLike) -> dict:
+    """Size, modification time and the sha256 of the first and last MiB (the whole file when smaller)."""
+    st = os.stat(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(_FINGERPRINT_BYTES))
+        if st.st_size > _FINGERPRINT_BYTES:
+            f.seek(max(_FINGERPRINT_BYTES, st.st_size - _FINGERPRINT_BYTES))
+            digest.update(f.read(_FINGERPRINT_BYTES))
+    return {"size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "head_tail_sha256": digest.hexdigest()}
+
+
+def source_change(recorded: dict, path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not the file that a sidecar's ``source`` describes, or ``None``.
+
+    A different size is a different file. A different modification time is checked against the hash of the first
+    and last MiB (a copied or touched file with the same content is the same file). A source that is gone, or a
+    sidecar from before these fields, is not second-guessed (size only)."""
+    try:
+        st = os.stat(path)
+        size = recorded.get("size_bytes")
+        if size is not None and st.st_size != size:
+            return f"its size changed ({size} -> {st.st_size} bytes)"
+        mtime, sha = recorded.get("mtime_ns"), recorded.get("head_tail_sha256")
+        if mtime is None or sha is None or st.st_mtime_ns == mtime:
+            return None
+        if source_fingerprint(path)["head_tail_sha256"] == sha:
+            return None
+    except OSError:
+        return None
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime_ns / 1e9))
+    return f"its content changed (modified {when}; the sha256 of its first and last MiB differs)"
+
+
 def cached_state(cache: FeatureCache, video_id: str, config: ExtractionConfig, flow_root: Path,
-                 weights: dict[str, str] | None = None) -> str | None:
-    """``"complete"`` when the cache holds this video made with the same signature, ``"conflict:<why>"`` when it
-    holds it made differently, ``None`` when it does not hold it."""
+                 weights: dict[str, str] | None = None, source: str | os.PathLike | None = None) -> str | None:
+    """``"complete"`` when the cache holds this video made with the same signature (and, given ``source``, from
+    that file), ``"conflict:<why>"`` when it holds it made differently, ``"source_changed:<why>"`` when the file at
+    ``source`` is not the one it was made from, ``None`` when it does not hold it."""
     if not cache.has(video_id):
         return None
     try:
         meta = cache.read_meta(video_id)
     except Exception as e:  # noqa: BLE001 - an unreadable sidecar means "not complete"
         return f"conflict:unreadable sidecar ({e})"
-    sig = meta.options.get("signature")
-    if sig != json.loads(json.dumps(config.signature())):
-        theirs = sig or {}
-        diff = {k: (theirs.get(k), v) for k, v in config.signature().items() if theirs.get(k) != v}
+    asked = json.loads(json.dumps(config.signature()))
+    theirs = dict(meta.options.get("signature") or {})
+    device = (meta.options.get("flow") or {}).get("device")
+    if "flow_impl" in asked and "flow_impl" not in theirs and device in FLOW_IMPLEMENTATIONS:
+        theirs["flow_impl"] = FLOW_IMPLEMENTATIONS[device]  # a sidecar from before the key: the device it ran on
+    if theirs != asked:
+        diff = {k: (theirs.get(k), asked.get(k)) for k in sorted({*theirs, *asked}) if theirs.get(k) != asked.get(k)}
         return f"conflict:cached with other options (cached vs asked: {diff})"
     weights = weights if weights is not None else get_extractor(config).weights_sha256
     if meta.weights_sha256 != weights:
         return f"conflict:cached with other weights (sha256 {meta.weights_sha256} vs {weights})"
+    why = source_change(meta.source, source) if source is not None else None
+    if why:
+        return f"source_changed:{why}"
     if config.save_flow and not (flow_root / video_id / "flow.json").is_file():
         return None  # features are there but the flow asked for is not: redo
     return "complete"
 
 
 def _clean_stale(cache: FeatureCache, video_id: str, flow_root: Path) -> None:
-    """Leftovers of a killed run for this video (its temp files); other videos' are not touched."""
-    vid = glob.escape(video_id)
-    for p in [*cache.root.glob(f".{vid}.npy.*.tmp"), *cache.root.glob(f".{vid}.json.*.tmp")]:
-        p.unlink(missing_ok=True)
+    """Leftovers of a dead run for this video (its temp files). Called only by the holder of the video's lock, so
+    no live process is writing them; other videos' files are not touched (``v`` never matches ``v.npy.x``'s)."""
+    vid = re.escape(video_id)
+    temp, flow_temp = re.compile(rf"\.{vid}\.(npy|json)\.[^.]+\.tmp"), re.compile(rf"\.{vid}\.tmp-\d+")
+    for p in cache.root.glob(".*.tmp"):
+        if temp.fullmatch(p.name):
+            p.unlink(missing_ok=True)
     if flow_root.is_dir():
-        for p in flow_root.glob(f".{vid}.tmp-*"):
-            shutil.rmtree(p, ignore_errors=True)
+        for p in flow_root.glob(".*.tmp-*"):
+            if flow_temp.fullmatch(p.name):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def skipped_result(cache: FeatureCache, video_id: str, path: Path) -> VideoResult:
@@ -326,31 +400,71 @@ def skipped_result(cache: FeatureCache, video_id: str, path: Path) -> VideoResul
                        num_snippets=int(meta.get("num_snippets", 0)))
 
 
+def cached_result(cache: FeatureCache, video_id: str, path: Path, config: ExtractionConfig,
+                  weights: dict[str, str] | None = None) -> VideoResult | None:
+    """The result of a video the cache already answers for (skipped, or failed with a conflict), else ``None``."""
+    state = cached_state(cache, video_id, config, cache.root / "flow", weights, source=path)
+    if state == "complete":
+        return skipped_result(cache, video_id, path)
+    if not state:
+        return None
+    kind, why = state.split(":", 1)
+    if kind == "source_changed":
+        return VideoResult(video_id, str(path), "failed", SOURCE_CHANGED,
+                           f"{path} is not the file its cached features were made from: {why}; use --overwrite to "
+                           "extract it again (or another --out)")
+    return VideoResult(video_id, str(path), "failed", CACHE_CONFLICT, f"{why}; use --overwrite or another --out")
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def write_features(cache: FeatureCache, video_id: str, features: np.ndarray, meta: FeatureMeta) -> None:
+    """``cache.write``; an ``OSError`` naming no file is raised again naming the one that failed (the array is
+    written first, then its sidecar: an array replaced already means the sidecar failed)."""
+    target = cache.feature_path(video_id)
+    before = _file_stamp(target)
+    with naming(lambda: cache.meta_path(video_id) if _file_stamp(target) != before else target):
+        cache.write(video_id, features, meta)
+
+
 def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, config: ExtractionConfig,
                   video_id: str | None = None, overwrite: bool = False) -> VideoResult:
     """Extract one video into the cache at ``out_dir`` and report; never raises for a bad video.
 
-    A video already complete in the cache with the same signature is skipped (``status="skipped"``). This is the
-    function the local pool, Dask and Ray run; everything it needs travels in its (picklable) arguments.
+    A video already complete in the cache with the same signature, from the same source file, is skipped
+    (``status="skipped"``); one that another live process holds the lock of is left to it (``status="locked"``).
+    A full disk fails the video with reason ``disk_full`` naming the file. This is the function the local pool,
+    Dask and Ray run; everything it needs travels in its (picklable) arguments.
     """
     path = Path(path)
     video_id = video_id or path.stem
     cache = FeatureCache(out_dir)
     flow_root = Path(out_dir) / "flow"
     t0 = time.perf_counter()
-    if not overwrite:
-        state = cached_state(cache, video_id, config, flow_root)
-        if state == "complete":
-            return skipped_result(cache, video_id, path)
-        if state and state.startswith("conflict:"):
-            return VideoResult(video_id, str(path), "failed", CACHE_CONFLICT,
-                               f"{state[len('conflict:'):]}; use --overwrite or another --out")
+    lock = VideoLock.for_video(out_dir, video_id)
     try:
+        early = None if overwrite else cached_result(cache, video_id, path, config)
+        if early is not None:
+            return early
+        if not lock.acquire():
+            return (None if overwrite else cached_result(cache, video_id, path, config)) or VideoResult(
+                video_id, str(path), LOCKED, LOCKED,
+                f"being extracted by another process ({lock.owner()}, {lock.path}); left to it, a rerun picks it "
+                "up if that process does not finish it", time.perf_counter() - t0)
+        early = None if overwrite else cached_result(cache, video_id, path, config)  # done while we waited?
+        if early is not None:
+            return early
         cache.root.mkdir(parents=True, exist_ok=True)
         _clean_stale(cache, video_id, flow_root)
         features, meta = compute_features(path, config, flow_dir=flow_root if config.save_flow else None,
                                           video_id=video_id)
-        cache.write(video_id, features, meta)
+        write_features(cache, video_id, features, meta)
         return VideoResult(video_id, str(path), "done", seconds=time.perf_counter() - t0,
                            duration_s=float(meta.source["duration_s"]), num_snippets=int(features.shape[0]))
     except VideoError as e:
@@ -358,5 +472,10 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, config: E
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - keep going past any one video; the message says what happened
+        if disk_full_error(e) is not None:
+            return VideoResult(video_id, str(path), "failed", DISK_FULL, describe_disk_full(e, cache.root),
+                               time.perf_counter() - t0)
         tb = traceback.format_exception_only(type(e), e)[-1].strip()
         return VideoResult(video_id, str(path), "failed", FAILED_ERROR, tb, time.perf_counter() - t0)
+    finally:
+        lock.release()

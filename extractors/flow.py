@@ -7,14 +7,17 @@
 * Pairs: the flow of frame ``t`` is the pair ``(t, t + 1)``. The last frame of a video has no successor: its flow
   repeats the flow of the pair before it (a one-frame video gets zero flow). Snippet ``i`` therefore uses the flows
   of frames ``[i * stride, i * stride + window)``, i.e. the pairs ``(t, t + 1)`` for those ``t`` (see
-  :func:`snippet_flow_pairs`).
+  :func:`snippet_flow_pairs`); the padded positions past the end of the video (frozen copies of the last frame)
+  have zero flow. Two identical frames (a frame held by the resampler) give exactly zero flow.
 * ``flow_size`` (smoke tests only): compute TV-L1 on frames whose shorter side is ``flow_size`` and upsample the
   field (values scaled by the size ratio, so magnitudes stay in resized-frame pixels). ``None`` is the faithful
   default.
 
 Devices: the CPU path runs in ``workers`` processes (joblib/loky; OpenCV threads do not speed TV-L1 up, processes
 do), each on a contiguous block of frame pairs. The CUDA path (``cv2.cuda.OpticalFlowDual_TVL1``) needs an OpenCV
-build with CUDA and a visible GPU; asking for it without one falls back to the CPU with a warning.
+build with CUDA and a visible GPU; asking for it without one falls back to the CPU with a warning. The two are
+different implementations (the CUDA one has no median filtering), so the one that ran is part of the options a
+rerun compares (:func:`flow_implementation`).
 """
 from __future__ import annotations
 
@@ -44,6 +47,8 @@ TVL1_PARAMS = {
 }
 
 FLOW_DEVICES = ("auto", "cpu", "cuda")
+# The implementation each device runs: recorded in the cache signature, so a cache never mixes them.
+FLOW_IMPLEMENTATIONS = {"cpu": "cv2.optflow.DualTVL1OpticalFlow", "cuda": "cv2.cuda.OpticalFlowDual_TVL1"}
 
 
 def cuda_flow_available() -> bool:
@@ -54,7 +59,7 @@ def cuda_flow_available() -> bool:
         return False
 
 
-def resolve_flow_device(requested: str) -> str:
+def resolve_flow_device(requested: str, warn: bool = True) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda`` without CUDA OpenCV warns and gives ``cpu``."""
     if requested not in FLOW_DEVICES:
         raise ValueError(f"unknown flow device {requested!r}; choose from {FLOW_DEVICES}")
@@ -62,7 +67,7 @@ def resolve_flow_device(requested: str) -> str:
         return "cpu"
     if cuda_flow_available():
         return "cuda"
-    if requested == "cuda":
+    if requested == "cuda" and warn:
         warnings.warn(
             "--flow-device cuda: this OpenCV has no CUDA support or sees no GPU "
             f"(cv2 {cv2.__version__}, cv2.cuda.getCudaEnabledDeviceCount() == 0); computing TV-L1 on the CPU. "
@@ -71,6 +76,11 @@ def resolve_flow_device(requested: str) -> str:
             stacklevel=2,
         )
     return "cpu"
+
+
+def flow_implementation(requested: str) -> str:
+    """The TV-L1 implementation that ``requested`` (auto | cpu | cuda) runs on this machine."""
+    return FLOW_IMPLEMENTATIONS[resolve_flow_device(requested, warn=False)]
 
 
 # TVL1_PARAMS key -> setter of cv2.optflow.DualTVL1OpticalFlow
@@ -101,7 +111,8 @@ def _cuda_tvl1():
 def tvl1_block(grays: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Raw TV-L1 flow in pixels for consecutive pairs of ``grays`` ``[n + 1, H, W]`` uint8 -> ``[n, H, W, 2]``.
 
-    Module-level so that worker processes can run it."""
+    Module-level so that worker processes can run it. A pair of identical frames gets exactly zero flow without
+    running TV-L1."""
     n = len(grays) - 1
     out = np.empty((max(n, 0), *grays.shape[1:], 2), np.float32)
     if n <= 0:
@@ -112,13 +123,13 @@ def tvl1_block(grays: np.ndarray, device: str = "cpu") -> np.ndarray:
         prev.upload(grays[0])
         for i in range(n):
             nxt.upload(grays[i + 1])
-            out[i] = tv.calc(prev, nxt, None).download()
+            out[i] = 0 if np.array_equal(grays[i], grays[i + 1]) else tv.calc(prev, nxt, None).download()
             prev, nxt = nxt, prev
         return out
     cv2.setNumThreads(1)  # parallelism comes from processes; threads would only oversubscribe the cores
     tv = _cpu_tvl1()
     for i in range(n):
-        out[i] = tv.calc(grays[i], grays[i + 1], None)
+        out[i] = 0 if np.array_equal(grays[i], grays[i + 1]) else tv.calc(grays[i], grays[i + 1], None)
     return out
 
 
@@ -145,12 +156,15 @@ def dequantize_flow(q: np.ndarray) -> np.ndarray:
 def snippet_flow_pairs(index: int, num_frames: int, window: int = 16, stride: int = 16) -> list[tuple[int, int]]:
     """The frame pairs whose flow snippet ``index`` sees (the documented alignment, padding included).
 
-    Frame ``t`` in ``[index * stride, index * stride + window)`` contributes the pair ``(t, t + 1)``; positions past
-    the end of the video repeat the last frame (edge padding), and the last frame's pair is the one before it.
+    Frame ``t`` in ``[index * stride, index * stride + window)`` contributes the pair ``(t, t + 1)``; the last
+    frame's pair is the one before it; positions past the end of the video repeat the last frame (edge padding), so
+    their pair is ``(last, last)``: zero motion.
     """
     pairs = []
     for t in range(index * stride, index * stride + window):
-        t = min(t, num_frames - 1)
+        if t >= num_frames:
+            pairs.append((num_frames - 1, num_frames - 1))
+            continue
         if t == num_frames - 1 and num_frames > 1:
             t = num_frames - 2
         pairs.append((t, min(t + 1, num_frames - 1)))
@@ -234,13 +248,13 @@ class FlowComputer:
     def describe(self) -> dict:
         """The flow choices, for the cache metadata."""
         return {
-            "algorithm": "TV-L1 (OpenCV Dual TV-L1, " + ("cv2.cuda.OpticalFlowDual_TVL1" if self.device == "cuda"
-                                                         else "cv2.optflow.DualTVL1OpticalFlow") + ")",
+            "algorithm": f"TV-L1 (OpenCV Dual TV-L1, {FLOW_IMPLEMENTATIONS[self.device]})",
             "device": self.device,
             "params": dict(TVL1_PARAMS),
             "input": "grayscale of the resized frame (before the centre crop)",
             "flow_size": self.flow_size,
             "clip_px": FLOW_CLIP,
             "scale": f"clip to [-{FLOW_CLIP:g}, {FLOW_CLIP:g}] px, divide by {FLOW_CLIP:g}",
-            "pair": "frame t uses the pair (t, t+1); the last frame repeats the previous pair's flow",
+            "pair": "frame t uses the pair (t, t+1); the last frame repeats the previous pair's flow; padded "
+                    "positions past the end and frames held before the first video frame have zero flow",
         }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .diskio import check_written, naming
 from .flow import dequantize_flow, quantize_flow
 
 SAVE_FLOW_FORMATS = ("jpg", "png", "npz")
@@ -17,7 +18,8 @@ SAVE_FLOW_FORMATS = ("jpg", "png", "npz")
 class FlowWriter:
     """Saves the (cropped) flow as uint8 while it streams: ``x_%06d.<ext>`` / ``y_%06d.<ext>`` images, or
     ``flow_%06d.npz`` chunks (``flow [n, H, W, 2]`` uint8, first frame index in the name). Written to a hidden
-    temporary folder that is renamed into place by :meth:`commit`."""
+    temporary folder that is renamed into place by :meth:`commit`. A failed write raises an ``OSError`` naming the
+    file (``ENOSPC`` when the disk is full)."""
 
     ENCODING = "uint8 q = round((clip(f, -20, 20) / 20 + 1) * 127.5); f = (q / 127.5 - 1) * 20 pixels"
 
@@ -36,17 +38,21 @@ class FlowWriter:
             return
         q = quantize_flow(flows)
         if self.fmt == "npz":
-            np.savez_compressed(self.tmp / f"flow_{self.count:06d}.npz", flow=q)
+            target = self.tmp / f"flow_{self.count:06d}.npz"
+            with naming(target):
+                np.savez_compressed(target, flow=q)
         else:
             params = [cv2.IMWRITE_JPEG_QUALITY, 95] if self.fmt == "jpg" else []
             for i, f in enumerate(q):
-                cv2.imwrite(str(self.tmp / f"x_{self.count + i:06d}.{self.fmt}"), f[..., 0], params)
-                cv2.imwrite(str(self.tmp / f"y_{self.count + i:06d}.{self.fmt}"), f[..., 1], params)
+                for c, component in enumerate("xy"):
+                    target = self.tmp / f"{component}_{self.count + i:06d}.{self.fmt}"
+                    check_written(cv2.imwrite(str(target), f[..., c], params), target)
         self.count += len(flows)
 
     def commit(self, info: dict) -> None:
-        (self.tmp / "flow.json").write_text(json.dumps(dict(info, frames=self.count, encoding=self.ENCODING,
-                                                            format=self.fmt), indent=1))
+        with naming(self.tmp / "flow.json"):
+            (self.tmp / "flow.json").write_text(json.dumps(dict(info, frames=self.count, encoding=self.ENCODING,
+                                                                format=self.fmt), indent=1))
         if self.final.exists():
             shutil.rmtree(self.final)
         os.replace(self.tmp, self.final)

@@ -26,6 +26,7 @@ from .weights import (I3D_FILES, I3D_URL, PYTORCHVIDEO_FILES, PYTORCHVIDEO_URL, 
                       default_weights_dir, file_sha256, load_verified, read_state_dict, resolve, tsn_url)
 
 FEATURES = ("i3d", "tsn", "pv_i3d_r50", "pv_slowfast_r50")
+FLOW_FEATURES = ("i3d", "tsn")  # the extractors with a flow stream (their signature names the TV-L1 that ran)
 PRECISIONS = ("fp32", "bf16")
 
 

@@ -1,6 +1,12 @@
 """The run over a folder of videos: :func:`extract_folder` finds the videos (:func:`plan_videos`, with shards),
 skips those already complete, runs :func:`~clicktal.extractors.extract.extract_video` on the rest locally (joblib's
 loky processes) or on Dask or Ray, shows a progress bar, and writes ``failures.json``.
+
+Several runs may share one cache (jobs on one list, machines on one file system): each video is extracted by the
+run that locks it first; the others report it as ``locked`` and leave it (not a failure). A full disk stops the
+run: the video whose write failed is reported as ``disk_full`` naming the file, videos not yet started are not
+attempted (computing what cannot be written would only waste hours of TV-L1), and a rerun resumes once there is
+space. ``failures.json`` that cannot be written is said in one line; it never ends the run with a traceback.
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -18,7 +25,10 @@ from clicktal.pipeline.core.files import atomic_write
 from clicktal.pipeline.data.cache import FeatureCache
 
 from .decode import find_videos
-from .extract import ExtractionConfig, VideoResult, cached_state, extract_video, get_extractor, skipped_result
+from .diskio import DISK_FULL, describe_os_error
+from .extract import (LOCKED, ExtractionConfig, VideoResult, cached_state, extract_video, get_extractor,
+                      skipped_result)
+from .locks import LOCK_DIR, VideoLock, remove_lock_dir
 
 PARALLEL_BACKENDS = ("loky", "dask", "ray")
 
@@ -71,23 +81,36 @@ class Summary:
     failed: int = 0
     wall_s: float = 0.0
     video_seconds: float = 0.0  # duration of the videos extracted in this run
+    locked: int = 0  # being extracted by another live process: left to it (not a failure)
+    not_attempted: int = 0  # not started because the run stopped (a full disk)
     failures: list[dict] = field(default_factory=list)
+    locked_videos: list[dict] = field(default_factory=list)
     results: list[VideoResult] = field(default_factory=list)
     failures_path: str | None = None
+    failures_error: str | None = None  # why failures.json could not be written
+    stopped: str | None = None  # why the run stopped before every video was attempted
     out_dir: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and self.failures_error is None
 
     def text(self) -> str:
         speed = self.video_seconds / self.wall_s if self.wall_s > 0 else 0.0
+        extra = (f", {self.locked} being extracted by another process" if self.locked else "") + (
+            f", {self.not_attempted} not attempted" if self.not_attempted else "")
         lines = [f"{self.total} videos: {self.done} extracted, {self.skipped} already in the cache, "
-                 f"{self.failed} failed; {self.video_seconds:.1f} video-s in {self.wall_s:.1f} s "
+                 f"{self.failed} failed{extra}; {self.video_seconds:.1f} video-s in {self.wall_s:.1f} s "
                  f"({speed:.2f} video-s per wall-s) -> {self.out_dir}"]
         for f in self.failures:
             lines.append(f"  FAILED {f['path']}: {f['reason']}: {f['message']}")
-        if self.failures_path:
+        for f in self.locked_videos:
+            lines.append(f"  LOCKED {f['path']}: {f['message']}")
+        if self.stopped:
+            lines.append(f"STOPPED: {self.stopped}")
+        if self.failures_error:
+            lines.append(f"failures.json NOT written: {self.failures_error}")
+        elif self.failures and self.failures_path:
             lines.append(f"failures listed in {self.failures_path}")
         return "\n".join(lines)
 
@@ -132,7 +155,8 @@ def extract_folder(videos: str | os.PathLike | Iterable, out_dir: str | os.PathL
                    backend: str = "loky", scheduler: str | None = None, shard=None, overwrite: bool = False,
                    progress: bool = True, config: ExtractionConfig | None = None, **options) -> Summary:
     """Extract every video under ``videos`` (a folder, searched recursively, a list file, or paths) into the
-    feature cache ``out_dir``; resumable, keeps going past bad videos, writes ``failures.json``.
+    feature cache ``out_dir``; resumable, keeps going past bad videos (but stops at a full disk), leaves videos
+    another live process is extracting to it (``Summary.locked``), writes ``failures.json``.
 
     ``options`` are :class:`ExtractionConfig` fields (``features="i3d"``, ``random_init=True``, ``fps=25``, ...).
     ``workers`` processes run videos in parallel; when there are fewer pending videos than workers, the videos run
@@ -157,7 +181,7 @@ def extract_folder(videos: str | os.PathLike | Iterable, out_dir: str | os.PathL
     cache = FeatureCache(out)
     pending = []
     for vid, path in items:
-        state = None if overwrite else cached_state(cache, vid, config, out / "flow", checked.weights_sha256)
+        state = None if overwrite else cached_state(cache, vid, config, out / "flow", checked.weights_sha256, path)
         if state == "complete":
             summary.results.append(skipped_result(cache, vid, path))
         else:
@@ -168,33 +192,76 @@ def extract_folder(videos: str | os.PathLike | Iterable, out_dir: str | os.PathL
     bar = tqdm(total=len(items), initial=len(items) - len(pending), unit="video", disable=not progress,
                dynamic_ncols=True, desc="extract")
     try:
-        for result in _run(pending, out, config, workers, backend, scheduler, overwrite):
-            summary.results.append(result)
-            if result.status == "failed":
-                bar.write(f"FAILED {result.path}: {result.reason}: {result.message}", file=sys.stderr)
-            bar.update(1)
-            bar.set_postfix(failed=sum(r.status == "failed" for r in summary.results), refresh=False)
+        with warnings.catch_warnings(), contextlib.closing(_run(pending, out, config, workers, backend, scheduler,
+                                                                overwrite)) as results:
+            # stopping early cancels the videos still queued; the summary says how many, not joblib
+            warnings.filterwarnings("ignore", message=r".*tasks which were still being processed",
+                                    category=UserWarning)
+            for result in results:
+                summary.results.append(result)
+                if result.status == "failed":
+                    bar.write(f"FAILED {result.path}: {result.reason}: {result.message}", file=sys.stderr)
+                elif result.status == LOCKED:
+                    bar.write(f"LOCKED {result.path}: {result.message}", file=sys.stderr)
+                bar.update(1)
+                bar.set_postfix(failed=sum(r.status == "failed" for r in summary.results), refresh=False)
+                if result.reason == DISK_FULL:
+                    summary.stopped = (f"{result.message}; the videos not yet started were not attempted: free "
+                                       "space and run the same command again (it resumes)")
+                    break
     finally:
         bar.close()
 
     for r in summary.results:
+        entry = {"video": r.video_id, "path": r.path, "reason": r.reason, "message": r.message}
         if r.status == "done":
             summary.done += 1
             summary.video_seconds += r.duration_s
         elif r.status == "skipped":
             summary.skipped += 1
+        elif r.status == LOCKED:
+            summary.locked += 1
+            summary.locked_videos.append(entry)
         else:
             summary.failed += 1
-            summary.failures.append({"video": r.video_id, "path": r.path, "reason": r.reason, "message": r.message})
+            summary.failures.append(entry)
+    summary.not_attempted = summary.total - len(summary.results)
     summary.failures.sort(key=lambda f: f["path"])
     name = "failures.json" if not shard_t else f"failures.shard-{shard_t[0]}-of-{shard_t[1]}.json"
-    fpath = out / name
-    payload = json.dumps({"failed": summary.failures, "total": summary.total, "done": summary.done,
-                          "skipped": summary.skipped}, indent=1).encode()
-    atomic_write(fpath, lambda f: f.write(payload))
-    summary.failures_path = str(fpath)
+    summary.failures_path = str(out / name)
+    summary.failures_error = _write_failures(out / name, summary)
+    remove_lock_dir(out)
     summary.wall_s = time.perf_counter() - t0
     return summary
+
+
+def _write_failures(path: Path, summary: Summary) -> str | None:
+    """Write the run's ``failures.json``; returns why it could not be written (``None`` when it was).
+
+    Runs sharing the cache write it in turn (under its lock); the failures another run recorded for videos this
+    run found locked (that run's work) are kept."""
+    lock = VideoLock(path.parent / LOCK_DIR / f"{path.name}.writelock", blocking=True)
+    try:
+        lock.acquire()
+    except OSError as e:
+        return f"{path}: cannot take its lock: {describe_os_error(e, lock.path)}"
+    try:
+        locked = {f["video"] for f in summary.locked_videos}
+        try:
+            previous = json.loads(path.read_text()).get("failed", []) if locked else []
+        except (OSError, ValueError, AttributeError):
+            previous = []
+        failed = sorted(summary.failures + [f for f in previous if isinstance(f, dict) and f.get("video") in locked],
+                        key=lambda f: str(f.get("path")))
+        payload = json.dumps({"failed": failed, "total": summary.total, "done": summary.done,
+                              "skipped": summary.skipped, "locked": summary.locked_videos,
+                              "not_attempted": summary.not_attempted, "stopped": summary.stopped}, indent=1).encode()
+        atomic_write(path, lambda f: f.write(payload))
+    except OSError as e:
+        return describe_os_error(e, path)
+    finally:
+        lock.release()
+    return None
 
 
 def _run(pending, out: Path, config: ExtractionConfig, workers: int, backend: str, scheduler, overwrite

@@ -2,8 +2,9 @@
 
 Snippet ``i`` sees the resampled frames ``[i * stride, i * stride + window)`` and the flows of the same frames (the
 pair ``(t, t + 1)`` for each frame ``t``; see :mod:`clicktal.extractors.flow`). The last partial snippet is padded
-by repeating the video's last frame and last flow (edge padding), never dropped, so a video of ``duration_s``
-seconds gives ``FeatureGeometry.snippet_count(duration_s) = ceil(duration_s * fps / stride)`` snippets.
+by repeating the video's last frame (edge padding), never dropped; the padded positions are frozen copies of that
+frame, so their flow is zero (not the last pair's motion repeated). A video of ``duration_s`` seconds gives
+``FeatureGeometry.snippet_count(duration_s) = ceil(duration_s * fps / stride)`` snippets.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class SnippetAssembler:
     """Collects frames (and flows) as they stream in and hands out batches of complete snippets.
 
     Only the frames that unfinished snippets still need are kept. After :meth:`close` with the video's frame count
-    the remaining snippets are padded by repeating the last frame / flow.
+    the remaining snippets are padded by repeating the last frame, with zero flow.
     """
 
     def __init__(self, window: int, stride: int, batch_size: int, with_flow: bool):
@@ -54,10 +55,11 @@ class SnippetAssembler:
     def num_snippets(self) -> int | None:
         return None if self.num_frames is None else max(1, math.ceil(self.num_frames / self.stride))
 
-    def _take(self, buf: list[np.ndarray], base: int, start: int) -> np.ndarray:
+    def _take(self, buf: list[np.ndarray], base: int, start: int, pad_zero: bool = False) -> np.ndarray:
+        """Positions ``start .. start + window - 1``; past the last element, the last one repeated (or zeros)."""
         last = base + len(buf) - 1
-        idx = [min(t, last) - base for t in range(start, start + self.window)]
-        return np.stack([buf[i] for i in idx])
+        pad = np.zeros_like(buf[-1]) if pad_zero else buf[-1]
+        return np.stack([buf[t - base] if t <= last else pad for t in range(start, start + self.window)])
 
     def _ready(self, i: int) -> bool:
         if self.num_frames is not None:
@@ -72,7 +74,7 @@ class SnippetAssembler:
         while self._ready(self.next_snippet):
             start = self.next_snippet * self.stride
             rgb = self._take(self._rgb, self._rgb_base, start)
-            flow = self._take(self._flow, self._flow_base, start) if self.with_flow else None
+            flow = self._take(self._flow, self._flow_base, start, pad_zero=True) if self.with_flow else None
             self._pending.append((rgb, flow))
             self.next_snippet += 1
             self._drop_before(self.next_snippet * self.stride)

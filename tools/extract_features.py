@@ -5,8 +5,11 @@
     python tools/extract_features.py videos/ --out cache/ --random-init          # smoke test, untrained networks
     python tools/extract_features.py list.txt --out cache/ --shard 3/8          # one of 8 batch jobs
 
-Exit status: 0 when every video is in the cache, 1 when any failed (see <out>/failures.json), 2 on a setup error
-(missing weights, bad arguments). See docs/extraction.md for every choice.
+Exit status: 0 when every video is in the cache or being extracted by another live process on the same cache
+(listed as locked), 1 when any failed (see <out>/failures.json; a full disk fails the video being written with
+reason disk_full, naming the file, and stops the run) or failures.json could not be written, 2 on a setup error
+before any video (missing weights, bad arguments, an output folder that cannot be created). See
+docs/extraction.md for every choice.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import argparse
 import sys
 import warnings
 
+from clicktal.extractors.diskio import describe_os_error
 from clicktal.extractors.extract import ExtractionConfig
 from clicktal.extractors.flowio import SAVE_FLOW_FORMATS
 from clicktal.extractors.networks import FEATURES
@@ -81,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # before any video: the output folder cannot be created, a sidecar cannot be read, ...
+        print(f"error: {describe_os_error(e, args.out)}", file=sys.stderr)
         return 2
     print(summary.text())
     return 0 if summary.ok else 1

@@ -90,12 +90,13 @@ def test_snippet_alignment_with_rgb(tmp_path):
     assert rgb.shape[:2] == fl.shape[:2] == (3, 16)
     snippet_motion = np.abs(fl[..., 0]).mean(axis=(1, 2, 3))  # [B, 16, H, W, 2] -> per snippet
     assert snippet_motion[1] > 5 * snippet_motion[0]
-    # the documented pairs: snippet 1 uses (16, 17) ... (31, 32); the last snippet (frames 32..39, padded) ends
-    # with the last frame's repeated pair (38, 39)
+    # the documented pairs: snippet 1 uses (16, 17) ... (31, 32); the last snippet (frames 32..39, then 8 padded
+    # positions) has the last frame's repeated pair (38, 39) at frame 39 and zero motion, (39, 39), after it
     assert F.snippet_flow_pairs(1, 40)[0] == (16, 17) and F.snippet_flow_pairs(1, 40)[-1] == (31, 32)
-    assert F.snippet_flow_pairs(2, 40)[-1] == (38, 39)
-    np.testing.assert_array_equal(fl[2, -1], flows[39])  # padding repeats the last flow
-    np.testing.assert_array_equal(rgb[2, -1], frames[39])  # ... and the last frame
+    assert F.snippet_flow_pairs(2, 40)[7] == (38, 39) and F.snippet_flow_pairs(2, 40)[8:] == [(39, 39)] * 8
+    np.testing.assert_array_equal(fl[2, 7], flows[39])  # frame 39 repeats the pair before it
+    assert not fl[2, 8:].any()  # padded positions: frozen frames, zero flow
+    np.testing.assert_array_equal(rgb[2, -1], frames[39])  # ... over the last frame repeated
 
 
 def test_cuda_flow_falls_back_with_a_warning(monkeypatch):

@@ -176,3 +176,11 @@ def test_bf16_where_supported():
     out = ex(rgb, flow)
     assert out.dtype == np.float32 and out.shape == (1, 2048)
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.99
+
+
+def test_flow_features_are_the_extractors_with_a_flow_stream():
+    """ExtractionConfig.signature names the TV-L1 implementation for exactly the features that compute flow."""
+    classes = {"i3d": M.I3DExtractor, "tsn": M.TSNExtractor, "pv_i3d_r50": M.PyTorchVideoExtractor,
+               "pv_slowfast_r50": M.PyTorchVideoExtractor}
+    assert set(classes) == set(M.FEATURES)
+    assert {f for f, cls in classes.items() if cls.needs_flow} == set(M.FLOW_FEATURES)
