@@ -20,6 +20,7 @@ from pathlib import Path
 
 from clicktal.extractors.decode import find_videos
 from clicktal.extractors.extract import ExtractionConfig, planned_contract
+from clicktal.extractors.flow import FLOW_IMPLEMENTATIONS
 from clicktal.extractors.networks import FEATURES
 from clicktal.extractors.runner import extract_folder
 from clicktal.extractors.weights import WeightsError
@@ -33,9 +34,13 @@ def extraction_config(run, args) -> ExtractionConfig:
     if run.extraction is None and args.features is None:
         raise ValueError(f"the run {args.run} was trained on features not extracted by clicktal "
                          f"({run.contract.extractor}); say how to extract new videos (--features ...)")
-    config = ExtractionConfig(**(run.extraction or {}))
+    options = dict(run.extraction or {})
+    # the TV-L1 implementation that made the training features runs again (CPU and CUDA TV-L1 differ)
+    impl = options.pop("flow_impl", None)
+    device = {v: k for k, v in FLOW_IMPLEMENTATIONS.items()}.get(impl)
+    config = ExtractionConfig(**options, **({"flow_device": device} if device else {}))
     given = {"features": args.features, "weights_dir": args.weights_dir, "flow_size": args.flow_size,
-             "device": args.device, "random_init": args.random_init or None}
+             "flow_device": args.flow_device, "device": args.device, "random_init": args.random_init or None}
     return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-init", action="store_true", help="untrained extractor: smoke tests only")
     p.add_argument("--flow-size", type=int, help="TV-L1 at this shorter side (default: the run's)")
     p.add_argument("--device", help="torch device of the extractor (default: cpu)")
+    p.add_argument("--flow-device", choices=("auto", "cpu", "cuda"),
+                   help="TV-L1 implementation (default: the one that made the run's features)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--top", type=int, default=10, help="detections to print")
     args = p.parse_args(argv)
