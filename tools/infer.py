@@ -6,13 +6,15 @@
 
 The run's post-processing (config.yaml ``postprocess``) is used unless ``--preset``/``--set`` change it; times in
 the output are seconds (through the features' geometry). To evaluate a run on its test subset use
-``tools/train_localizer.py --out RUN --eval-only``.
+``tools/train_localizer.py --out RUN --eval-only``. Exit status: 0 done, 2 a setup error (run, features, contract,
+options), 4 a full disk (the path is named).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from clicktal.pipeline.core.files import DiskFullError
 from clicktal.pipeline.data.cache import open_features
 from clicktal.pipeline.data.detections import write_detections
 from clicktal.pipeline.runs.experiments import parse_set
@@ -38,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    write_detections(args.out, dets, version=run.config.name)
+    try:
+        write_detections(args.out, dets, version=run.config.name)
+    except DiskFullError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
     with_dets = len({d.video for d in dets})
     print(f"{len(dets)} detections on {with_dets} videos; {len(ids) - with_dets} of the {len(ids)} videos got "
           f"none -> {args.out}")

@@ -369,3 +369,14 @@ def test_detections_outside_their_video_are_evaluated_as_given_with_a_warning(tm
     out = capsys.readouterr()
     assert "warning: 2 reach outside [0, duration] of their video (evaluated as given" in out.out
     assert "EvaluationWarning" not in out.err
+
+
+def test_infer_on_a_full_disk_exits_4_naming_the_file(data, tmp_path, capsys, load_tool, monkeypatch):
+    run = tmp_path / "run"
+    run_experiment(experiment(data), run, evaluate=False, log=lambda *_: None)
+    fill_disk_for(monkeypatch, ".d.json.", room=10)
+    code = load_tool("infer").main(["--run", str(run), "--features", str(data / "feats"),
+                                    "--out", str(tmp_path / "d.json"), "--videos", "synth_0006"])
+    err = capsys.readouterr().err
+    assert code == 4 and "d.json" in err and "disk is full" in err
+    assert not list(tmp_path.glob(".d.json.*"))
