@@ -6,6 +6,7 @@
 from .base import (LOCALIZERS, FrameScores, Localizer, LocalizerOutput, TrainingContext, build_localizer,
                    localizer_config, register_localizer)
 from . import sfnet  # noqa: F401  (registers "sfnet")
+from . import backtal  # noqa: F401  (registers "backtal")
 
 __all__ = ["LOCALIZERS", "FrameScores", "Localizer", "LocalizerOutput", "TrainingContext", "build_localizer",
            "localizer_config", "register_localizer"]

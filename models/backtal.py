@@ -1,0 +1,367 @@
+"""BackTAL (Yang et al., "Background-Click Supervision for Temporal Action Localization", TPAMI 2021).
+
+Baseline (paper Sec. 4.1 "Baseline Method": BaS-Net, Lee et al. AAAI 2020):
+
+* filtering module: ``Conv1d(D, 512, 1)`` + LeakyReLU, ``Conv1d(512, 1, 1)`` + sigmoid, the foreground attention
+  ``w [B, T]`` (BaS-Net's layout; BackTAL does not restate it);
+* classification network, "three temporal convolutional layers": ``D -> H`` (kernel 3, ReLU), dropout,
+  ``H -> H`` (kernel 3, ReLU), ``H -> C + 1`` (kernel 1, no bias), the class activation sequence (CAS) over
+  ``C + 1`` columns, **column 0 = background** (Eq. 3 writes the background score ``s^0``; it is also the
+  :class:`~clicktal.models.base.LocalizerOutput` convention), action class ``c`` in column ``c + 1``;
+* two passes through the same network: raw features -> base CAS, ``w * features`` -> suppressed CAS;
+* Eq. 1: top-k mean over time with ``k = floor(T / 8)`` (:class:`~clicktal.models.blocks.TopK` ``"floor"``);
+* Eq. 2 ``L_cls``: cross-entropy of the softmax of the pooled scores, summed over the two passes, with BaS-Net's
+  labels: base pass ``[1, y]`` (background positive), suppressed pass ``[0, y]``, each normalised to sum 1.
+
+BackTAL (Sec. 3):
+
+* Eq. 3 ``L_frame``: ``-mean log softmax(S[:, t])_0`` over each video's clicked background snippets
+  (``batch.background_mask``), averaged over the videos with a click;
+* pseudo labels (Sec. 3.1, footnote 3): ``b = 1`` clicked background; ``b = 0`` the top-k snippets of each of the
+  video's classes (their union; a clicked snippet stays background); the rest unknown;
+* Eq. 5-8 ``L_sep``: for each (video, labelled class c) with a click, ``p_act`` = mean of the top-k ``S[c]``,
+  ``p_bg`` = mean of ``S[c]`` on the clicks, two-way softmax, ``-log p_act_hat - log(1 - p_bg_hat)``;
+* Eq. 9-13 ``L_aff``: an embedding ``Conv1d(D, 32, 3)``, L2-normalised; per video the hardest pair of each kind:
+  ``max [tau_same - A]_+`` over background pairs (u != v), the same over pseudo-action pairs, ``max [A - tau_diff]_+``
+  over background-action pairs; ``L_aff = L_bg + L_act + L_diff``;
+* Eq. 14-16: the local affinity mask ``a [h, T]`` (``a[i, t] = A(e_t, e_{t - h//2 + i})``, h = 3) re-weights each
+  neighbour before the kernel-3 convolutions (:class:`AffinityConv1d`, a ``conv`` factory for
+  :class:`~clicktal.models.blocks.TemporalConvStack` fed through its forward kwarg ``affinity``);
+* Eq. 4: ``L = L_cls + L_frame + lambda L_sep + beta L_aff``, ``lambda = 1``, ``beta = 0.8``.
+
+Every choice the paper leaves open is a field of :class:`BackTALConfig`, with the reason in its docstring; see
+also docs/backtal.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clicktal.pipeline.core.geometry import FeatureGeometry
+
+from .base import FrameScores, Localizer, LocalizerOutput, register_localizer
+from .blocks import TemporalConvStack, TopK, topk_pool
+
+Pass = Literal["base", "supp"]
+
+
+@dataclass
+class BackTALInferenceConfig:
+    """How :meth:`BackTAL.frame_scores` presents a video (Sec. 3.5: the CAS of the confident classes is thresholded;
+    "the same inference paradigm with BaS-Net").
+
+    ``normalize``: the per-class sequence is the softmax (over the C + 1 columns) of the suppressed CAS, min-max
+    normalised over the video per class (``minmax``, what the ``backtal`` post-processing preset's thresholds
+    0:0.025:0.25 are applied to, see pipeline/postprocess/grouping.py) or left as probabilities (``none``).
+    ``actionness``: ``feature_magnitude`` = the L2 norm of the suppressed pass's first-layer features (BaS-Net
+    returns these as its "features"), min-max normalised over the video, the signal the preset groups at
+    0.3:0.075:0.8; ``none`` gives None (then drop the preset's ``actionness_thresholds``)."""
+
+    normalize: Literal["minmax", "none"] = "minmax"
+    actionness: Literal["feature_magnitude", "none"] = "feature_magnitude"
+
+
+@dataclass
+class BackTALConfig:
+    """BackTAL's network, losses and inference. Defaults are the paper's THUMOS14 settings; the fields the paper does
+    not fix, and why they are set as they are:
+
+    * ``hidden_dim`` 2048, ``attention_hidden`` 512, ``dropout`` 0.7 (after the first layer): BaS-Net's code, which
+      the paper says it follows ("For fair comparison, we follow BaS-Net to set hyper-parameters");
+    * ``topk_divisor`` 8 with the floor rule: Sec. 4.1 (``k = floor(T / 8)``);
+    * ``frame_loss`` (Eq. 3), ``separation`` (Eq. 5-8), ``affinity`` (Eq. 9-16: embedding, L_aff and the masked
+      convolution) switch the terms for Table 7's rows: all off = baseline, ``frame_loss`` = "+ background click",
+      ``+ separation`` = "+ score separation", ``+ affinity`` = full BackTAL; ``affinity_mask`` false keeps L_aff
+      but convolves without the mask (an extra row, not in the paper);
+    * ``loss_passes``: the paper has one CAS S; with BaS-Net's two passes it does not say on which L_frame and
+      L_sep act. ``both`` (default) sums each term over the base and the suppressed pass, as L_cls is; ``base`` /
+      ``supp`` use one;
+    * ``pseudo_pass``: the CAS whose top-k gives the pseudo action frames of L_aff (detached: they are labels):
+      ``supp``, the CAS used at inference; L_sep's ``p_act`` uses the top-k of the pass it is computed on;
+    * ``affinity_kernel`` h = 3 (Sec. 3.4's h, the kernel of the masked convolutions) and the masked layers: both
+      kernel-3 layers of the classification network (the paper says "temporal convolution" without naming one);
+      the kernel-1 classifier has no neighbours to weight. The mask is the raw cosine (Eq. 9, 15), not clipped,
+      and not detached (the paper trains end to end; ``detach_affinity`` stops its gradient);
+    * ``attention_l1``: BaS-Net adds an L1 penalty (1e-4) on the attention; Eq. 4 has none, so 0;
+    * averaging: L_frame per video then over videos with clicks (Eq. 3 is per video); L_sep over (video, class)
+      pairs; L_aff terms over the videos that have a pair of that kind.
+    """
+
+    hidden_dim: int = 2048
+    attention_hidden: int = 512
+    dropout: float = 0.7
+    topk_divisor: float = 8.0
+    frame_loss: bool = True
+    separation: bool = True
+    affinity: bool = True
+    affinity_mask: bool = True
+    detach_affinity: bool = False
+    lambda_sep: float = 1.0
+    beta: float = 0.8
+    embed_dim: int = 32
+    tau_same: float = 0.5
+    tau_diff: float = 0.1
+    affinity_kernel: int = 3
+    loss_passes: Literal["both", "base", "supp"] = "both"
+    pseudo_pass: Pass = "supp"
+    attention_l1: float = 0.0
+    inference: BackTALInferenceConfig = field(default_factory=BackTALInferenceConfig)
+
+    def __post_init__(self) -> None:
+        if self.affinity_kernel % 2 != 1 or self.affinity_kernel < 1:
+            raise ValueError(f"affinity_kernel must be odd, got {self.affinity_kernel}")
+        if self.topk_divisor <= 0 or self.embed_dim < 1 or self.hidden_dim < 1:
+            raise ValueError("topk_divisor must be > 0, embed_dim and hidden_dim >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def passes(self) -> tuple[str, ...]:
+        return ("base", "supp") if self.loss_passes == "both" else (self.loss_passes,)
+
+
+# ------------------------------------------------------------------------------------------- affinity conv
+
+
+def local_affinity(embedding: torch.Tensor, mask: torch.Tensor, h: int = 3) -> torch.Tensor:
+    """Eq. 9 on local neighbourhoods: ``embedding [B, T, E]`` (L2-normalised), ``mask [B, T]`` -> ``a [B, h, T]``
+    with ``a[:, i, t] = cos(e_t, e_{t - h//2 + i})``; 0 where the neighbour is outside the video or padding (its
+    features are zero there anyway)."""
+    B, T, _ = embedding.shape
+    p = h // 2
+    e = embedding * mask[..., None].to(embedding.dtype)
+    padded = F.pad(e, (0, 0, p, p))  # [B, T + 2p, E]
+    return torch.stack([(e * padded[:, i:i + T]).sum(-1) for i in range(h)], dim=1)
+
+
+class AffinityConv1d(nn.Conv1d):
+    """A temporal convolution whose input neighbours are re-weighted per output position (Eq. 15-16):
+    ``f_t = sum_i H[i] . (X[t - h//2 + i] * a[i, t])``. ``forward(x, affinity=None)``: ``x [B, C_in, T]``,
+    ``affinity [B, h, T]`` or None (then a plain convolution, Eq. 14). Stride 1, dilation 1, length-preserving
+    padding ``h // 2``; a :data:`~clicktal.models.blocks.ConvFactory` (same constructor as :class:`torch.nn.Conv1d`).
+
+    Computed as ``sum_i a[i, t] * (H[i] X)[t - h//2 + i]``: one 1x1 convolution per tap, so the ``[B, C_in, T, h]``
+    modulated copies of Eq. 15 are never materialised (the same sum, reordered)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, padding: int = 0,
+                 bias: bool = True):
+        if dilation != 1 or padding != kernel_size // 2:
+            raise ValueError("AffinityConv1d supports dilation 1 with padding kernel_size // 2 only")
+        super().__init__(in_channels, out_channels, kernel_size, dilation=1, padding=padding, bias=bias)
+
+    def forward(self, x: torch.Tensor, affinity: torch.Tensor | None = None) -> torch.Tensor:
+        if affinity is None:
+            return super().forward(x)
+        h, T, p = self.kernel_size[0], x.shape[-1], self.padding[0]
+        if affinity.shape[1] != h or affinity.shape[-1] != T:
+            raise ValueError(f"affinity must be [B, {h}, {T}], got {tuple(affinity.shape)}")
+        taps = torch.einsum("oik,bit->bkot", self.weight, x)  # [B, h, C_out, T]: H[i] X
+        taps = F.pad(taps, (p, p))
+        out = sum(affinity[:, i, None, :] * taps[:, i, :, i:i + T] for i in range(h))
+        return out + self.bias[None, :, None] if self.bias is not None else out
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+
+def pooled_video_loss(scores: torch.Tensor, mask: torch.Tensor, video_labels: torch.Tensor, *, background: float,
+                      topk: TopK) -> torch.Tensor:
+    """Eq. 1-2 for one pass: top-k pooled ``scores [B, T, C + 1]`` (column 0 background), softmax, cross-entropy
+    with the label ``[background, y]`` normalised to sum 1. Videos without a valid snippet or with an all-zero
+    label are left out (0 when none is left)."""
+    r = topk_pool(scores, mask, topk)
+    y = torch.cat([video_labels.new_full((video_labels.shape[0], 1), float(background)), video_labels.float()], 1)
+    q = y / y.sum(1, keepdim=True).clamp_min(1e-12)
+    per_video = -(q * r.log_softmax(-1)).sum(-1)
+    keep = (mask.sum(1) > 0) & (y.sum(1) > 0)
+    return per_video[keep].mean() if bool(keep.any()) else scores.sum() * 0.0
+
+
+def frame_background_loss(scores: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """Eq. 3: per video ``-1/N_frame sum_t log softmax(S[:, t])_0`` over its clicked background snippets
+    ``background [B, T]`` (valid ones), averaged over the videos with at least one click (0 when none)."""
+    nll = -scores.log_softmax(-1)[..., 0]
+    bg = background.to(nll.dtype)
+    n = bg.sum(1)
+    per_video = (nll * bg).sum(1) / n.clamp_min(1)
+    keep = n > 0
+    return per_video[keep].mean() if bool(keep.any()) else scores.sum() * 0.0
+
+
+def separation_loss(scores: torch.Tensor, mask: torch.Tensor, background: torch.Tensor,
+                    video_labels: torch.Tensor, *, topk: TopK) -> torch.Tensor:
+    """Eq. 5-8 over every (video b, labelled class c) whose video has a background click: ``p_act`` = mean of the
+    ``k`` highest ``S[b, :, c]`` over the valid snippets (Eq. 5), ``p_bg`` = mean of ``S[b, :, c]`` on the clicks
+    (Eq. 6), ``p_hat = softmax([p_act, p_bg])`` (Eq. 7), ``-log p_hat_act - log(1 - p_hat_bg)`` (Eq. 8; the two
+    terms are equal, both computed as ``log_softmax`` for stability). Averaged over the pairs (0 when none).
+    ``scores [B, T, C + 1]`` with column 0 background, ``video_labels [B, C]``."""
+    act = topk_pool(scores[..., 1:], mask, topk)  # [B, C]
+    bg = (background & mask).to(scores.dtype)
+    n = bg.sum(1, keepdim=True)
+    p_bg = (scores[..., 1:] * bg[..., None]).sum(1) / n.clamp_min(1)  # [B, C]
+    logp = torch.stack([act, p_bg], -1).log_softmax(-1)
+    log_p_act = logp[..., 0]
+    log_one_minus_p_bg = logp[..., 0]  # 1 - p_bg_hat = p_act_hat
+    per = -log_p_act - log_one_minus_p_bg
+    pairs = (video_labels > 0) & (n > 0) & (mask.sum(1, keepdim=True) > 0)
+    return per[pairs].mean() if bool(pairs.any()) else scores.sum() * 0.0
+
+
+def pseudo_action_mask(scores: torch.Tensor, mask: torch.Tensor, video_labels: torch.Tensor, *,
+                       topk: TopK) -> torch.Tensor:
+    """``[B, T]`` bool: the union over each video's labelled classes of the ``k`` snippets with the highest
+    ``scores[..., c + 1]`` among the valid ones (footnote 3: pseudo label ``b = 0``). ``scores`` is not
+    differentiated."""
+    out = torch.zeros_like(mask, dtype=torch.bool)
+    k = topk.counts(mask.sum(1))
+    for b in range(scores.shape[0]):
+        kb = int(k[b])
+        if kb == 0:
+            continue
+        valid = mask[b].nonzero().squeeze(1)
+        for c in video_labels[b].nonzero().squeeze(1).tolist():
+            idx = scores[b, valid, c + 1].detach().topk(kb).indices
+            out[b, valid[idx]] = True
+    return out
+
+
+def affinity_losses(embedding: torch.Tensor, background: torch.Tensor, action: torch.Tensor, *,
+                    tau_same: float = 0.5, tau_diff: float = 0.1) -> dict[str, torch.Tensor]:
+    """Eq. 10-12 with the hardest pair per video: ``embedding [B, T, E]`` L2-normalised (so ``e_u . e_v`` is Eq.
+    9's cosine), ``background``/``action [B, T]`` bool, disjoint. Each term is averaged over the videos that have a
+    pair of its kind (0 when none). Returns ``{"bg", "act", "diff"}``."""
+    A = embedding @ embedding.transpose(1, 2)  # [B, T, T]
+    eye = torch.eye(A.shape[1], dtype=torch.bool, device=A.device)[None]
+
+    def hardest(hinge: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        per_video = (hinge * pairs.to(hinge.dtype)).flatten(1).amax(1)  # hinge >= 0, so 0 off the pairs is safe
+        keep = pairs.flatten(1).any(1)
+        return per_video[keep].mean() if bool(keep.any()) else A.sum() * 0.0
+
+    bb = background[:, :, None] & background[:, None, :] & ~eye
+    aa = action[:, :, None] & action[:, None, :] & ~eye
+    ba = background[:, :, None] & action[:, None, :]
+    return {"bg": hardest(F.relu(tau_same - A), bb), "act": hardest(F.relu(tau_same - A), aa),
+            "diff": hardest(F.relu(A - tau_diff), ba)}
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+class BackTAL(Localizer):
+    has_background = True
+
+    def __init__(self, *, config: BackTALConfig, input_dim: int, num_classes: int):
+        super().__init__()
+        self.config, self.num_classes, self.offset = config, int(num_classes), 1
+        cfg, H = config, config.hidden_dim
+        self.topk = TopK("floor", cfg.topk_divisor)
+        self.attention = nn.Sequential(nn.Conv1d(input_dim, cfg.attention_hidden, 1), nn.LeakyReLU(0.2),
+                                       nn.Conv1d(cfg.attention_hidden, 1, 1))
+        conv = AffinityConv1d
+        k = cfg.affinity_kernel
+        self.layer1 = TemporalConvStack(in_dim=input_dim, widths=[H], kernel_size=k, conv=conv)
+        self.layer2 = TemporalConvStack(in_dim=H, widths=[H], kernel_size=k, conv=conv)
+        self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.classifier = nn.Conv1d(H, self.num_classes + 1, 1, bias=False)
+        self.embedding = nn.Conv1d(input_dim, cfg.embed_dim, k, padding=k // 2) if cfg.affinity else None
+
+    def _cas(self, x: torch.Tensor, mask: torch.Tensor, affinity: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        h1 = self.layer1(x, mask, affinity=affinity)
+        h2 = self.layer2(self.drop(h1), mask, affinity=affinity)
+        cas = self.classifier(h2.transpose(1, 2)).transpose(1, 2) * mask[..., None].to(x.dtype)
+        return cas, h1
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LocalizerOutput:
+        mask = mask.bool()
+        m = mask.to(features.dtype)
+        x = features * m[..., None]
+        att = torch.sigmoid(self.attention(x.transpose(1, 2)))[:, 0] * m  # [B, T]
+        aux: dict[str, torch.Tensor] = {"attention": att}
+        affinity = None
+        if self.embedding is not None:
+            emb = F.normalize(self.embedding(x.transpose(1, 2)).transpose(1, 2), dim=-1) * m[..., None]
+            aux["embedding"] = emb
+            if self.config.affinity_mask:
+                src = emb.detach() if self.config.detach_affinity else emb
+                affinity = local_affinity(src, mask, self.config.affinity_kernel)
+        cas_base, _ = self._cas(x, mask, affinity)
+        cas_supp, feat_supp = self._cas(x * att[..., None], mask, affinity)
+        aux["cas_base"] = cas_base
+        aux["magnitude"] = feat_supp.norm(dim=-1) * m
+        return LocalizerOutput(class_scores=cas_supp, actionness=None, mask=mask, aux=aux)
+
+    def _cas_of(self, output: LocalizerOutput, name: str) -> torch.Tensor:
+        return output.aux["cas_base"] if name == "base" else output.class_scores
+
+    def losses(self, output: LocalizerOutput, batch, *, iteration: int) -> dict[str, torch.Tensor]:
+        cfg, mask = self.config, output.mask
+        labels = batch.video_labels.to(output.class_scores.device).float()
+        bg = batch.background_mask.to(mask.device).bool() & mask
+        zero = output.class_scores.sum() * 0.0
+        cls = (pooled_video_loss(output.aux["cas_base"], mask, labels, background=1.0, topk=self.topk)
+               + pooled_video_loss(output.class_scores, mask, labels, background=0.0, topk=self.topk))
+        frame = sep = zero
+        if cfg.frame_loss:
+            frame = sum(frame_background_loss(self._cas_of(output, p), bg) for p in cfg.passes)
+        if cfg.separation:
+            sep = sum(separation_loss(self._cas_of(output, p), mask, bg, labels, topk=self.topk) for p in cfg.passes)
+        aff = {"bg": zero, "act": zero, "diff": zero}
+        if cfg.affinity:
+            act = pseudo_action_mask(self._cas_of(output, cfg.pseudo_pass), mask, labels, topk=self.topk) & ~bg
+            aff = affinity_losses(output.aux["embedding"], bg, act, tau_same=cfg.tau_same, tau_diff=cfg.tau_diff)
+        l_aff = aff["bg"] + aff["act"] + aff["diff"]
+        total = cls + frame + cfg.lambda_sep * sep + cfg.beta * l_aff
+        out = {"cls": cls, "frame": frame, "sep": sep, "aff": l_aff, "aff_bg": aff["bg"], "aff_act": aff["act"],
+               "aff_diff": aff["diff"]}
+        if cfg.attention_l1 > 0:
+            att = output.aux["attention"]
+            l1 = (att.sum(1) / mask.sum(1).clamp_min(1)).mean()
+            out["attention_l1"] = l1
+            total = total + cfg.attention_l1 * l1
+        out["total"] = total
+        return out
+
+    def frame_scores(self, output: LocalizerOutput, index: int = 0) -> FrameScores:
+        """Video scores: softmax over the C + 1 columns of the top-k pooled suppressed CAS, action columns (BaS-Net's
+        test score, thresholded by the preset's ``class_threshold`` = tau_cls = 0.25). Per-snippet scores: the
+        suppressed CAS's softmax, action columns, min-max normalised per class (see
+        :class:`BackTALInferenceConfig`); actionness: the normalised feature magnitude."""
+        icfg = self.config.inference
+        T = int(output.mask[index].sum())
+        C = output.class_scores[index, :T].detach().float()
+        probs = C.softmax(-1)[:, 1:]
+        valid = torch.ones(1, T, dtype=torch.bool, device=C.device)
+        video = topk_pool(C[None], valid, self.topk)[0].softmax(-1)[1:]
+        seq = _minmax(probs) if icfg.normalize == "minmax" else probs
+        act = None
+        if icfg.actionness == "feature_magnitude":
+            act = _minmax(output.aux["magnitude"][index, :T].detach().float()[:, None])[:, 0].cpu().numpy()
+        return FrameScores(scores=seq.cpu().numpy(), video_scores=video.cpu().numpy(),
+                           class_probs=probs.cpu().numpy(), actionness=act)
+
+
+def _minmax(x: torch.Tensor) -> torch.Tensor:
+    """Per column of ``x [T, C]``: ``(x - min) / (max - min)`` over time; 0 for a constant column."""
+    lo, hi = x.amin(0, keepdim=True), x.amax(0, keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(1e-12) if x.shape[0] else x
+
+
+@register_localizer("backtal", BackTALConfig)
+def build_backtal(*, config: BackTALConfig, input_dim: int, num_classes: int,
+                  streams: dict[str, tuple[int, int]] | None = None,
+                  geometry: FeatureGeometry | None = None) -> BackTAL:
+    """BackTAL over all ``input_dim`` feature columns (BaS-Net concatenates RGB and flow: early fusion, so
+    ``streams`` is not used), per snippet whatever the ``geometry``."""
+    return BackTAL(config=config, input_dim=input_dim, num_classes=num_classes)
+
+
+__all__ = ["AffinityConv1d", "BackTAL", "BackTALConfig", "BackTALInferenceConfig", "affinity_losses",
+           "build_backtal", "frame_background_loss", "local_affinity", "pooled_video_loss", "pseudo_action_mask",
+           "separation_loss"]

@@ -1,0 +1,292 @@
+"""BackTAL (models/backtal.py): each loss term on hand-made tensors, the affinity-masked convolution against a direct
+per-position sum, the two passes' labels, padding invariance, and a short run through the engine."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from clicktal.models import build_localizer
+from clicktal.models.backtal import (AffinityConv1d, affinity_losses, frame_background_loss, local_affinity,
+                                     pooled_video_loss, pseudo_action_mask, separation_loss)
+from clicktal.models.blocks import TemporalConvStack, TopK
+
+LN2, LN3, LN5 = math.log(2), math.log(3), math.log(5)
+FLOOR8 = TopK("floor", 8)
+
+
+# ------------------------------------------------------------------------------------------------ Eq. 1-2
+
+
+def test_video_loss_hand_worked_both_passes():
+    # T = 8 -> k = floor(8 / 8) = 1: pooled = per-column max = [0, ln 2, 0] -> softmax [1/4, 1/2, 1/4]
+    s = torch.zeros(1, 8, 3)
+    s[0, 3, 1] = LN2
+    mask = torch.ones(1, 8, dtype=torch.bool)
+    y = torch.tensor([[1.0, 0.0]])
+    # base pass: label [1, 1, 0] / 2 -> -(0.5 ln 1/4 + 0.5 ln 1/2) = 1.5 ln 2
+    assert float(pooled_video_loss(s, mask, y, background=1.0, topk=FLOOR8)) == pytest.approx(1.5 * LN2)
+    # suppressed pass: label [0, 1, 0] -> -ln 1/2
+    assert float(pooled_video_loss(s, mask, y, background=0.0, topk=FLOOR8)) == pytest.approx(LN2)
+
+
+def test_video_loss_floor_k_and_skips_unlabelled_videos():
+    # T = 23 -> k = floor(23 / 8) = 2: column 1's top two are ln 4 and 0 -> mean ln 2; others 0
+    s = torch.full((2, 23, 3), -5.0)
+    s[:, :, 0] = 0.0
+    s[:, :, 2] = 0.0
+    s[:, 0, 1], s[:, 1, 1] = 2 * LN2, 0.0
+    mask = torch.ones(2, 23, dtype=torch.bool)
+    y = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # the second video has no label: left out of the suppressed mean
+    assert float(pooled_video_loss(s, mask, y, background=0.0, topk=FLOOR8)) == pytest.approx(LN2)
+
+
+# ------------------------------------------------------------------------------------------------ Eq. 3
+
+
+def test_frame_loss_per_video_then_over_videos():
+    s = torch.zeros(3, 6, 3)
+    s[0, 2] = torch.tensor([LN2, 0.0, 0.0])  # p_bg = 2 / 4
+    s[1, 4] = torch.tensor([0.0, LN3, 0.0])  # p_bg = 1 / 5
+    bg = torch.zeros(3, 6, dtype=torch.bool)
+    bg[0, [1, 2]] = True   # ln 3 and ln 2
+    bg[1, 4] = True        # ln 5; video 2 has no click and is left out
+    expected = ((LN3 + LN2) / 2 + LN5) / 2
+    assert float(frame_background_loss(s, bg)) == pytest.approx(expected)
+    assert float(frame_background_loss(s, torch.zeros_like(bg))) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ Eq. 5-8
+
+
+def test_separation_loss_multi_class_video():
+    # C = 3, the video has classes 0 and 1 (columns 1, 2); column 3 is high but unlabelled and must not count
+    T = 8  # k = 1
+    s = torch.zeros(2, T, 4)
+    s[0, :, 1] = torch.tensor([2.0, 0, 0, 0, 0, 0, 0, 0])       # p_act = 2, p_bg = mean(s[5], s[6]) = 0
+    s[0, :, 2] = torch.tensor([0, 0, 1.0, 0, 0, 1.0, -1.0, 0])  # p_act = 1, p_bg = (1 - 1) / 2 = 0
+    s[0, :, 3] = 9.0
+    mask = torch.ones(2, T, dtype=torch.bool)
+    bg = torch.zeros(2, T, dtype=torch.bool)
+    bg[0, [5, 6]] = True  # video 1 has no click: no pair
+    y = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    # per pair: -log p_act_hat - log(1 - p_bg_hat) = 2 log(1 + exp(p_bg - p_act)); mean over the two pairs
+    expected = (2 * math.log1p(math.exp(-2)) + 2 * math.log1p(math.exp(-1))) / 2
+    assert float(separation_loss(s, mask, bg, y, topk=FLOOR8)) == pytest.approx(expected)
+
+
+def test_separation_loss_literal_equation():
+    p_act, p_bg = 0.7, -0.4
+    s = torch.full((1, 8, 2), -3.0)
+    s[0, 0, 1], s[0, 4, 1] = p_act, p_bg
+    bg = torch.zeros(1, 8, dtype=torch.bool)
+    bg[0, 4] = True
+    ea, eb = math.exp(p_act), math.exp(p_bg)
+    expected = -math.log(ea / (ea + eb)) - math.log(1 - eb / (ea + eb))
+    got = separation_loss(s, torch.ones(1, 8, dtype=torch.bool), bg, torch.tensor([[1.0]]), topk=FLOOR8)
+    assert float(got) == pytest.approx(expected)
+
+
+def test_pseudo_action_frames_union_of_classes_valid_only():
+    s = torch.zeros(1, 10, 3)
+    s[0, :, 1] = torch.arange(10.0)           # top-1 among valid (0..7): 7 (8, 9 are padding)
+    s[0, :, 2] = -torch.arange(10.0)          # top-1: 0
+    mask = torch.zeros(1, 10, dtype=torch.bool)
+    mask[0, :8] = True                        # T = 8 -> k = 1
+    got = pseudo_action_mask(s, mask, torch.tensor([[1.0, 1.0]]), topk=FLOOR8)
+    assert got[0].nonzero().flatten().tolist() == [0, 7]
+    got = pseudo_action_mask(s, mask, torch.tensor([[1.0, 0.0]]), topk=FLOOR8)
+    assert got[0].nonzero().flatten().tolist() == [7]
+
+
+# ------------------------------------------------------------------------------------------------ Eq. 9-13
+
+
+def test_affinity_losses_hardest_pairs():
+    r = math.sqrt(0.91)
+    e = torch.zeros(2, 4, 2)
+    e[0] = torch.tensor([[1.0, 0.0], [0.3, r], [0.0, 1.0], [-1.0, 0.0]])
+    e[1] = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    bg = torch.tensor([[True, True, False, False], [True, False, False, False]])
+    act = torch.tensor([[False, False, True, True], [False, False, False, False]])
+    out = affinity_losses(e, bg, act, tau_same=0.5, tau_diff=0.1)
+    assert float(out["bg"]) == pytest.approx(0.5 - 0.3)      # only video 0 has a background pair: A = 0.3
+    assert float(out["act"]) == pytest.approx(0.5 - 0.0)     # e2 . e3 = 0
+    assert float(out["diff"]) == pytest.approx(r - 0.1)      # hardest of {0, -1, r, -0.3}
+    none = affinity_losses(e, torch.zeros_like(bg), act)
+    assert float(none["bg"]) == 0.0 and float(none["diff"]) == 0.0
+
+
+def test_affinity_loss_is_zero_when_the_margins_hold():
+    e = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
+    bg = torch.tensor([[True, True, False, False]])
+    out = affinity_losses(e, bg, ~bg)
+    assert all(float(v) == 0.0 for v in out.values())
+
+
+# ------------------------------------------------------------------------------------------------ Eq. 14-16
+
+
+def test_local_affinity_is_the_neighbour_cosine():
+    torch.manual_seed(0)
+    e = torch.nn.functional.normalize(torch.randn(2, 7, 5), dim=-1)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    a = local_affinity(e, mask, 3)
+    for b in range(2):
+        for t in range(7):
+            for i in range(3):
+                u = t - 1 + i
+                ok = bool(mask[b, t]) and 0 <= u < 7 and bool(mask[b, u])
+                want = float(e[b, t] @ e[b, u]) if ok else 0.0
+                if bool(mask[b, t]) or not ok:
+                    assert float(a[b, i, t]) == pytest.approx(want, abs=1e-6)
+
+
+def test_affinity_conv_matches_direct_per_position_sum():
+    torch.manual_seed(1)
+    conv = AffinityConv1d(in_channels=4, out_channels=3, kernel_size=3, dilation=1, padding=1)
+    x, a = torch.randn(2, 4, 6), torch.randn(2, 3, 6)
+    got = conv(x, affinity=a)
+    W, bias = conv.weight.detach(), conv.bias.detach()
+    want = torch.zeros(2, 3, 6)
+    for b in range(2):
+        for t in range(6):
+            for m in range(3):
+                acc = float(bias[m])
+                for i in range(3):
+                    u = t - 1 + i
+                    if 0 <= u < 6:  # Eq. 15 then 16: modulate neighbour u by a[i, t], then the kernel's tap i
+                        acc += float(W[m, :, i] @ (x[b, :, u] * a[b, i, t]))
+                want[b, m, t] = acc
+    assert torch.allclose(got, want, atol=1e-5)
+    # no affinity (or all ones) is the vanilla convolution, Eq. 14
+    plain = torch.nn.functional.conv1d(x, conv.weight, conv.bias, padding=1)
+    assert torch.allclose(conv(x), plain, atol=1e-6)
+    assert torch.allclose(conv(x, affinity=torch.ones(2, 3, 6)), plain, atol=1e-5)
+
+
+def test_affinity_conv_plugs_into_temporal_conv_stack():
+    stack = TemporalConvStack(in_dim=4, widths=[5, 5], kernel_size=3, conv=AffinityConv1d)
+    x, mask = torch.randn(2, 9, 4), torch.ones(2, 9, dtype=torch.bool)
+    assert stack(x, mask, affinity=torch.rand(2, 3, 9)).shape == (2, 9, 5)
+    with pytest.raises(ValueError):
+        AffinityConv1d(in_channels=4, out_channels=5, kernel_size=3, dilation=2, padding=2)
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+def _model(**params):
+    torch.manual_seed(0)
+    model, _ = build_localizer("backtal", {"hidden_dim": 16, "attention_hidden": 8, **params}, input_dim=6,
+                               num_classes=3)
+    return model
+
+
+def _batch(B=2, T=24):
+    torch.manual_seed(3)
+    x = torch.randn(B, T, 6)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 17:] = False
+    bg = torch.zeros(B, T, dtype=torch.bool)
+    bg[0, [2, 10, 20]] = True
+    bg[1, [1, 8]] = True
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    return x, mask, SimpleNamespace(video_labels=labels, background_mask=bg)
+
+
+def test_total_is_eq4_and_cls_uses_the_two_passes_labels():
+    model = _model()
+    x, mask, batch = _batch()
+    out = model(x, mask)
+    L = model.losses(out, batch, iteration=0)
+    L["total"].backward()
+    assert model.embedding.weight.grad is not None and model.attention[0].weight.grad is not None
+    L = {k: v.detach() for k, v in L.items()}
+    topk = TopK("floor", 8)
+    with torch.no_grad():
+        cls = (pooled_video_loss(out.aux["cas_base"], mask, batch.video_labels, background=1.0, topk=topk)
+               + pooled_video_loss(out.class_scores, mask, batch.video_labels, background=0.0, topk=topk))
+    assert float(L["cls"]) == pytest.approx(float(cls), rel=1e-6)
+    assert float(L["total"]) == pytest.approx(float(L["cls"] + L["frame"] + 1.0 * L["sep"] + 0.8 * L["aff"]), rel=1e-6)
+    assert float(L["aff"]) == pytest.approx(float(L["aff_bg"] + L["aff_act"] + L["aff_diff"]), rel=1e-6)
+
+
+def test_base_and_suppressed_passes_differ_by_the_attention():
+    model = _model().eval()
+    x, mask, _ = _batch()
+    out = model(x, mask)
+    base, _ = model._cas(x * mask[..., None], mask, local_affinity(out.aux["embedding"], mask))
+    assert torch.allclose(base, out.aux["cas_base"], atol=1e-6)
+    supp, _ = model._cas(x * out.aux["attention"][..., None], mask, local_affinity(out.aux["embedding"], mask))
+    assert torch.allclose(supp, out.class_scores, atol=1e-6)
+
+
+def test_ablation_rows_switch_terms_off():
+    x, mask, batch = _batch()
+    base = _model(frame_loss=False, separation=False, affinity=False)
+    assert base.embedding is None
+    L = {k: v.detach() for k, v in base.losses(base(x, mask), batch, iteration=0).items()}
+    assert float(L["frame"]) == float(L["sep"]) == float(L["aff"]) == 0.0
+    assert float(L["total"]) == pytest.approx(float(L["cls"]))
+    click = _model(separation=False, affinity=False)
+    L = {k: v.detach() for k, v in click.losses(click(x, mask), batch, iteration=0).items()}
+    assert float(L["frame"]) > 0 and float(L["sep"]) == 0.0
+
+
+def test_padding_never_changes_a_videos_scores():
+    model = _model().eval()
+    x, mask, _ = _batch()
+    with torch.no_grad():
+        batched = model(x, mask)
+        alone = model(x[1:, :17], mask[1:, :17])
+    assert torch.allclose(batched.class_scores[1, :17], alone.class_scores[0], atol=1e-5)
+    assert torch.allclose(batched.aux["cas_base"][1, :17], alone.aux["cas_base"][0], atol=1e-5)
+    fb, fa = model.frame_scores(batched, 1), model.frame_scores(alone, 0)
+    assert fb.scores.shape == (17, 3)
+    for name in ("scores", "video_scores", "class_probs", "actionness"):
+        np.testing.assert_allclose(getattr(fb, name), getattr(fa, name), atol=1e-5)
+    # padded snippets hold no score
+    assert float(batched.class_scores[1, 17:].abs().max()) == 0.0
+
+
+def test_frame_scores_are_normalised_for_the_preset():
+    model = _model().eval()
+    x, mask, _ = _batch()
+    with torch.no_grad():
+        fs = model.frame_scores(model(x, mask), 0)
+    assert fs.scores.min() == pytest.approx(0.0) and fs.scores.max() == pytest.approx(1.0)
+    assert np.allclose(fs.scores.min(0), 0.0) and np.allclose(fs.scores.max(0), 1.0)
+    assert fs.actionness.shape == (24,) and fs.actionness.min() == pytest.approx(0.0)
+    assert 0 < fs.video_scores.sum() < 1  # softmax over C + 1, action columns only
+    none = _model(inference={"actionness": "none", "normalize": "none"}).eval()
+    with torch.no_grad():
+        fs = none.frame_scores(none(x, mask), 0)
+    assert fs.actionness is None and np.allclose(fs.scores, fs.class_probs)
+
+
+def test_end_to_end_short_run_produces_detections(tmp_path):
+    from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
+    from clicktal.pipeline.runs.experiments import apply_overrides, run_experiment
+    from clicktal.pipeline.runs.schema import ExperimentConfig
+
+    gt = random_ground_truth(n_videos=12, seed=4)
+    synthesize_features(gt, tmp_path / "feats", dim=16, seed=4)
+    cfg = apply_overrides(ExperimentConfig(), {
+        "data": {"features": str(tmp_path / "feats"), "ground_truth": str(gt.write(tmp_path / "gt.json")),
+                 "train_subset": "training", "test_subset": "test",
+                 "labels": {"background_clicks": {"source": "simulated"}, "video_labels": True},
+                 "sampling": {"train": {"kind": "resize", "length": 48},
+                              "inference": {"kind": "resize", "length": 48}}},
+        "train": {"iterations": 6, "batch_size": 4, "seed": 0, "progress": False, "num_threads": 1,
+                  "checkpoint_every": 6, "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4}},
+        "model": {"name": "backtal", "params": {"hidden_dim": 32, "attention_hidden": 16, "embed_dim": 8}},
+        "postprocess": {"preset": "backtal", "params": {"class_threshold": 0.0}}})
+    res = run_experiment(cfg, tmp_path / "run")
+    import json
+    rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(math.isfinite(r["total"]) for r in rows)
+    assert any(r["frame"] > 0 for r in rows) and any(r["aff"] > 0 for r in rows)
+    assert res.extra["n_detections"] > 0
