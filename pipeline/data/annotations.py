@@ -210,10 +210,10 @@ class LengthCheck:
     :attr:`ReadReport.past_duration`; beyond that it is an error naming the file, line, video, time and length
     (``on_beyond="error"``), or dropped and counted in :attr:`ReadReport.beyond_video` (``"drop"``).
 
-    The defaults keep every released benchkit file: THUMOS14's ground truth states frames / 30 as the duration of 17
-    of its 25 fps videos, i.e. 25 / 30 of their real length, so their real clicks run up to 20 % past it
-    (``tolerance_fraction`` 0.2; 16 % is the most in the benchkit click files); ``tolerance_s`` 1 s covers rounding
-    at the end of a short video. A click at 99 999 s in a 63 s video is refused.
+    The defaults keep every released click file: the THUMOS14 ground truth released with SF-Net states frames / 30
+    as the duration of 17 of its 25 fps videos, i.e. 25 / 30 of their real length, so their real clicks run up to
+    20 % past it (``tolerance_fraction`` 0.2; 16 % is the most in the released click files); ``tolerance_s`` 1 s
+    covers rounding at the end of a short video. A click at 99 999 s in a 63 s video is refused.
     """
 
     on_beyond: Literal["error", "drop"] = "error"
