@@ -100,6 +100,44 @@ def test_resume_cuts_a_half_written_last_log_line(data, tmp_path):
     assert same_weights(weights(full / "checkpoint_last.pt"), weights(run / "checkpoint_last.pt"))
 
 
+KILL_DURING_LOG_WRITE = """
+import json, os, signal, sys
+from clicktal.pipeline.core.config import load_config
+from clicktal.pipeline.runs import engine
+from clicktal.pipeline.runs.experiments import run_experiment
+from clicktal.pipeline.runs.schema import ExperimentConfig
+
+write = engine._Log.write
+def half_then_kill(self, row):
+    if self.jsonl.name == "train_log.jsonl" and row["iteration"] == 5:
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(row)[:25])
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of the append
+    write(self, row)
+engine._Log.write = half_then_kill
+run_experiment(load_config(ExperimentConfig, sys.argv[1]), sys.argv[2], evaluate=False, log=lambda *_: None)
+"""
+
+
+def test_a_real_kill_9_during_a_log_write_resumes_exactly(data, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    full = tmp_path / "full"
+    run_experiment(experiment(data), full, evaluate=False, log=lambda *_: None)
+    cfg = write_yaml(tmp_path / "cfg.yaml", config(data))
+    run = tmp_path / "run"
+    child = subprocess.run([sys.executable, "-c", KILL_DURING_LOG_WRITE, str(cfg), str(run)], capture_output=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    assert not (run / "train_log.jsonl").read_text().endswith("\n")  # the half line is there
+    notes = []
+    run_experiment(experiment(data), run, resume=True, evaluate=False, log=notes.append)
+    assert any("train_log.jsonl: line 5 is cut short" in n for n in notes)
+    assert [r["total"] for r in log_rows(run)] == [r["total"] for r in log_rows(full)]
+    assert same_weights(weights(full / "checkpoint_last.pt"), weights(run / "checkpoint_last.pt"))
+
+
 def test_a_malformed_line_before_the_last_is_an_error_naming_file_and_line(data, tmp_path):
     run = stopped_run(data, tmp_path / "run")
     lines = (run / "train_log.jsonl").read_text().splitlines()
