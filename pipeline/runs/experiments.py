@@ -26,10 +26,10 @@ from clicktal.pipeline.data.detections import Detection, write_detections
 from clicktal.pipeline.data.labels import format_label_summary, label_statistics
 from clicktal.pipeline.runs.engine import (TrainResult, Trainer, load_checkpoint, read_log, resolve_device,
                                            seed_everything, validation_loss)
-from clicktal.pipeline.runs.schema import ExperimentConfig
+from clicktal.pipeline.runs.schema import ExperimentConfig, postprocess_config
 from clicktal.pipeline.data.sampling import Sampler
 from clicktal.pipeline.evaluation.detection import evaluate_detections, frame_level_map
-from clicktal.pipeline.runs.inference import infer_videos, load_run, postprocess_config
+from clicktal.pipeline.runs.inference import infer_videos, load_run
 
 
 @dataclass

@@ -160,5 +160,5 @@ def run_contract(meta: dict, where: str | os.PathLike) -> FeatureContract:
     return FeatureContract.from_dict(meta["contract"])
 
 
-__all__ = ["postprocess_config", "predict_scores", "detect_video", "infer_videos", "LoadedRun", "load_run",
+__all__ = ["predict_scores", "detect_video", "infer_videos", "LoadedRun", "load_run",
            "run_contract"]

@@ -4,7 +4,6 @@ modes, infer's counts and detections outside their video."""
 import errno
 import json
 import os
-import runpy
 import stat
 import warnings
 from pathlib import Path
@@ -22,15 +21,6 @@ from clicktal.pipeline.evaluation.detection import EvaluationWarning, evaluate_d
 from clicktal.pipeline.runs.engine import CheckpointError, ResumeError, load_checkpoint
 from clicktal.pipeline.runs.experiments import apply_overrides, run_experiment
 from clicktal.pipeline.runs.schema import ExperimentConfig, resume_conflicts
-
-
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
-
-
-@pytest.fixture
-def load_tool():
-    """A tools/*.py front end's globals, to call its ``main(argv)`` in-process."""
-    return lambda name: type("Tool", (), runpy.run_path(str(TOOLS / f"{name}.py")))
 
 
 @pytest.fixture(scope="module")

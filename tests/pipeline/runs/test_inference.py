@@ -5,10 +5,10 @@ import torch
 
 from clicktal.models import FrameScores, Localizer, LocalizerOutput, build_localizer
 from clicktal.pipeline.core.config import ConfigError, config_from_dict
-from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec
+from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec, postprocess_config
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.sampling import Sampler, SamplerConfig, SamplingConfig
-from clicktal.pipeline.runs.inference import detect_video, postprocess_config, predict_scores
+from clicktal.pipeline.runs.inference import detect_video, predict_scores
 from clicktal.pipeline.postprocess.grouping import PRESETS
 
 CLASSES = ["jump", "run", "swim"]
