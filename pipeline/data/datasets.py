@@ -91,6 +91,13 @@ class VideoItem:
         if self.grid is None:
             self.grid = whole_grid(self.geometry, T)
 
+    @classmethod
+    def unlabelled(cls, features: np.ndarray, geometry: FeatureGeometry, num_classes: int) -> "VideoItem":
+        """A video without labels (inference): its features on its grid, every target empty."""
+        T = int(features.shape[0])
+        return cls("", features, np.zeros(num_classes, np.float32), np.zeros((T, num_classes), np.float32),
+                   np.zeros(T, bool), np.zeros(T, bool), np.zeros(T, bool), geometry)
+
     @property
     def length(self) -> int:
         return int(self.features.shape[0])

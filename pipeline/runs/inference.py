@@ -19,12 +19,11 @@ import torch
 from clicktal.models import FrameScores, Localizer, build_localizer
 from clicktal.pipeline.core.config import ConfigError, FieldError, config_from_dict
 from clicktal.pipeline.core.geometry import FeatureGeometry
-from clicktal.pipeline.data.cache import FeatureSource
+from clicktal.pipeline.data.cache import FeatureMeta, FeatureSource
 from clicktal.pipeline.data.contract import FeatureContract
-from clicktal.pipeline.data.datasets import make_item
+from clicktal.pipeline.data.datasets import VideoItem
 from clicktal.pipeline.data.detections import Detection
 from clicktal.pipeline.data.sampling import Sampler, to_native
-from clicktal.pipeline.data.supervision import Supervision
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig, detect_segments
 from clicktal.pipeline.runs.engine import load_checkpoint, resolve_device
 from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec, postprocess_config
@@ -41,7 +40,7 @@ def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeom
     class present in any part is present in the video)."""
     model.eval()
     sampler = sampler or Sampler()
-    item = make_item("", features, geometry, Supervision("", 0.0), [""] * model.num_classes)
+    item = VideoItem.unlabelled(features, geometry, model.num_classes)
     grids, outs = [], []
     for sample in sampler.inference_samples(item):
         x = torch.tensor(sample.features, dtype=torch.float32)[None].to(device)  # a copy: features may be read-only
@@ -101,12 +100,14 @@ class LoadedRun:
     def sampler(self) -> Sampler:
         return Sampler(self.config.data.sampling)
 
-    def check_features(self, source: FeatureSource, video_ids: Iterable[str]) -> None:
-        """Raise :class:`~clicktal.pipeline.data.contract.ContractError` naming the first video whose features break
-        the run's contract, and the fields that differ."""
-        for vid in video_ids:
-            self.contract.check(FeatureContract.of(source.meta(vid)), f"video {vid}",
-                                expected=f"the run {self.checkpoint.parent}")
+    def check_features(self, source: FeatureSource, video_ids: Iterable[str]) -> dict[str, FeatureMeta]:
+        """Each video's metadata, after checking it keeps the run's contract: a
+        :class:`~clicktal.pipeline.data.contract.ContractError` names the first video that breaks it and the
+        fields that differ."""
+        metas = {vid: source.meta(vid) for vid in video_ids}
+        for vid, meta in metas.items():
+            self.contract.check(FeatureContract.of(meta), f"video {vid}", expected=f"the run {self.checkpoint.parent}")
+        return metas
 
     def detect(self, source: FeatureSource, video_ids: Iterable[str], *, preset: str | None = None,
                overrides: dict | None = None) -> list[Detection]:
@@ -121,8 +122,8 @@ class LoadedRun:
                               f"{e.reason}") from None
         post = postprocess_config(spec)
         ids = list(video_ids)
-        self.check_features(source, ids)
-        durations = {vid: float(d) for vid in ids if (d := source.meta(vid).source.get("duration_s"))}
+        metas = self.check_features(source, ids)
+        durations = {vid: float(d) for vid, meta in metas.items() if (d := meta.source.get("duration_s"))}
         return infer_videos(self.model, source, ids, self.classes, post, durations=durations, sampler=self.sampler,
                             device=self.device)
 
