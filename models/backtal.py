@@ -4,8 +4,8 @@ Baseline (paper Sec. 4.1 "Baseline Method": BaS-Net, Lee et al. AAAI 2020):
 
 * filtering module: ``Conv1d(D, 512, 1)`` + LeakyReLU, ``Conv1d(512, 1, 1)`` + sigmoid, the foreground attention
   ``w [B, T]`` (BaS-Net's layout; BackTAL does not restate it);
-* classification network, "three temporal convolutional layers": ``D -> H`` (kernel 3, ReLU), dropout,
-  ``H -> H`` (kernel 3, ReLU), ``H -> C + 1`` (kernel 1, no bias), the class activation sequence (CAS) over
+* classification network, "three temporal convolutional layers": ``D -> H`` (kernel 3, LeakyReLU), ``H -> H``
+  (kernel 3, LeakyReLU), dropout, ``H -> C + 1`` (kernel 1, no bias), the class activation sequence (CAS) over
   ``C + 1`` columns, **column 0 = background** (Eq. 3 writes the background score ``s^0``; it is also the
   :class:`~clicktal.models.base.LocalizerOutput` convention), action class ``c`` in column ``c + 1``;
 * two passes through the same network: raw features -> base CAS, ``w * features`` -> suppressed CAS;
@@ -16,12 +16,14 @@ Baseline (paper Sec. 4.1 "Baseline Method": BaS-Net, Lee et al. AAAI 2020):
 BackTAL (Sec. 3):
 
 * Eq. 3 ``L_frame``: ``-mean log softmax(S[:, t])_0`` over each video's clicked background snippets
-  (``batch.background_mask``), averaged over the videos with a click;
+  (``batch.background_mask``), averaged over the videos with a click; action clicks, when the run has them
+  (Table 6's "action click" rows), add ``-log softmax(S[:, t])_{c}`` at their snippets;
 * pseudo labels (Sec. 3.1, footnote 3): ``b = 1`` clicked background; ``b = 0`` the top-k snippets of each of the
   video's classes (their union; a clicked snippet stays background); the rest unknown;
 * Eq. 5-8 ``L_sep``: for each (video, labelled class c) with a click, ``p_act`` = mean of the top-k ``S[c]``,
   ``p_bg`` = mean of ``S[c]`` on the clicks, two-way softmax, ``-log p_act_hat - log(1 - p_bg_hat)``;
-* Eq. 9-13 ``L_aff``: an embedding ``Conv1d(D, 32, 3)``, L2-normalised; per video the hardest pair of each kind:
+* Eq. 9-13 ``L_aff``: an embedding ("a temporal convolutional layer": ``Conv1d(D, 32, 3)``), L2-normalised; per
+  video the hardest pair of each kind:
   ``max [tau_same - A]_+`` over background pairs (u != v), the same over pseudo-action pairs, ``max [A - tau_diff]_+``
   over background-action pairs; ``L_aff = L_bg + L_act + L_diff``;
 * Eq. 14-16: the local affinity mask ``a [h, T]`` (``a[i, t] = A(e_t, e_{t - h//2 + i})``, h = 3) re-weights each
@@ -35,6 +37,7 @@ also docs/backtal.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -55,55 +58,82 @@ class BackTALInferenceConfig:
     """How :meth:`BackTAL.frame_scores` presents a video (Sec. 3.5: the CAS of the confident classes is thresholded;
     "the same inference paradigm with BaS-Net").
 
-    ``normalize``: the per-class sequence is the softmax (over the C + 1 columns) of the suppressed CAS, min-max
-    normalised over the video per class (``minmax``, what the ``backtal`` post-processing preset's thresholds
-    0:0.025:0.25 are applied to, see pipeline/postprocess/grouping.py) or left as probabilities (``none``).
-    ``actionness``: ``feature_magnitude`` = the L2 norm of the suppressed pass's first-layer features (BaS-Net
-    returns these as its "features"), min-max normalised over the video, the signal the preset groups at
-    0.3:0.075:0.8; ``none`` gives None (then drop the preset's ``actionness_thresholds``)."""
+    ``cas``: the per-class sequence grouped by the ``backtal`` post-processing preset (thresholds 0:0.025:0.25, see
+    pipeline/postprocess/grouping.py). ``logits`` (default): the suppressed CAS itself through BaS-Net's
+    ``utils.minmax_norm`` (per class ``(x - relu(min)) / (relu(max) - relu(min))``, not clipped, so negative logits
+    stay below every threshold), which github Pilhyeon/BaSNet-pytorch test.py and VividLe/BackTAL
+    lib/post_process/functions.py ``evaluate_score`` both apply to the CAS before grouping; ``softmax``: the
+    softmax over the C + 1 columns, plain min-max normalised per class (an alternative, not either code's).
+    ``actionness``: ``feature_magnitude`` = the L2 norm of the suppressed pass's first-layer features
+    (functions.py ``localize_actions``, THUMOS14 only: ``feature_supp_1``), min-max normalised over the video, the
+    signal the preset groups at 0.3:0.075:0.8; ``none`` gives None (then drop the preset's
+    ``actionness_thresholds``)."""
 
-    normalize: Literal["minmax", "none"] = "minmax"
+    cas: Literal["logits", "softmax"] = "logits"
     actionness: Literal["feature_magnitude", "none"] = "feature_magnitude"
 
 
 @dataclass
 class BackTALConfig:
     """BackTAL's network, losses and inference. Defaults are the paper's THUMOS14 settings; the fields the paper does
-    not fix, and why they are set as they are:
+    not fix, and why they are set as they are (docs/backtal.md has the table, and the ``code`` values of
+    configs/backtal_code_thumos14.yaml traced to github VividLe/BackTAL):
 
-    * ``hidden_dim`` 2048, ``attention_hidden`` 512, ``dropout`` 0.7 (after the first layer): BaS-Net's code, which
-      the paper says it follows ("For fair comparison, we follow BaS-Net to set hyper-parameters");
+    * ``hidden_dim`` 2048, ``attention_hidden`` 512, ``dropout`` 0.7 after the second layer, LeakyReLU (slope
+      0.01), biases on: BaS-Net's model.py, which the paper follows ("we follow BaS-Net to set
+      hyper-parameters"). ``conv_bias`` false is the BackTAL code (its ``AttentionConv1d`` uses the weight only);
     * ``topk_divisor`` 8 with the floor rule: Sec. 4.1 (``k = floor(T / 8)``);
     * ``frame_loss`` (Eq. 3), ``separation`` (Eq. 5-8), ``affinity`` (Eq. 9-16: embedding, L_aff and the masked
       convolution) switch the terms for Table 7's rows: all off = baseline, ``frame_loss`` = "+ background click",
       ``+ separation`` = "+ score separation", ``+ affinity`` = full BackTAL; ``affinity_mask`` false keeps L_aff
-      but convolves without the mask (an extra row, not in the paper);
+      but convolves without the mask (an extra row, not in the paper). L_frame acts on every click the run's labels
+      give: background clicks (column 0) and, for Table 6's rows, action clicks (their class's column);
+    * ``frame_average``: ``video`` (Eq. 3's 1 / N_frame per video, then over the videos with a click) or ``click``
+      (one mean over every clicked snippet of the batch: the code's ``nn.CrossEntropyLoss(ignore_index=-100)``);
+    * ``separation_form``: ``eq8`` = ``-log p_act_hat - log(1 - p_bg_hat)`` as printed (twice ``-log p_act_hat``,
+      since the two-way softmax makes ``1 - p_bg_hat = p_act_hat``); ``act`` = ``-log p_act_hat`` once, the code's
+      loss.py (cross-entropy with the label ``[1, 0]``). Both on the logits (the CAS before any softmax, as
+      ``s_t^c`` is in Eq. 5-6 and in the code);
     * ``loss_passes``: the paper has one CAS S; with BaS-Net's two passes it does not say on which L_frame and
-      L_sep act. ``both`` (default) sums each term over the base and the suppressed pass, as L_cls is; ``base`` /
-      ``supp`` use one;
+      L_sep act. ``both`` (default) sums each term over the base and the suppressed pass, as L_cls is; ``base``
+      (the code: ``loss_click_base`` and the separation read ``cas_base``) / ``supp`` use one;
     * ``pseudo_pass``: the CAS whose top-k gives the pseudo action frames of L_aff (detached: they are labels):
-      ``supp``, the CAS used at inference; L_sep's ``p_act`` uses the top-k of the pass it is computed on;
+      ``supp``, the CAS used at inference and the code's ``cas_supp``; L_sep's ``p_act`` uses the top-k of the pass
+      it is computed on;
+    * ``embed_hidden``: 0 = the paper's single temporal convolution ``Conv1d(D, D_emb, h)``; the code has two
+      (``D -> 512``, LeakyReLU, ``512 -> 32``, both kernel 3: ``EmbeddingModule``);
+    * ``affinity_mining``: ``hardest_pair`` = Eq. 10-12 as printed, one max over all pairs of a kind per video;
+      ``per_anchor`` = the code's ``EmbeddingLoss``: each frame's hardest partner, the hinge averaged over the
+      frames, with the action-background term taken in both directions (four terms; self-pairs included, as the
+      code's similarity matrices include their diagonal);
     * ``affinity_kernel`` h = 3 (Sec. 3.4's h, the kernel of the masked convolutions) and the masked layers: both
-      kernel-3 layers of the classification network (the paper says "temporal convolution" without naming one);
-      the kernel-1 classifier has no neighbours to weight. The mask is the raw cosine (Eq. 9, 15), not clipped,
-      and not detached (the paper trains end to end; ``detach_affinity`` stops its gradient);
-    * ``attention_l1``: BaS-Net adds an L1 penalty (1e-4) on the attention; Eq. 4 has none, so 0;
-    * averaging: L_frame per video then over videos with clicks (Eq. 3 is per video); L_sep over (video, class)
-      pairs; L_aff terms over the videos that have a pair of that kind.
+      kernel-3 layers of the classification network, in both passes (the paper says "temporal convolution" without
+      naming one; the code masks both, ``BaseModule``); the kernel-1 classifier has no neighbours to weight. The
+      mask is the raw cosine (Eq. 9, 15), not clipped, and not detached (the paper trains end to end;
+      ``detach_affinity`` stops its gradient);
+    * ``attention_l1``: BaS-Net's (and the code's ``C_LOSS_NORM``) penalty, 1e-4 x the L1 norm of the attention
+      over time, mean over videos; Eq. 4 has none, so 0;
+    * averaging: L_sep over (video, class) pairs per video then over videos with a click (the code's order; with
+      one class per video it is the plain mean); L_aff terms over the videos that have a pair of that kind.
     """
 
     hidden_dim: int = 2048
     attention_hidden: int = 512
     dropout: float = 0.7
+    conv_bias: bool = True
     topk_divisor: float = 8.0
     frame_loss: bool = True
+    frame_average: Literal["video", "click"] = "video"
     separation: bool = True
+    separation_form: Literal["eq8", "act"] = "eq8"
     affinity: bool = True
     affinity_mask: bool = True
+    affinity_mining: Literal["hardest_pair", "per_anchor"] = "hardest_pair"
     detach_affinity: bool = False
     lambda_sep: float = 1.0
     beta: float = 0.8
     embed_dim: int = 32
+    embed_hidden: int = 0
     tau_same: float = 0.5
     tau_diff: float = 0.1
     affinity_kernel: int = 3
@@ -115,10 +145,12 @@ class BackTALConfig:
     def __post_init__(self) -> None:
         if self.affinity_kernel % 2 != 1 or self.affinity_kernel < 1:
             raise ValueError(f"affinity_kernel must be odd, got {self.affinity_kernel}")
-        if self.topk_divisor <= 0 or self.embed_dim < 1 or self.hidden_dim < 1:
-            raise ValueError("topk_divisor must be > 0, embed_dim and hidden_dim >= 1")
+        if self.topk_divisor <= 0 or self.embed_dim < 1 or self.hidden_dim < 1 or self.embed_hidden < 0:
+            raise ValueError("topk_divisor must be > 0, embed_dim and hidden_dim >= 1, embed_hidden >= 0")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.attention_l1 < 0:
+            raise ValueError(f"attention_l1 must be >= 0, got {self.attention_l1}")
 
     @property
     def passes(self) -> tuple[str, ...]:
@@ -182,34 +214,42 @@ def pooled_video_loss(scores: torch.Tensor, mask: torch.Tensor, video_labels: to
     return per_video[keep].mean() if bool(keep.any()) else scores.sum() * 0.0
 
 
-def frame_background_loss(scores: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """Eq. 3: per video ``-1/N_frame sum_t log softmax(S[:, t])_0`` over its clicked background snippets
-    ``background [B, T]`` (valid ones), averaged over the videos with at least one click (0 when none)."""
-    nll = -scores.log_softmax(-1)[..., 0]
-    bg = background.to(nll.dtype)
-    n = bg.sum(1)
-    per_video = (nll * bg).sum(1) / n.clamp_min(1)
+def frame_click_loss(scores: torch.Tensor, targets: torch.Tensor, *,
+                     average: Literal["video", "click"] = "video") -> torch.Tensor:
+    """Eq. 3 on every clicked snippet: ``-sum_j q_tj log softmax(S[:, t])_j`` with ``targets [B, T, C + 1]`` the
+    clicks per snippet and column (column 0 background clicks, column c + 1 action clicks of class c), ``q`` their
+    normalisation; snippets without a click are left out. ``average="video"``: 1 / N_frame within each video, then
+    over the videos with a click (Eq. 3); ``"click"``: one mean over the batch's clicked snippets. 0 when none."""
+    clicked = targets.sum(-1)
+    nll = -(targets * scores.log_softmax(-1)).sum(-1) / clicked.clamp_min(1e-12)  # [B, T]
+    has = (clicked > 0).to(nll.dtype)
+    if average == "click":
+        return (nll * has).sum() / has.sum() if bool(has.any()) else scores.sum() * 0.0
+    n = has.sum(1)
+    per_video = (nll * has).sum(1) / n.clamp_min(1)
     keep = n > 0
     return per_video[keep].mean() if bool(keep.any()) else scores.sum() * 0.0
 
 
 def separation_loss(scores: torch.Tensor, mask: torch.Tensor, background: torch.Tensor,
-                    video_labels: torch.Tensor, *, topk: TopK) -> torch.Tensor:
-    """Eq. 5-8 over every (video b, labelled class c) whose video has a background click: ``p_act`` = mean of the
+                    video_labels: torch.Tensor, *, topk: TopK,
+                    form: Literal["eq8", "act"] = "eq8") -> torch.Tensor:
+    """Eq. 5-8 for every (video b, labelled class c) whose video has a background click: ``p_act`` = mean of the
     ``k`` highest ``S[b, :, c]`` over the valid snippets (Eq. 5), ``p_bg`` = mean of ``S[b, :, c]`` on the clicks
-    (Eq. 6), ``p_hat = softmax([p_act, p_bg])`` (Eq. 7), ``-log p_hat_act - log(1 - p_hat_bg)`` (Eq. 8; the two
-    terms are equal, both computed as ``log_softmax`` for stability). Averaged over the pairs (0 when none).
+    (Eq. 6), ``p_hat = softmax([p_act, p_bg])`` (Eq. 7); ``form="eq8"``: ``-log p_hat_act - log(1 - p_hat_bg)``
+    (Eq. 8; the terms are equal, both computed as ``log_softmax`` for stability), ``"act"``: ``-log p_hat_act``
+    once (the authors' loss.py). Averaged over each video's labelled classes, then over the videos (0 when none).
     ``scores [B, T, C + 1]`` with column 0 background, ``video_labels [B, C]``."""
     act = topk_pool(scores[..., 1:], mask, topk)  # [B, C]
     bg = (background & mask).to(scores.dtype)
     n = bg.sum(1, keepdim=True)
     p_bg = (scores[..., 1:] * bg[..., None]).sum(1) / n.clamp_min(1)  # [B, C]
-    logp = torch.stack([act, p_bg], -1).log_softmax(-1)
-    log_p_act = logp[..., 0]
-    log_one_minus_p_bg = logp[..., 0]  # 1 - p_bg_hat = p_act_hat
-    per = -log_p_act - log_one_minus_p_bg
-    pairs = (video_labels > 0) & (n > 0) & (mask.sum(1, keepdim=True) > 0)
-    return per[pairs].mean() if bool(pairs.any()) else scores.sum() * 0.0
+    log_p_act = torch.stack([act, p_bg], -1).log_softmax(-1)[..., 0]
+    per = -log_p_act if form == "act" else -log_p_act - log_p_act  # log(1 - p_bg_hat) = log p_act_hat
+    pairs = ((video_labels > 0) & (n > 0) & (mask.sum(1, keepdim=True) > 0)).to(per.dtype)
+    per_video = (per * pairs).sum(1) / pairs.sum(1).clamp_min(1)
+    keep = pairs.sum(1) > 0
+    return per_video[keep].mean() if bool(keep.any()) else scores.sum() * 0.0
 
 
 def pseudo_action_mask(scores: torch.Tensor, mask: torch.Tensor, video_labels: torch.Tensor, *,
@@ -231,17 +271,47 @@ def pseudo_action_mask(scores: torch.Tensor, mask: torch.Tensor, video_labels: t
 
 
 def affinity_losses(embedding: torch.Tensor, background: torch.Tensor, action: torch.Tensor, *,
-                    tau_same: float = 0.5, tau_diff: float = 0.1) -> dict[str, torch.Tensor]:
-    """Eq. 10-12 with the hardest pair per video: ``embedding [B, T, E]`` L2-normalised (so ``e_u . e_v`` is Eq.
-    9's cosine), ``background``/``action [B, T]`` bool, disjoint. Each term is averaged over the videos that have a
-    pair of its kind (0 when none). Returns ``{"bg", "act", "diff"}``."""
+                    tau_same: float = 0.5, tau_diff: float = 0.1,
+                    mining: Literal["hardest_pair", "per_anchor"] = "hardest_pair") -> dict[str, torch.Tensor]:
+    """Eq. 10-12: ``embedding [B, T, E]`` L2-normalised (so ``e_u . e_v`` is Eq. 9's cosine), ``background`` /
+    ``action [B, T]`` bool, disjoint. ``mining="hardest_pair"``: per video the one hardest pair of each kind
+    (``max [tau_same - A]_+`` over background pairs u != v, the same over action pairs, ``max [A - tau_diff]_+``
+    over background-action pairs). ``"per_anchor"``: the authors' ``EmbeddingLoss``: each frame's hardest partner
+    (self included), the hinge averaged over the frames; ``diff`` is the sum of the action->background and
+    background->action directions. Each term is averaged over the videos that have a pair of its kind (0 when
+    none). Returns ``{"bg", "act", "diff"}``."""
     A = embedding @ embedding.transpose(1, 2)  # [B, T, T]
+    zero = A.sum() * 0.0
+
+    def over_videos(per_video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return per_video[keep].mean() if bool(keep.any()) else zero
+
+    if mining == "per_anchor":
+        big = torch.finfo(A.dtype).max
+
+        def anchor_mean(hinge: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+            a = anchors.to(hinge.dtype)
+            return (hinge * a).sum(1) / a.sum(1).clamp_min(1)
+
+        def similar(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            hardest = A.masked_fill(~group[:, None, :], big).amin(2)  # [B, T]: least similar member per anchor
+            return anchor_mean(F.relu(tau_same - hardest), group), group.any(1)
+
+        def different(anchors: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+            hardest = A.masked_fill(~others[:, None, :], -big).amax(2)  # most similar of the other group
+            return anchor_mean(F.relu(hardest - tau_diff), anchors)
+
+        bg, keep_bg = similar(background)
+        act, keep_act = similar(action)
+        both = background.any(1) & action.any(1)
+        diff = different(action, background) + different(background, action)
+        return {"bg": over_videos(bg, keep_bg), "act": over_videos(act, keep_act), "diff": over_videos(diff, both)}
+
     eye = torch.eye(A.shape[1], dtype=torch.bool, device=A.device)[None]
 
     def hardest(hinge: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         per_video = (hinge * pairs.to(hinge.dtype)).flatten(1).amax(1)  # hinge >= 0, so 0 off the pairs is safe
-        keep = pairs.flatten(1).any(1)
-        return per_video[keep].mean() if bool(keep.any()) else A.sum() * 0.0
+        return over_videos(per_video, pairs.flatten(1).any(1))
 
     bb = background[:, :, None] & background[:, None, :] & ~eye
     aa = action[:, :, None] & action[:, None, :] & ~eye
@@ -261,20 +331,28 @@ class BackTAL(Localizer):
         self.config, self.num_classes, self.offset = config, int(num_classes), 1
         cfg, H = config, config.hidden_dim
         self.topk = TopK("floor", cfg.topk_divisor)
-        self.attention = nn.Sequential(nn.Conv1d(input_dim, cfg.attention_hidden, 1), nn.LeakyReLU(0.2),
+        self.attention = nn.Sequential(nn.Conv1d(input_dim, cfg.attention_hidden, 1), nn.LeakyReLU(),
                                        nn.Conv1d(cfg.attention_hidden, 1, 1))
-        conv = AffinityConv1d
+        conv = partial(AffinityConv1d, bias=cfg.conv_bias)
         k = cfg.affinity_kernel
-        self.layer1 = TemporalConvStack(in_dim=input_dim, widths=[H], kernel_size=k, conv=conv)
-        self.layer2 = TemporalConvStack(in_dim=H, widths=[H], kernel_size=k, conv=conv)
+        self.layer1 = TemporalConvStack(in_dim=input_dim, widths=[H], kernel_size=k, conv=conv,
+                                        activation=nn.LeakyReLU)
+        self.layer2 = TemporalConvStack(in_dim=H, widths=[H], kernel_size=k, conv=conv, activation=nn.LeakyReLU)
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.classifier = nn.Conv1d(H, self.num_classes + 1, 1, bias=False)
-        self.embedding = nn.Conv1d(input_dim, cfg.embed_dim, k, padding=k // 2) if cfg.affinity else None
+        self.embedding = self._embedding(input_dim) if cfg.affinity else None
+
+    def _embedding(self, input_dim: int) -> nn.Module:
+        cfg, k = self.config, self.config.affinity_kernel
+        if not cfg.embed_hidden:
+            return nn.Conv1d(input_dim, cfg.embed_dim, k, padding=k // 2)
+        return nn.Sequential(nn.Conv1d(input_dim, cfg.embed_hidden, k, padding=k // 2), nn.LeakyReLU(),
+                             nn.Conv1d(cfg.embed_hidden, cfg.embed_dim, k, padding=k // 2))
 
     def _cas(self, x: torch.Tensor, mask: torch.Tensor, affinity: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor]:
         h1 = self.layer1(x, mask, affinity=affinity)
-        h2 = self.layer2(self.drop(h1), mask, affinity=affinity)
+        h2 = self.drop(self.layer2(h1, mask, affinity=affinity))
         cas = self.classifier(h2.transpose(1, 2)).transpose(1, 2) * mask[..., None].to(x.dtype)
         return cas, h1
 
@@ -309,42 +387,63 @@ class BackTAL(Localizer):
                + pooled_video_loss(output.class_scores, mask, labels, background=0.0, topk=self.topk))
         frame = sep = zero
         if cfg.frame_loss:
-            frame = sum(frame_background_loss(self._cas_of(output, p), bg) for p in cfg.passes)
+            targets = self._click_targets(batch, bg)
+            frame = sum(frame_click_loss(self._cas_of(output, p), targets, average=cfg.frame_average)
+                        for p in cfg.passes)
         if cfg.separation:
-            sep = sum(separation_loss(self._cas_of(output, p), mask, bg, labels, topk=self.topk) for p in cfg.passes)
+            sep = sum(separation_loss(self._cas_of(output, p), mask, bg, labels, topk=self.topk,
+                                      form=cfg.separation_form) for p in cfg.passes)
         aff = {"bg": zero, "act": zero, "diff": zero}
         if cfg.affinity:
             act = pseudo_action_mask(self._cas_of(output, cfg.pseudo_pass), mask, labels, topk=self.topk) & ~bg
-            aff = affinity_losses(output.aux["embedding"], bg, act, tau_same=cfg.tau_same, tau_diff=cfg.tau_diff)
+            aff = affinity_losses(output.aux["embedding"], bg, act, tau_same=cfg.tau_same, tau_diff=cfg.tau_diff,
+                                  mining=cfg.affinity_mining)
         l_aff = aff["bg"] + aff["act"] + aff["diff"]
         total = cls + frame + cfg.lambda_sep * sep + cfg.beta * l_aff
         out = {"cls": cls, "frame": frame, "sep": sep, "aff": l_aff, "aff_bg": aff["bg"], "aff_act": aff["act"],
                "aff_diff": aff["diff"]}
         if cfg.attention_l1 > 0:
-            att = output.aux["attention"]
-            l1 = (att.sum(1) / mask.sum(1).clamp_min(1)).mean()
+            l1 = output.aux["attention"].sum(1).mean()  # [B, T] >= 0, zero on padding: the L1 norm over time
             out["attention_l1"] = l1
             total = total + cfg.attention_l1 * l1
         out["total"] = total
         return out
 
+    @staticmethod
+    def _click_targets(batch, background: torch.Tensor) -> torch.Tensor:
+        """``[B, T, C + 1]`` clicks per snippet: background clicks in column 0, action clicks (when the run has
+        them) in their class's column."""
+        bg = background.float()
+        actions = batch.click_targets
+        if actions is None:
+            actions = bg.new_zeros(*bg.shape, batch.video_labels.shape[1])
+        return torch.cat([bg[..., None], actions.to(bg.device, bg.dtype)], -1)
+
     def frame_scores(self, output: LocalizerOutput, index: int = 0) -> FrameScores:
         """Video scores: softmax over the C + 1 columns of the top-k pooled suppressed CAS, action columns (BaS-Net's
         test score, thresholded by the preset's ``class_threshold`` = tau_cls = 0.25). Per-snippet scores: the
-        suppressed CAS's softmax, action columns, min-max normalised per class (see
-        :class:`BackTALInferenceConfig`); actionness: the normalised feature magnitude."""
+        suppressed CAS normalised per class (:class:`BackTALInferenceConfig` ``cas``); actionness: the normalised
+        feature magnitude."""
         icfg = self.config.inference
         T = int(output.mask[index].sum())
         C = output.class_scores[index, :T].detach().float()
         probs = C.softmax(-1)[:, 1:]
         valid = torch.ones(1, T, dtype=torch.bool, device=C.device)
         video = topk_pool(C[None], valid, self.topk)[0].softmax(-1)[1:]
-        seq = _minmax(probs) if icfg.normalize == "minmax" else probs
+        seq = _relu_minmax(C[:, 1:]) if icfg.cas == "logits" else _minmax(probs)
         act = None
         if icfg.actionness == "feature_magnitude":
             act = _minmax(output.aux["magnitude"][index, :T].detach().float()[:, None])[:, 0].cpu().numpy()
         return FrameScores(scores=seq.cpu().numpy(), video_scores=video.cpu().numpy(),
                            class_probs=probs.cpu().numpy(), actionness=act)
+
+
+def _relu_minmax(x: torch.Tensor) -> torch.Tensor:
+    """BaS-Net's ``utils.minmax_norm`` per column of ``x [T, C]``: ``(x - relu(min)) / (relu(max) - relu(min))``,
+    the denominator 1 where it is not positive; not clipped."""
+    lo, hi = x.amin(0, keepdim=True).clamp_min(0), x.amax(0, keepdim=True).clamp_min(0)
+    delta = hi - lo
+    return (x - lo) / torch.where(delta > 0, delta, torch.ones_like(delta)) if x.shape[0] else x
 
 
 def _minmax(x: torch.Tensor) -> torch.Tensor:
@@ -363,5 +462,5 @@ def build_backtal(*, config: BackTALConfig, input_dim: int, num_classes: int,
 
 
 __all__ = ["AffinityConv1d", "BackTAL", "BackTALConfig", "BackTALInferenceConfig", "affinity_losses",
-           "build_backtal", "frame_background_loss", "local_affinity", "pooled_video_loss", "pseudo_action_mask",
+           "build_backtal", "frame_click_loss", "local_affinity", "pooled_video_loss", "pseudo_action_mask",
            "separation_loss"]

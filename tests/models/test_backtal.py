@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clicktal.models import build_localizer
-from clicktal.models.backtal import (AffinityConv1d, affinity_losses, frame_background_loss, local_affinity,
+from clicktal.models.backtal import (AffinityConv1d, affinity_losses, frame_click_loss, local_affinity,
                                      pooled_video_loss, pseudo_action_mask, separation_loss)
 from clicktal.models.blocks import TemporalConvStack, TopK
 
@@ -45,6 +45,10 @@ def test_video_loss_floor_k_and_skips_unlabelled_videos():
 # ------------------------------------------------------------------------------------------------ Eq. 3
 
 
+def _targets(bg: torch.Tensor, num_classes: int = 2) -> torch.Tensor:
+    return torch.cat([bg.float()[..., None], torch.zeros(*bg.shape, num_classes)], -1)
+
+
 def test_frame_loss_per_video_then_over_videos():
     s = torch.zeros(3, 6, 3)
     s[0, 2] = torch.tensor([LN2, 0.0, 0.0])  # p_bg = 2 / 4
@@ -53,8 +57,20 @@ def test_frame_loss_per_video_then_over_videos():
     bg[0, [1, 2]] = True   # ln 3 and ln 2
     bg[1, 4] = True        # ln 5; video 2 has no click and is left out
     expected = ((LN3 + LN2) / 2 + LN5) / 2
-    assert float(frame_background_loss(s, bg)) == pytest.approx(expected)
-    assert float(frame_background_loss(s, torch.zeros_like(bg))) == 0.0
+    assert float(frame_click_loss(s, _targets(bg))) == pytest.approx(expected)
+    # the code's average: one mean over the three clicked snippets of the batch
+    assert float(frame_click_loss(s, _targets(bg), average="click")) == pytest.approx((LN3 + LN2 + LN5) / 3)
+    assert float(frame_click_loss(s, _targets(torch.zeros_like(bg)))) == 0.0
+
+
+def test_frame_loss_takes_action_clicks_in_their_class_column():
+    # Table 6's "action & background click" row: one background click (column 0), one action click of class 1
+    s = torch.zeros(1, 4, 3)
+    s[0, 1] = torch.tensor([0.0, 0.0, LN2])  # softmax [1/4, 1/4, 1/2]
+    targets = torch.zeros(1, 4, 3)
+    targets[0, 0, 0] = 1.0  # background at t = 0: -log 1/3
+    targets[0, 1, 2] = 1.0  # class 1 at t = 1: -log 1/2
+    assert float(frame_click_loss(s, targets)) == pytest.approx((LN3 + LN2) / 2)
 
 
 # ------------------------------------------------------------------------------------------------ Eq. 5-8
@@ -74,6 +90,21 @@ def test_separation_loss_multi_class_video():
     # per pair: -log p_act_hat - log(1 - p_bg_hat) = 2 log(1 + exp(p_bg - p_act)); mean over the two pairs
     expected = (2 * math.log1p(math.exp(-2)) + 2 * math.log1p(math.exp(-1))) / 2
     assert float(separation_loss(s, mask, bg, y, topk=FLOOR8)) == pytest.approx(expected)
+    # the authors' loss.py keeps -log p_act_hat once: half of Eq. 8
+    assert float(separation_loss(s, mask, bg, y, topk=FLOOR8, form="act")) == pytest.approx(expected / 2)
+
+
+def test_separation_loss_averages_classes_within_a_video_first():
+    T = 8
+    s = torch.zeros(2, T, 3)
+    s[0, 0, 1], s[0, 0, 2], s[1, 0, 1] = 1.0, 2.0, 3.0  # p_bg = 0 everywhere (the clicks are at t = 7)
+    bg = torch.zeros(2, T, dtype=torch.bool)
+    bg[:, 7] = True
+    y = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    per = [2 * math.log1p(math.exp(-v)) for v in (1.0, 2.0, 3.0)]
+    expected = ((per[0] + per[1]) / 2 + per[2]) / 2
+    got = separation_loss(s, torch.ones(2, T, dtype=torch.bool), bg, y, topk=FLOOR8)
+    assert float(got) == pytest.approx(expected)
 
 
 def test_separation_loss_literal_equation():
@@ -116,6 +147,21 @@ def test_affinity_losses_hardest_pairs():
     assert float(out["diff"]) == pytest.approx(r - 0.1)      # hardest of {0, -1, r, -0.3}
     none = affinity_losses(e, torch.zeros_like(bg), act)
     assert float(none["bg"]) == 0.0 and float(none["diff"]) == 0.0
+
+
+def test_affinity_losses_per_anchor_as_the_authors_code():
+    r = math.sqrt(0.91)
+    e = torch.tensor([[[1.0, 0.0], [0.3, r], [0.0, 1.0], [-1.0, 0.0]]])
+    bg = torch.tensor([[True, True, False, False]])
+    act = torch.tensor([[False, False, True, True]])
+    out = affinity_losses(e, bg, act, mining="per_anchor")
+    # each background frame's least similar partner (itself included) is the other one, A = 0.3
+    assert float(out["bg"]) == pytest.approx(0.5 - 0.3)
+    # action frames 2, 3: A(2, 3) = 0 for both anchors
+    assert float(out["act"]) == pytest.approx(0.5)
+    # act -> bg: frame 2's most similar background is e1 (r), frame 3's is e1 (-0.3): hinges r - 0.1, 0
+    # bg -> act: e0's most similar action is e2 (0), e1's is e2 (r): hinges 0, r - 0.1
+    assert float(out["diff"]) == pytest.approx((r - 0.1) / 2 + (r - 0.1) / 2)
 
 
 def test_affinity_loss_is_zero_when_the_margins_hold():
@@ -194,7 +240,7 @@ def _batch(B=2, T=24):
     bg[0, [2, 10, 20]] = True
     bg[1, [1, 8]] = True
     labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
-    return x, mask, SimpleNamespace(video_labels=labels, background_mask=bg)
+    return x, mask, SimpleNamespace(video_labels=labels, background_mask=bg, click_targets=None)
 
 
 def test_total_is_eq4_and_cls_uses_the_two_passes_labels():
@@ -256,15 +302,21 @@ def test_frame_scores_are_normalised_for_the_preset():
     model = _model().eval()
     x, mask, _ = _batch()
     with torch.no_grad():
-        fs = model.frame_scores(model(x, mask), 0)
-    assert fs.scores.min() == pytest.approx(0.0) and fs.scores.max() == pytest.approx(1.0)
-    assert np.allclose(fs.scores.min(0), 0.0) and np.allclose(fs.scores.max(0), 1.0)
+        out = model(x, mask)
+        fs = model.frame_scores(out, 0)
+    # BaS-Net's utils.minmax_norm of the suppressed logits: (x - relu(min)) / (relu(max) - relu(min)), not clipped
+    logits = out.class_scores[0, :24, 1:].numpy()
+    lo, hi = np.maximum(logits.min(0), 0), np.maximum(logits.max(0), 0)
+    delta = np.where(hi - lo > 0, hi - lo, 1.0)
+    np.testing.assert_allclose(fs.scores, (logits - lo) / delta, rtol=1e-5, atol=1e-6)
+    assert np.allclose(fs.scores.max(0)[hi > 0], 1.0)
     assert fs.actionness.shape == (24,) and fs.actionness.min() == pytest.approx(0.0)
     assert 0 < fs.video_scores.sum() < 1  # softmax over C + 1, action columns only
-    none = _model(inference={"actionness": "none", "normalize": "none"}).eval()
+    soft = _model(inference={"actionness": "none", "cas": "softmax"}).eval()
     with torch.no_grad():
-        fs = none.frame_scores(none(x, mask), 0)
-    assert fs.actionness is None and np.allclose(fs.scores, fs.class_probs)
+        fs = soft.frame_scores(soft(x, mask), 0)
+    assert fs.actionness is None
+    assert np.allclose(fs.scores.min(0), 0.0) and np.allclose(fs.scores.max(0), 1.0)
 
 
 def test_end_to_end_short_run_produces_detections(tmp_path):
