@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BENCHKIT = Path(os.environ.get("CLICKTAL_BENCHKIT", REPO.parent / "shared" / "benchkit"))
+from ablation import BENCHKIT, REPO, run_all, run_config
+from ablation import synthesize as synth_features
 
 VARIANTS = {
     "Full": {"data": {"labels": {"boundaries": True, "action_clicks": {"source": "none"}}},
@@ -59,12 +56,7 @@ DATASETS = {
 
 
 def synthesize(dataset: str, work: Path, dim: int, seed: int, difficulty: float) -> Path:
-    out = work / f"{dataset}_d{dim}_s{seed}_x{difficulty:g}"
-    if not (out / "annotations.json").exists():
-        subprocess.run([sys.executable, str(BENCHKIT / "synth.py"), "--gt", str(BENCHKIT / DATASETS[dataset]["gt"]),
-                        "--out", str(out), "--seed", str(seed), "--dim", str(dim),
-                        "--difficulty", str(difficulty)], check=True)
-    return out
+    return synth_features(dataset, DATASETS[dataset]["gt"], work, dim, seed, difficulty)
 
 
 def overrides(dataset: str, variant: str, seed: int, features: Path, args) -> dict:
@@ -86,27 +78,6 @@ def overrides(dataset: str, variant: str, seed: int, features: Path, args) -> di
     from clicktal.pipeline.core.config import merge_overrides
 
     return merge_overrides(base, VARIANTS[variant])
-
-
-def run_one(job) -> dict:
-    dataset, variant, seed, features, args = job
-    import torch
-
-    from clicktal.pipeline.core.config import load_config
-    from clicktal.pipeline.runs.schema import ExperimentConfig
-    from clicktal.pipeline.runs.experiments import run_experiment
-
-    torch.set_num_threads(args.threads)
-    cfg = load_config(ExperimentConfig, REPO / DATASETS[dataset]["config"],
-                      overrides(dataset, variant, seed, features, args))
-    t0 = time.perf_counter()
-    res = run_experiment(cfg, Path(args.work) / "runs" / cfg.name)
-    minutes = (time.perf_counter() - t0) / 60
-    row = res.row(cfg.evaluation.report)
-    print(f"  {cfg.name}: AVG {row[-1]:.1f}  ({minutes:.1f} min)", flush=True)
-    return {"dataset": dataset, "variant": variant, "seed": seed, "row": row, "minutes": minutes,
-            "train_minutes": res.train_seconds / 60, "report": cfg.evaluation.report,
-            "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()}}
 
 
 def time_full_size(args) -> int:
@@ -189,14 +160,12 @@ def main(argv=None) -> int:
 
     for dataset in args.dataset:
         features = synthesize(dataset, args.work, args.dim, args.feature_seed, args.difficulty)
-        jobs = [(dataset, v, s, features, args) for v in args.variants for s in args.seeds]
+        jobs = [(run_config, (DATASETS[dataset]["config"], overrides(dataset, v, s, features, args), args.work,
+                              args.threads), {"dataset": dataset, "variant": v, "seed": s})
+                for v in args.variants for s in args.seeds]
         print(f"{dataset}: {len(jobs)} runs, {args.jobs} at a time", flush=True)
         t0 = time.perf_counter()
-        if args.jobs > 1:
-            with mp.get_context("spawn").Pool(args.jobs) as pool:
-                results = pool.map(run_one, jobs, chunksize=1)
-        else:
-            results = [run_one(j) for j in jobs]
+        results = run_all(jobs, args.jobs)
         wall = (time.perf_counter() - t0) / 60
         report = results[0]["report"]
         rows = [(v, [r["row"] for r in results if r["variant"] == v]) for v in args.variants]

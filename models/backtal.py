@@ -280,44 +280,25 @@ def affinity_losses(embedding: torch.Tensor, background: torch.Tensor, action: t
     (self included), the hinge averaged over the frames; ``diff`` is the sum of the action->background and
     background->action directions. Each term is averaged over the videos that have a pair of its kind (0 when
     none). Returns ``{"bg", "act", "diff"}``."""
-    A = embedding @ embedding.transpose(1, 2)  # [B, T, T]
-    zero = A.sum() * 0.0
-
-    def over_videos(per_video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        return per_video[keep].mean() if bool(keep.any()) else zero
-
-    if mining == "per_anchor":
-        big = torch.finfo(A.dtype).max
-
-        def anchor_mean(hinge: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-            a = anchors.to(hinge.dtype)
-            return (hinge * a).sum(1) / a.sum(1).clamp_min(1)
-
-        def similar(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            hardest = A.masked_fill(~group[:, None, :], big).amin(2)  # [B, T]: least similar member per anchor
-            return anchor_mean(F.relu(tau_same - hardest), group), group.any(1)
-
-        def different(anchors: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-            hardest = A.masked_fill(~others[:, None, :], -big).amax(2)  # most similar of the other group
-            return anchor_mean(F.relu(hardest - tau_diff), anchors)
-
-        bg, keep_bg = similar(background)
-        act, keep_act = similar(action)
-        both = background.any(1) & action.any(1)
-        diff = different(action, background) + different(background, action)
-        return {"bg": over_videos(bg, keep_bg), "act": over_videos(act, keep_act), "diff": over_videos(diff, both)}
-
-    eye = torch.eye(A.shape[1], dtype=torch.bool, device=A.device)[None]
-
-    def hardest(hinge: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        per_video = (hinge * pairs.to(hinge.dtype)).flatten(1).amax(1)  # hinge >= 0, so 0 off the pairs is safe
-        return over_videos(per_video, pairs.flatten(1).any(1))
-
-    bb = background[:, :, None] & background[:, None, :] & ~eye
-    aa = action[:, :, None] & action[:, None, :] & ~eye
-    ba = background[:, :, None] & action[:, None, :]
-    return {"bg": hardest(F.relu(tau_same - A), bb), "act": hardest(F.relu(tau_same - A), aa),
-            "diff": hardest(F.relu(A - tau_diff), ba)}
+    terms: dict[str, list[torch.Tensor]] = {"bg": [], "act": [], "diff": []}
+    for b in range(embedding.shape[0]):
+        e_bg, e_act = embedding[b, background[b]], embedding[b, action[b]]  # [N_bg, E], [N_act, E]
+        if mining == "per_anchor":
+            for name, e in (("bg", e_bg), ("act", e_act)):
+                if len(e):
+                    terms[name].append(F.relu(tau_same - (e @ e.T).amin(1)).mean())
+            if len(e_bg) and len(e_act):
+                cross = e_act @ e_bg.T
+                terms["diff"].append(F.relu(cross.amax(1) - tau_diff).mean() + F.relu(cross.amax(0) - tau_diff).mean())
+            continue
+        for name, e in (("bg", e_bg), ("act", e_act)):
+            if len(e) > 1:
+                sim = (e @ e.T).masked_fill(torch.eye(len(e), dtype=torch.bool, device=e.device), float("inf"))
+                terms[name].append(F.relu(tau_same - sim.min()))  # the hinge is monotone: its max is at min A
+        if len(e_bg) and len(e_act):
+            terms["diff"].append(F.relu((e_bg @ e_act.T).max() - tau_diff))
+    zero = embedding.sum() * 0.0
+    return {k: torch.stack(v).mean() if v else zero for k, v in terms.items()}
 
 
 # ------------------------------------------------------------------------------------------------ model

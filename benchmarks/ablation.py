@@ -1,0 +1,56 @@
+"""What the ablation benchmarks share: synthetic features written once, one run of a config with overrides, and a
+pool of such runs. Run as part of the benchmark scripts (this folder is on their ``sys.path``)."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHKIT = Path(os.environ.get("CLICKTAL_BENCHKIT", REPO.parent / "shared" / "benchkit"))
+
+
+def synthesize(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: float, *extra: str) -> Path:
+    """``benchkit/synth.py`` on the ground truth ``gt`` (relative to the benchkit), once per setting."""
+    out = work / f"{name}_d{dim}_s{seed}_x{difficulty:g}"
+    if not (out / "annotations.json").exists():
+        subprocess.run([sys.executable, str(BENCHKIT / "synth.py"), "--gt", str(BENCHKIT / gt), "--out", str(out),
+                        "--seed", str(seed), "--dim", str(dim), "--difficulty", str(difficulty), *extra], check=True)
+    return out
+
+
+def run_config(config: str, overrides: dict, work: Path, threads: int, **tags) -> dict:
+    """Train and evaluate ``config`` (relative to the repository) with ``overrides`` under ``work/runs/<name>``
+    (an interrupted run resumes); returns ``tags`` with the reported row (mAP in %, AVG last), the minutes and
+    the mAP per tIoU."""
+    import torch
+
+    from clicktal.pipeline.core.config import load_config
+    from clicktal.pipeline.runs.experiments import run_experiment
+    from clicktal.pipeline.runs.schema import ExperimentConfig
+
+    torch.set_num_threads(threads)
+    cfg = load_config(ExperimentConfig, REPO / config, overrides)
+    t0 = time.perf_counter()
+    res = run_experiment(cfg, Path(work) / "runs" / cfg.name)
+    minutes = (time.perf_counter() - t0) / 60
+    row = res.row(cfg.evaluation.report)
+    print(f"  {cfg.name}: AVG {row[-1]:.1f}  ({minutes:.1f} min)", flush=True)
+    return {**tags, "row": row, "minutes": minutes, "train_minutes": res.train_seconds / 60,
+            "report": cfg.evaluation.report, "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()}}
+
+
+def _call(job: tuple) -> dict:
+    fn, args, kwargs = job
+    return fn(*args, **kwargs)
+
+
+def run_all(jobs: list[tuple], processes: int) -> list[dict]:
+    """``[(fn, args, kwargs), ...]`` -> their results in order, ``processes`` at a time (spawned)."""
+    if processes <= 1:
+        return [_call(j) for j in jobs]
+    with mp.get_context("spawn").Pool(processes) as pool:
+        return pool.map(_call, jobs, chunksize=1)
