@@ -95,8 +95,12 @@ class BackTALConfig:
       loss.py (cross-entropy with the label ``[1, 0]``). Both on the logits (the CAS before any softmax, as
       ``s_t^c`` is in Eq. 5-6 and in the code);
     * ``loss_passes``: the paper has one CAS S; with BaS-Net's two passes it does not say on which L_frame and
-      L_sep act. ``both`` (default) sums each term over the base and the suppressed pass, as L_cls is; ``base``
-      (the code: ``loss_click_base`` and the separation read ``cas_base``) / ``supp`` use one;
+      L_sep act. ``base`` (default, and the code: ``loss_click_base`` and the separation read ``cas_base``): the
+      base pass's label has background present, so a background-click loss agrees with it; on the suppressed
+      pass it contradicts BaS-Net's label ``[0, y]`` (the clicked snippets are the ones the attention suppresses,
+      and a high background score there becomes the suppressed pass's top-k background score). ``both`` sums over
+      the two passes; measured on synthetic THUMOS14-structured features it stalls video classification
+      (docs/backtal.md); ``supp`` uses the suppressed pass only;
     * ``pseudo_pass``: the CAS whose top-k gives the pseudo action frames of L_aff (detached: they are labels):
       ``supp``, the CAS used at inference and the code's ``cas_supp``; L_sep's ``p_act`` uses the top-k of the pass
       it is computed on;
@@ -137,7 +141,7 @@ class BackTALConfig:
     tau_same: float = 0.5
     tau_diff: float = 0.1
     affinity_kernel: int = 3
-    loss_passes: Literal["both", "base", "supp"] = "both"
+    loss_passes: Literal["both", "base", "supp"] = "base"
     pseudo_pass: Pass = "supp"
     attention_l1: float = 0.0
     inference: BackTALInferenceConfig = field(default_factory=BackTALInferenceConfig)
