@@ -128,3 +128,17 @@ def test_real_benchkit_files_read(benchkit):
     assert report.kept == 2264 and report.skipped == 0
     amb = read_ambiguous(benchkit / "thumos14/ambiguous_test.txt")
     assert all(v.startswith("video_test") for v in amb)
+
+
+def test_backtal_ground_truth_copy_reads_with_its_own_durations(benchkit):
+    # the BackTAL repository's gt_thumos14.json: no taxonomy, fps per video, durations at that fps, two test
+    # videos fewer (docs/backtal.md)
+    ours = load_ground_truth(benchkit / "thumos14/groundtruth.json")
+    theirs = load_ground_truth(benchkit / "thumos14/groundtruth_backtal.json")
+    assert len(theirs.subset("val")) == 200 and len(theirs.subset("test")) == 210  # "val", the code's TRAIN_SPLIT
+    assert set(ours.subset("test")) - set(theirs.subset("test")) == {"video_test_0000270", "video_test_0001496"}
+    assert theirs.classes() == ours.classes()
+    assert theirs.videos["video_test_0000950"].duration_s == pytest.approx(1315.394)
+    assert ours.videos["video_test_0000950"].duration_s == pytest.approx(1096.067, abs=1e-3)
+    bg, report = read_background_clicks(benchkit / "thumos14/background_clicks_A1.csv", theirs)
+    assert report.kept == 2264
