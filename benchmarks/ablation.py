@@ -2,6 +2,7 @@
 pool of such runs. Run as part of the benchmark scripts (this folder is on their ``sys.path``)."""
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import subprocess
@@ -23,8 +24,9 @@ def synthesize(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: 
 
 
 def run_config(config: str, overrides: dict, work: Path, threads: int, **tags) -> dict:
-    """Train and evaluate ``config`` (relative to the repository) with ``overrides`` under ``work/runs/<name>``
-    (an interrupted run resumes); returns ``tags`` with the reported row (mAP in %, AVG last), the minutes and
+    """Train and evaluate ``config`` (relative to the repository) with ``overrides`` under ``work/runs/<name>``; a
+    run folder with a checkpoint is resumed (a finished run is only evaluated again, with the current evaluation
+    settings; a changed training config is refused, naming the keys). Returns ``tags`` with the reported row (mAP in %, AVG last), the minutes and
     the mAP per tIoU."""
     import torch
 
@@ -34,12 +36,15 @@ def run_config(config: str, overrides: dict, work: Path, threads: int, **tags) -
 
     torch.set_num_threads(threads)
     cfg = load_config(ExperimentConfig, REPO / config, overrides)
+    out = Path(work) / "runs" / cfg.name
     t0 = time.perf_counter()
-    res = run_experiment(cfg, Path(work) / "runs" / cfg.name)
+    res = run_experiment(cfg, out, resume=(out / "checkpoint_last.pt").exists())
     minutes = (time.perf_counter() - t0) / 60
     row = res.row(cfg.evaluation.report)
     print(f"  {cfg.name}: AVG {row[-1]:.1f}  ({minutes:.1f} min)", flush=True)
-    return {**tags, "row": row, "minutes": minutes, "train_minutes": res.train_seconds / 60,
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    train_minutes = sum(r["seconds"] for r in log) / 60  # every iteration's time, across resumes
+    return {**tags, "row": row, "minutes": minutes, "train_minutes": train_minutes,
             "report": cfg.evaluation.report, "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()}}
 
 
