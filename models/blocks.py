@@ -160,14 +160,16 @@ class TopK:
         return torch.minimum(k.clamp_min(1), T.clamp_min(0))
 
 
-def topk_pool(scores: torch.Tensor, mask: torch.Tensor, topk: TopK = TopK()) -> torch.Tensor:
+def topk_pool(scores: torch.Tensor, mask: torch.Tensor, topk: TopK = TopK(),
+              counts: torch.Tensor | None = None) -> torch.Tensor:
     """Top-k temporal pooling: ``scores [B, T, C]``, ``mask [B, T]`` -> ``[B, C]``, per video and column the mean
     of its ``topk.count(T_b)`` highest scores among its valid snippets (padding is never selected; an empty video
-    gives zeros). One ``topk`` per video: a batched version (padding at -inf, the first ``k_b`` of the top
+    gives zeros); ``counts [B]`` gives each video's k instead (clipped to ``[1, T_b]``). One ``topk`` per video: a batched version (padding at -inf, the first ``k_b`` of the top
     ``max_b k_b``) agrees to float precision but not bit for bit, and through SF-Net's mining those last bits grow
     into a different training run (the pinned runs in the tests would move)."""
     mask = mask.bool()
-    k = topk.counts(mask.sum(1))
+    lengths = mask.sum(1)
+    k = topk.counts(lengths) if counts is None else torch.minimum(counts.clamp_min(1), lengths)
     rows = [scores[b][mask[b]].topk(int(k[b]), dim=0).values.mean(0) if int(k[b]) else scores.new_zeros(scores.shape[2])
             for b in range(scores.shape[0])]
     return torch.stack(rows) if rows else scores.new_zeros(0, scores.shape[2])
