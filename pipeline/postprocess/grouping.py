@@ -129,6 +129,15 @@ PRESETS.register("backtal")(PostprocessConfig(
     strict=True, actionness_thresholds=tuple(round(0.3 + 0.075 * i, 3) for i in range(7)),
     scoring="outer_inner", inflation=0.25, video_weight=0.2, nms="hard", nms_tiou=0.55))
 
+# Segment-level supervision (Ding et al.), Sec. 4.7: classes with s_a < 0 are dropped (class_threshold 0 on the
+# top-k mean of C_a, which the model passes as video_scores), then C_a is thresholded along time. The paper names no
+# threshold, segment score or NMS; it follows W-TALC [8] ("as in [8]"), whose evaluation is the half-range
+# threshold with max + video score and no NMS (as SF-Net's detectionMAP.py inherits it, the sfnet_code_half_range
+# preset). Segments of >= 2 snippets as there.
+PRESETS.register("segment")(PostprocessConfig(
+    class_threshold=0.0, thresholds=(0.5,), threshold_reference="range", strict=True, min_snippets=2,
+    scoring="max", video_weight=1.0, nms="none"))
+
 # FSN (Yang et al., "Exploring Frame Segmentation Networks for Temporal Action Localization"), Sec. 3.5 "FSN model
 # prediction": frame-level scores are thresholded at values "uniformly selected from 0 to 1 with an interval of 0.1"
 # and adjacent frames grouped; the ends are dropped because on softmax scores 0 selects the whole video and 1
