@@ -170,7 +170,7 @@ def test_empty_and_bad_input():
 
 
 def test_presets():
-    assert PRESETS.names() == ["backtal", "fsn", "sfnet", "sfnet_code", "sfnet_code_half_range"]
+    assert PRESETS.names() == ["backtal", "fsn", "segment", "sfnet", "sfnet_code", "sfnet_code_half_range"]
     backtal = PRESETS.get("backtal")
     assert backtal.thresholds == pytest.approx(np.arange(0.0, 0.25, 0.025))  # BackTAL ACT_THRESH_MIN/MAX/STEP
     assert backtal.actionness_thresholds == pytest.approx(np.arange(0.3, 0.8, 0.075))
@@ -179,8 +179,12 @@ def test_presets():
     assert PRESETS.get("fsn").thresholds == pytest.approx(np.arange(1, 10) / 10)
     sfnet, code = PRESETS.get("sfnet"), PRESETS.get("sfnet_code")
     assert dataclasses.replace(sfnet, video_weight=1.0) == code  # the paper and the code differ only there
-    with pytest.raises(KeyError, match="known: backtal, fsn, sfnet, sfnet_code, sfnet_code_half_range"):
+    with pytest.raises(KeyError, match="known: backtal, fsn, segment, sfnet, sfnet_code, sfnet_code_half_range"):
         PRESETS.get("bsn")
+    # segment-level: Sec. 4.7's s_a >= 0 rule with W-TALC's evaluation, the code preset's grouping otherwise
+    segment = PRESETS.get("segment")
+    assert segment.class_threshold == 0.0 and segment.class_ratio is None
+    assert dataclasses.replace(segment, class_threshold=None, class_ratio=1 / 2) == PRESETS.get("sfnet_code_half_range")
 
 
 @pytest.mark.parametrize("name", ["sfnet", "sfnet_code", "sfnet_code_half_range", "backtal", "fsn"])
