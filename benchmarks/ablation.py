@@ -59,3 +59,19 @@ def run_all(jobs: list[tuple], processes: int) -> list[dict]:
         return [_call(j) for j in jobs]
     with mp.get_context("spawn").Pool(processes) as pool:
         return pool.map(_call, jobs, chunksize=1)
+
+
+def write_report(work: Path, name: str, title: str, groups: dict[str, list[dict]], settings: str, wall: float,
+                 results: list[dict]) -> str:
+    """The Markdown table of ``groups`` (row label -> its runs: mean ± std of their rows, training minutes per
+    run), printed and written to ``work/ablation_<name>.md``, with every run in ``ablation_<name>.json``."""
+    from clicktal.tools.tables import format_results
+
+    rows = [(label, [x["row"] for x in runs]) for label, runs in groups.items()]
+    minutes = {label: sum(x["train_minutes"] for x in runs) / len(runs) for label, runs in groups.items()}
+    table = format_results(rows, results[0]["report"], minutes=minutes, title=f"{title}, {settings}")
+    print(table, flush=True)
+    (work / f"ablation_{name}.md").write_text(table + "\n")
+    (work / f"ablation_{name}.json").write_text(json.dumps({"settings": settings, "wall_minutes": wall,
+                                                             "runs": results}, indent=1))
+    return table

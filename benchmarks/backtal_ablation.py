@@ -29,12 +29,11 @@ Markdown table (mean ± std over the annotators) and writes it, with every run's
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from ablation import BENCHKIT, run_all, run_config, synthesize
+from ablation import BENCHKIT, run_all, run_config, synthesize, write_report
 
 OFF = {"frame_loss": False, "separation": False, "affinity": False}
 ROWS = {  # name -> (label, config, model switches, label sources)
@@ -117,21 +116,13 @@ def main(argv=None) -> int:
     results = run_all(jobs, args.jobs)
     wall = (time.perf_counter() - t0) / 60
 
-    from clicktal.tools.tables import format_results
-
-    rows = [(ROWS[r][0], [x["row"] for x in results if x["row_name"] == r]) for r in args.rows]
-    minutes = {ROWS[r][0]: sum(x["train_minutes"] for x in results if x["row_name"] == r) / len(args.annotators)
-               for r in args.rows}
+    groups = {ROWS[r][0]: [x for x in results if x["row_name"] == r] for r in args.rows}
     settings = (f"synthetic THUMOS14-structured features (benchkit synth.py, seed {args.feature_seed}, dim "
                 f"{args.dim}, difficulty {args.difficulty:g}), real human clicks (annotators "
                 f"{' '.join(f'A{a}' for a in args.annotators)}, one per run), {args.iterations} iterations, batch "
                 f"{args.batch_size}, BackTAL width {args.hidden}, T = 750, {args.jobs} runs at a time x "
                 f"{args.threads} thread(s); min/run = training minutes; table wall time {wall:.1f} min")
-    table = format_results(rows, results[0]["report"], minutes=minutes, title=f"BackTAL ablation, {settings}")
-    print(table, flush=True)
-    (args.work / "ablation_backtal.md").write_text(table + "\n")
-    (args.work / "ablation_backtal.json").write_text(json.dumps({"settings": settings, "wall_minutes": wall,
-                                                                  "runs": results}, indent=1))
+    write_report(args.work, "backtal", "BackTAL ablation", groups, settings, wall, results)
     return 0
 
 

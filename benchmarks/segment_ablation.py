@@ -20,12 +20,11 @@ results.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from ablation import BENCHKIT, run_all, run_config, synthesize
+from ablation import BENCHKIT, run_all, run_config, synthesize, write_report
 
 TERMS = {"PSL": "segment_loss", "SL": "sphere_loss", "PL": "propagation_loss"}
 ROWS = {"CL": (), "+PSL": ("PSL",), "+SL": ("SL",), "+PL": ("PL",), "+PSL+SL": ("PSL", "SL"),
@@ -89,25 +88,17 @@ def main(argv=None) -> int:
     results = run_all(jobs, args.jobs)
     wall = (time.perf_counter() - t0) / 60
 
-    from clicktal.tools.tables import format_results
-
     def label(r: str, n: int) -> str:
         terms = "CL" + "".join(f" +{t}" for t in ROWS.get(r, ()))
         return OTHERS[r][0] if r in OTHERS else f"{terms}, {n}-segment"
 
-    group = {label(r, n): [x for x in results if x["row_name"] == r and x["segments"] == n] for r, n in keys}
-    rows = [(name, [x["row"] for x in runs]) for name, runs in group.items()]
-    minutes = {name: sum(x["train_minutes"] for x in runs) / len(runs) for name, runs in group.items()}
+    groups = {label(r, n): [x for x in results if x["row_name"] == r and x["segments"] == n] for r, n in keys}
     settings = (f"synthetic THUMOS14-structured features (benchkit synth.py, seed {args.feature_seed}, dim "
                 f"{args.dim}), simulated segment labels (seeds {' '.join(map(str, args.seeds))}), "
                 f"{args.iterations} iterations, batch {args.batch_size}, Adam lr {args.lr:g}, {args.jobs} runs at a "
                 f"time x {args.threads} thread(s); AVG = mAP over tIoU 0.1:0.1:0.5; min/run = training minutes; "
                 f"table wall time {wall:.1f} min")
-    table = format_results(rows, results[0]["report"], minutes=minutes, title=f"Segment-level ablation, {settings}")
-    print(table, flush=True)
-    (args.work / "ablation_segment.md").write_text(table + "\n")
-    (args.work / "ablation_segment.json").write_text(json.dumps({"settings": settings, "wall_minutes": wall,
-                                                                  "runs": results}, indent=1))
+    write_report(args.work, "segment", "Segment-level ablation", groups, settings, wall, results)
     return 0
 
 
