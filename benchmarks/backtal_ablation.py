@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     settings = (f"synthetic THUMOS14-structured features (benchkit synth.py, seed {args.feature_seed}, dim "
                 f"{args.dim}, difficulty {args.difficulty:g}), real human clicks (annotators "
                 f"{' '.join(f'A{a}' for a in args.annotators)}, one per run), {args.iterations} iterations, batch "
-                f"{args.batch_size}, BackTAL width {args.hidden}, T = 750, {args.jobs} runs at a time x "
+                f"{args.batch_size}, Adam lr {args.lr or 'of the config'}, BackTAL width {args.hidden}, T = 750, {args.jobs} runs at a time x "
                 f"{args.threads} thread(s); min/run = training minutes; table wall time {wall:.1f} min")
     write_report(args.work, "backtal", "BackTAL ablation", groups, settings, wall, results)
     return 0

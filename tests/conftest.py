@@ -28,3 +28,30 @@ def load_tool():
         return module
 
     return load
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """Train and evaluate a short run on generated features (12 videos, 16-d, seed 4) with the config ``overrides``
+    merged over a small CPU setup; returns the result and the training log's rows."""
+    import json
+
+    from clicktal.pipeline.core.config import merge_overrides
+    from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
+    from clicktal.pipeline.runs.experiments import apply_overrides, run_experiment
+    from clicktal.pipeline.runs.schema import ExperimentConfig
+
+    def run(overrides: dict):
+        gt = random_ground_truth(n_videos=12, seed=4)
+        synthesize_features(gt, tmp_path / "feats", dim=16, seed=4)
+        base = {"data": {"features": str(tmp_path / "feats"), "ground_truth": str(gt.write(tmp_path / "gt.json")),
+                         "train_subset": "training", "test_subset": "test"},
+                "train": {"batch_size": 4, "seed": 0, "progress": False, "num_threads": 1,
+                          "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4}}}
+        merged = merge_overrides(base, overrides)
+        merged["train"].setdefault("checkpoint_every", merged["train"]["iterations"])
+        res = run_experiment(apply_overrides(ExperimentConfig(), merged), tmp_path / "run")
+        log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+        return res, [json.loads(line) for line in log]
+
+    return run

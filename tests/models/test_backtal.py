@@ -319,46 +319,14 @@ def test_frame_scores_are_normalised_for_the_preset():
     assert np.allclose(fs.scores.min(0), 0.0) and np.allclose(fs.scores.max(0), 1.0)
 
 
-def test_end_to_end_short_run_produces_detections(tmp_path):
-    from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
-    from clicktal.pipeline.runs.experiments import apply_overrides, run_experiment
-    from clicktal.pipeline.runs.schema import ExperimentConfig
-
-    gt = random_ground_truth(n_videos=12, seed=4)
-    synthesize_features(gt, tmp_path / "feats", dim=16, seed=4)
-    cfg = apply_overrides(ExperimentConfig(), {
-        "data": {"features": str(tmp_path / "feats"), "ground_truth": str(gt.write(tmp_path / "gt.json")),
-                 "train_subset": "training", "test_subset": "test",
-                 "labels": {"background_clicks": {"source": "simulated"}, "video_labels": True},
+def test_end_to_end_short_run_produces_detections(tiny_run):
+    res, rows = tiny_run({
+        "data": {"labels": {"background_clicks": {"source": "simulated"}, "video_labels": True},
                  "sampling": {"train": {"kind": "resize", "length": 48},
                               "inference": {"kind": "resize", "length": 48}}},
-        "train": {"iterations": 6, "batch_size": 4, "seed": 0, "progress": False, "num_threads": 1,
-                  "checkpoint_every": 6, "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4}},
+        "train": {"iterations": 6},
         "model": {"name": "backtal", "params": {"hidden_dim": 32, "attention_hidden": 16, "embed_dim": 8}},
         "postprocess": {"preset": "backtal", "params": {"class_threshold": 0.0}}})
-    res = run_experiment(cfg, tmp_path / "run")
-    import json
-    rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(math.isfinite(r["total"]) for r in rows)
     assert any(r["frame"] > 0 for r in rows) and any(r["aff"] > 0 for r in rows)
     assert res.extra["n_detections"] > 0
-
-
-def test_attention_l1_is_the_norm_over_time_and_losses_follow_loss_passes():
-    x, mask, batch = _batch()
-    mask[1, 17:] = False
-    model = _model(attention_l1=1e-4, separation=False, affinity=False)
-    out = model(x, mask)
-    L = model.losses(out, batch, iteration=0)
-    att = out.aux["attention"].detach()
-    expected_l1 = (att[0].sum() + att[1, :17].sum()) / 2  # BaS-Net: mean over videos of sum_t |w_t|
-    L = {k: v.detach() for k, v in L.items()}
-    assert float(L["attention_l1"]) == pytest.approx(float(expected_l1), rel=1e-6)
-    assert float(L["total"]) == pytest.approx(float(L["cls"] + L["frame"] + 1e-4 * expected_l1), rel=1e-6)
-    targets = torch.cat([(batch.background_mask & mask).float()[..., None], torch.zeros(2, 24, 3)], -1)
-    base = frame_click_loss(out.aux["cas_base"].detach(), targets)
-    supp = frame_click_loss(out.class_scores.detach(), targets)
-    assert float(L["frame"]) == pytest.approx(float(base), rel=1e-6)  # the default: the base pass only
-    both = _model(attention_l1=1e-4, separation=False, affinity=False, loss_passes="both")
-    L = {k: v.detach() for k, v in both.losses(both(x, mask), batch, iteration=0).items()}
-    assert float(L["frame"]) == pytest.approx(float(base + supp), rel=1e-6)

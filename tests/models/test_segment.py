@@ -111,24 +111,11 @@ def test_total_is_eq1_and_padding_does_not_change_scores():
     assert fs.scores.shape == (7, 3) and fs.video_scores.shape == (3,)
 
 
-def test_short_run_through_the_engine_with_simulated_segments(tmp_path):
-    import json
-
-    from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
-    from clicktal.pipeline.runs.experiments import apply_overrides, run_experiment
-    from clicktal.pipeline.runs.schema import ExperimentConfig
-
-    gt = random_ground_truth(n_videos=12, seed=4)
-    synthesize_features(gt, tmp_path / "feats", dim=16, seed=4)
-    cfg = apply_overrides(ExperimentConfig(), {
-        "data": {"features": str(tmp_path / "feats"), "ground_truth": str(gt.write(tmp_path / "gt.json")),
-                 "train_subset": "training", "test_subset": "test",
-                 "labels": {"segments": {"source": "simulated", "per_instance": 2}, "video_labels": True}},
-        "train": {"iterations": 5, "batch_size": 4, "seed": 0, "progress": False, "num_threads": 1,
-                  "checkpoint_every": 5, "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4}},
+def test_short_run_through_the_engine_with_simulated_segments(tiny_run):
+    res, rows = tiny_run({
+        "data": {"labels": {"segments": {"source": "simulated", "per_instance": 2}, "video_labels": True}},
+        "train": {"iterations": 5},
         "model": {"name": "segment", "params": {"hidden_dim": 16}},
         "postprocess": {"preset": "segment"}})
-    res = run_experiment(cfg, tmp_path / "run")
-    rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert len(rows) == 5 and all(r["segment"] > 0 and r["prop"] > 0 for r in rows)
     assert res.extra["n_detections"] > 0
