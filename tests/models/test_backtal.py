@@ -330,3 +330,23 @@ def test_end_to_end_short_run_produces_detections(tiny_run):
     assert len(rows) == 6 and all(math.isfinite(r["total"]) for r in rows)
     assert any(r["frame"] > 0 for r in rows) and any(r["aff"] > 0 for r in rows)
     assert res.extra["n_detections"] > 0
+
+
+def test_attention_l1_is_the_norm_over_time_and_losses_follow_loss_passes():
+    x, mask, batch = _batch()
+    mask[1, 17:] = False
+    model = _model(attention_l1=1e-4, separation=False, affinity=False)
+    out = model(x, mask)
+    L = model.losses(out, batch, iteration=0)
+    att = out.aux["attention"].detach()
+    expected_l1 = (att[0].sum() + att[1, :17].sum()) / 2  # BaS-Net: mean over videos of sum_t |w_t|
+    L = {k: v.detach() for k, v in L.items()}
+    assert float(L["attention_l1"]) == pytest.approx(float(expected_l1), rel=1e-6)
+    assert float(L["total"]) == pytest.approx(float(L["cls"] + L["frame"] + 1e-4 * expected_l1), rel=1e-6)
+    targets = torch.cat([(batch.background_mask & mask).float()[..., None], torch.zeros(2, 24, 3)], -1)
+    base = frame_click_loss(out.aux["cas_base"].detach(), targets)
+    supp = frame_click_loss(out.class_scores.detach(), targets)
+    assert float(L["frame"]) == pytest.approx(float(base), rel=1e-6)  # the default: the base pass only
+    both = _model(attention_l1=1e-4, separation=False, affinity=False, loss_passes="both")
+    L = {k: v.detach() for k, v in both.losses(both(x, mask), batch, iteration=0).items()}
+    assert float(L["frame"]) == pytest.approx(float(base + supp), rel=1e-6)
