@@ -15,8 +15,9 @@ BENCHKIT = Path(os.environ.get("CLICKTAL_BENCHKIT", REPO.parent / "shared" / "be
 
 
 def synthesize(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: float, *extra: str) -> Path:
-    """``benchkit/synth.py`` on the ground truth ``gt`` (relative to the benchkit), once per setting."""
-    out = work / f"{name}_d{dim}_s{seed}_x{difficulty:g}"
+    """``benchkit/synth.py`` on the ground truth ``gt`` (relative to the benchkit), once per setting. The folder is
+    returned absolute: runs record it, and a resumed table must not see a relative ``--work`` as other features."""
+    out = (work / f"{name}_d{dim}_s{seed}_x{difficulty:g}").resolve()
     if not (out / "annotations.json").exists():
         subprocess.run([sys.executable, str(BENCHKIT / "synth.py"), "--gt", str(BENCHKIT / gt), "--out", str(out),
                         "--seed", str(seed), "--dim", str(dim), "--difficulty", str(difficulty), *extra], check=True)

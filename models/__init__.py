@@ -8,6 +8,7 @@ from .base import (LOCALIZERS, FrameScores, Localizer, LocalizerOutput, Training
 from . import sfnet  # noqa: F401  (registers "sfnet")
 from . import backtal  # noqa: F401  (registers "backtal")
 from . import segment  # noqa: F401  (registers "segment")
+from . import fsn  # noqa: F401  (registers "fsn" and "wfsn")
 
 __all__ = ["LOCALIZERS", "FrameScores", "Localizer", "LocalizerOutput", "TrainingContext", "build_localizer",
            "localizer_config", "register_localizer"]

@@ -11,7 +11,9 @@ keeps padding out of its result, so that batching never changes a video's output
 * :func:`masked_softmax`: softmax over time restricted to the valid snippets;
 * :func:`stream_ranges`, :func:`split_streams` and :class:`StreamFusion`: split features into streams (RGB, flow) by
   column ranges and fuse the per-stream outputs (learnable per-class multipliers, mean, sum, concatenation);
-* :func:`masked_mean`: the mean over selected elements, the reduction every loss term uses.
+* :func:`masked_mean`: the mean over selected elements, the reduction every loss term uses;
+* :func:`upsample_to_frames`: per-snippet outputs linearly interpolated to one row per frame of the snippets' grid
+  (FSN's parameter-free "bilinear 1-D" upsampling).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from typing import Callable, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from clicktal.pipeline.core.geometry import FeatureGeometry
 
 # ------------------------------------------------------------------------------------------------ reductions
 
@@ -253,5 +257,34 @@ class StreamFusion(nn.Module):
         return f"mode={self._mode}, streams={self._streams}"
 
 
+# ------------------------------------------------------------------------------------------------ upsampling
+
+
+def upsample_to_frames(x: torch.Tensor, mask: torch.Tensor, geometry: FeatureGeometry) -> torch.Tensor:
+    """``x [B, T, C]`` per snippet -> ``[B, T * f, C]`` per frame, ``f = geometry.frames_per_snippet``.
+
+    Frame ``n`` (centre ``n + 0.5`` frames from the grid's origin) takes the linear interpolation of the snippets
+    at position ``(n + 0.5 - window / 2) / stride`` (snippet ``i`` is centred at ``i * stride + window / 2``),
+    clamped to the video's first and last valid snippet: the snippet's own score lands on the frame at its centre
+    and frames past the outer centres repeat the end value. With ``window == stride`` this is
+    ``F.interpolate(mode="linear", align_corners=False)``; it stays right for overlapping snippets
+    (``window > stride``) and never mixes a video's last snippet with padding. Frames of padded snippets are zero."""
+    f = geometry.frames_per_snippet
+    B, T, C = x.shape
+    lengths = mask.bool().sum(1)  # [B]
+    n = torch.arange(T * f, device=x.device, dtype=torch.float64)
+    pos = (n + 0.5 - float(geometry.window) / 2) / float(geometry.stride)  # [F]
+    last = (lengths - 1).clamp_min(0).to(torch.float64)[:, None]  # [B, 1]
+    pos = torch.minimum(pos[None].clamp_min(0.0), last)  # [B, F]
+    lo = pos.floor().long()
+    hi = torch.minimum(lo + 1, last.long())
+    w = (pos - lo).to(x.dtype)[..., None]
+    gather = lambda idx: torch.gather(x, 1, idx[..., None].expand(B, T * f, C))
+    out = gather(lo) * (1 - w) + gather(hi) * w
+    frame_mask = mask.bool().repeat_interleave(f, dim=1)
+    return out * frame_mask[..., None].to(x.dtype)
+
+
 __all__ = ["ConvFactory", "FusionMode", "StreamFusion", "TemporalConvStack", "TopK", "TopKRule", "masked_mean",
-           "masked_softmax", "receptive_field", "split_streams", "stream_ranges", "topk_pool"]
+           "masked_softmax", "receptive_field", "split_streams", "stream_ranges", "topk_pool",
+           "upsample_to_frames"]

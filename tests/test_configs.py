@@ -18,7 +18,8 @@ def test_config_loads_and_builds(path):
     cfg = load_config(ExperimentConfig, path)
     assert cfg.name == path.stem
     with torch.device("meta"):
-        build_localizer(cfg.model.name, cfg.model.params, input_dim=64, num_classes=5)
+        build_localizer(cfg.model.name, cfg.model.params, input_dim=64, num_classes=5,
+                        streams={"rgb": (0, 32), "flow": (32, 64)})  # the two-stream layout of every extractor
 
 
 def _params(module) -> int:

@@ -26,10 +26,11 @@ from clicktal.pipeline.data.detections import Detection, write_detections
 from clicktal.pipeline.data.labels import format_label_summary, label_statistics
 from clicktal.pipeline.runs.engine import (TrainResult, Trainer, load_checkpoint, read_log, resolve_device,
                                            seed_everything, validation_loss)
+from clicktal.pipeline.postprocess.grouping import PostprocessConfig
 from clicktal.pipeline.runs.schema import ExperimentConfig, postprocess_config
 from clicktal.pipeline.data.sampling import Sampler
 from clicktal.pipeline.evaluation.detection import evaluate_detections, frame_level_map
-from clicktal.pipeline.runs.inference import infer_videos, load_run
+from clicktal.pipeline.runs.inference import group_scores, infer_videos, load_run
 
 
 @dataclass
@@ -105,6 +106,30 @@ def _evaluate(cfg: ExperimentConfig, gt: GroundTruth, detections: list[Detection
     return res, mAP, avg
 
 
+def _evaluate_nms_per_tiou(cfg: ExperimentConfig, bundle: DataBundle, scores: dict, post: PostprocessConfig,
+                           ambiguous: dict | None) -> tuple[dict[float, float], float, dict]:
+    """A preset whose NMS follows the evaluation tIoU (FSN's rule): the test scores grouped once per tIoU ``t``,
+    with NMS at ``t + nms_tiou_offset``, each grouping evaluated at ``t`` alone. Returns the mAP per tIoU, the
+    average over ``average_over`` and the evaluation's JSON record."""
+    durations = _durations(bundle.gt, scores)
+    mAP, record = {}, {"tiou_thresholds": [], "mAP": [], "nms_tiou": [], "n_detections": [], "per_class_AP": {}}
+    for t in cfg.evaluation.tiou_thresholds:
+        post_t = post.at_evaluation_tiou(t)
+        dets = [d for v, (fs, grid) in scores.items()
+                for d in group_scores(fs, grid, bundle.classes, v, post_t, duration_s=durations.get(v))]
+        res = evaluate_detections(bundle.gt, dets, [t], subset=cfg.data.test_subset, ambiguous=ambiguous,
+                                  ignore_unknown_labels=True)
+        mAP[float(t)] = float(res.mAP[0])
+        for key, value in (("tiou_thresholds", float(t)), ("mAP", mAP[float(t)]), ("nms_tiou", post_t.nms_tiou),
+                           ("n_detections", len(dets))):
+            record[key].append(value)
+        for c, ap in res.per_class_AP.items():
+            record["per_class_AP"].setdefault(c, []).append(float(ap[0]))
+    avg = float(np.mean([mAP[_key(mAP, t)] for t in cfg.evaluation.average_over]))
+    record["average_mAP"] = float(np.mean(record["mAP"]))
+    return mAP, avg, record
+
+
 def _frame_map(bundle: DataBundle, scores: dict, subset: str) -> dict:
     """Frame-level mAP (FSN's Table 1) of the test videos' native-grid scores: per snippet, or per frame for a model
     that predicts frames. Videos of the subset without features are left out, and counted."""
@@ -112,7 +137,7 @@ def _frame_map(bundle: DataBundle, scores: dict, subset: str) -> dict:
     if len(grids) != 1:
         raise ValueError(f"frame-level mAP needs one grid for all videos, got {sorted(map(str, grids))}")
     videos = {v: bundle.gt.videos[v] for v in scores}
-    res = frame_level_map(GroundTruth(videos, source=bundle.gt.source), {v: s for v, (s, _) in scores.items()},
+    res = frame_level_map(GroundTruth(videos, source=bundle.gt.source), {v: s.scores for v, (s, _) in scores.items()},
                           bundle.classes, grids.pop())
     return {"mAP": res.mAP, "per_class_AP": res.per_class_AP, "videos": len(videos),
             "videos_without_features": len(bundle.gt.subset(subset)) - len(videos)}
@@ -209,6 +234,11 @@ def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: 
     res, mAP, avg = _evaluate(cfg, bundle.gt, dets, cfg.data.test_subset, ambiguous)
     extra = {"n_detections": len(dets), "inference_seconds": infer_s, "n_ambiguous_dropped": res.n_ambiguous,
              "n_outside_video": res.n_outside_video}
+    evaluation = res.to_json()
+    if post.nms_tiou_offset is not None:
+        mAP, avg, evaluation = _evaluate_nms_per_tiou(cfg, bundle, scores, post, ambiguous)
+        evaluation["note"] = (f"NMS at each evaluation tIoU {post.nms_tiou_offset:+g}; detections.json is the grouping "
+                              f"with NMS at {post.nms_tiou} (what detection on new videos uses)")
     if cfg.evaluation.frame_map:
         extra["frame_mAP"] = _frame_map(bundle, scores, cfg.data.test_subset)
     validations = read_log(out / "val_log.jsonl", log) if (out / "val_log.jsonl").exists() else []
@@ -219,7 +249,7 @@ def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: 
     atomic_write_text(out / "results.json", json.dumps({
         "name": cfg.name, "features": cfg.data.features, "subset": cfg.data.test_subset, "selected": selected,
         "iterations": iterations, "train_seconds": seconds, "mAP": {f"{t:.2f}": m for t, m in mAP.items()},
-        "average_mAP": avg, "average_over": cfg.evaluation.average_over, "evaluation": res.to_json(), **result.extra,
+        "average_mAP": avg, "average_over": cfg.evaluation.average_over, "evaluation": evaluation, **result.extra,
         "note": "model selection never used the test subset"}, indent=1))
     return result
 

@@ -60,13 +60,19 @@ def detect_video(model: Localizer, features: np.ndarray, geometry: FeatureGeomet
                  video_id: str, post: PostprocessConfig, *, duration_s: float | None = None,
                  sampler: Sampler | None = None, device: torch.device | str = "cpu",
                  scores_out: dict | None = None) -> list[Detection]:
-    """Detections of one video (seconds), best first; ``scores_out[video_id]`` receives its native-grid scores
-    and their grid when given (for frame-level mAP)."""
+    """Detections of one video (seconds), best first; ``scores_out[video_id]`` receives its native-grid
+    :class:`FrameScores` and their grid when given (for frame-level mAP and regrouping)."""
     fs, grid = predict_scores(model, features, geometry, sampler=sampler, device=device)
     if scores_out is not None:
-        scores_out[video_id] = (fs.scores, grid)
-    return detect_segments(fs.scores, grid, classes, video_id, post, video_scores=fs.video_scores,
-                           actionness=fs.actionness, duration_s=duration_s)
+        scores_out[video_id] = (fs, grid)
+    return group_scores(fs, grid, classes, video_id, post, duration_s=duration_s)
+
+
+def group_scores(scores: FrameScores, grid: FeatureGeometry, classes: Sequence[str], video_id: str,
+                 post: PostprocessConfig, *, duration_s: float | None = None) -> list[Detection]:
+    """One video's native-grid scores (from :func:`predict_scores`) grouped by ``post`` into detections."""
+    return detect_segments(scores.scores, grid, classes, video_id, post, video_scores=scores.video_scores,
+                           actionness=scores.actionness, duration_s=duration_s)
 
 
 def infer_videos(model: Localizer, source: FeatureSource, video_ids: Iterable[str], classes: Sequence[str],

@@ -176,7 +176,7 @@ def test_presets():
     assert backtal.actionness_thresholds == pytest.approx(np.arange(0.3, 0.8, 0.075))
     assert (backtal.inflation, backtal.video_weight, backtal.nms_tiou, backtal.class_threshold) == (
         0.25, 0.2, 0.55, 0.25)
-    assert PRESETS.get("fsn").thresholds == pytest.approx(np.arange(1, 10) / 10)
+    assert PRESETS.get("fsn").thresholds == pytest.approx(np.arange(0, 11) / 10)  # "from 0 to 1", step 0.1
     sfnet, code = PRESETS.get("sfnet"), PRESETS.get("sfnet_code")
     assert dataclasses.replace(sfnet, video_weight=1.0) == code  # the paper and the code differ only there
     with pytest.raises(KeyError, match="known: backtal, fsn, segment, sfnet, sfnet_code, sfnet_code_half_range"):

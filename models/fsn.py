@@ -1,0 +1,232 @@
+"""Frame Segmentation Networks (Yang et al., "Exploring Frame Segmentation Networks for Temporal Action
+Localization"): FSN, trained on per-frame labels, and WFSN, trained on video labels, on per-snippet TSN features.
+
+* Sec. 3.2-3.3 network: per snippet, the TSN feature of its centre frame (RGB) or of its 5-pair flow stack (flow);
+  a temporal CNN of three convolutions (kernel 3, stride 1, dilations 1, 2, 4) and a classification layer giving
+  ``x_i in R^{K+1}`` (FSN: K actions and background in column 0) or ``R^K`` (WFSN: no background);
+* Sec. 3.3 bilinear 1-D upsampling of the snippet scores to the frames (:func:`~clicktal.models.blocks.
+  upsample_to_frames`), then the frame-wise softmax (Eq. 1) and, for FSN, the frame-wise cross-entropy (Eq. 4);
+* Sec. 3.4 WFSN: temporal pooling of the scores (GMP; GAP is Table 5's alternative), a K-way softmax (Eq. 2-3) and
+  the cross-entropy with the video labels; at inference the pooling is removed and the classifier's per-snippet
+  scores are upsampled and thresholded like FSN's;
+* Sec. 4.4 "w/o temporal CNN": the temporal CNN replaced by one kernel-1 convolution to the K + 1 outputs.
+
+The paper trains end to end from frames; here the features are fixed (``docs/fsn.md`` says what that changes). Its
+open points are fields of :class:`FSNConfig` / :class:`WFSNConfig` with the reason in their docstrings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clicktal.pipeline.core.config import FieldError
+from clicktal.pipeline.core.geometry import FeatureGeometry
+
+from .base import FrameScores, Localizer, LocalizerOutput, register_localizer
+from .blocks import TemporalConvStack, receptive_field, upsample_to_frames
+
+Streams = Literal["rgb", "flow", "both"]
+
+
+@dataclass
+class TemporalCNNConfig:
+    """The network both variants share. Paper values: kernel 3, dilations 1, 2, 4 (Sec. 3.3). Open points:
+
+    * ``streams``: ``rgb``, ``flow`` (Table 1's single-stream rows) or ``both``; ``fusion`` of the two streams,
+      which the paper does not state: ``late`` (default) runs one temporal CNN per stream, each trained by its own
+      loss as TSN trains its streams, and at inference takes the weighted mean of the streams' scores *before* the
+      softmax with ``fusion_weights`` (rgb, flow) = (1, 1.5), TSN's fusion weights [14] (the networks FSN is built
+      on, and Table 1 reports the single streams next to the fused model as TSN does); ``early`` concatenates the
+      RGB and flow features into one temporal CNN;
+    * ``hidden_dim`` 512 for the three convolutions (the paper gives no width; half of a 1024-d TSN stream
+      feature), ReLU after each (VGG, which Sec. 3.3 follows for the kernel size) and ``dropout`` 0.5 after each
+      ReLU (VGG's rate; the paper names none);
+    * ``temporal_cnn`` false: Sec. 4.4's ablation, the classification layer alone (kernel 1, one snippet seen).
+    """
+
+    streams: Streams = "both"
+    fusion: Literal["late", "early"] = "late"
+    fusion_weights: tuple[float, float] = (1.0, 1.5)
+    temporal_cnn: bool = True
+    hidden_dim: int = 512
+    kernel_size: int = 3
+    dilations: tuple[int, ...] = (1, 2, 4)
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.hidden_dim < 1:
+            raise FieldError("hidden_dim", f"must be >= 1, got {self.hidden_dim}")
+        if not self.dilations or min(self.dilations) < 1:
+            raise FieldError("dilations", f"needs one or more dilations >= 1, got {list(self.dilations)}")
+        if self.kernel_size < 1 or self.kernel_size % 2 != 1:
+            raise FieldError("kernel_size", f"must be odd (the length is kept), got {self.kernel_size}")
+        if not 0 <= self.dropout < 1:
+            raise FieldError("dropout", f"must be in [0, 1), got {self.dropout}")
+        if min(self.fusion_weights) < 0 or sum(self.fusion_weights) <= 0:
+            raise FieldError("fusion_weights", f"must be >= 0 with a positive sum, got {list(self.fusion_weights)}")
+
+    @property
+    def receptive_field(self) -> int:
+        """Snippets one output snippet sees (7 + 8 = 15 for kernel 3 and dilations 1, 2, 4; 1 without the CNN)."""
+        return receptive_field(self.kernel_size, self.dilations) if self.temporal_cnn else 1
+
+
+@dataclass
+class FSNConfig(TemporalCNNConfig):
+    """FSN (strong supervision, per-frame labels). ``frame_loss``: ``sum`` over the frames of a window and the mean
+    over the batch, as Eq. 4 is printed (``1/B sum_b sum_t``), or ``mean`` over all valid frames."""
+
+    frame_loss: Literal["sum", "mean"] = "sum"
+
+
+@dataclass
+class WFSNConfig(TemporalCNNConfig):
+    """WFSN (video labels). ``pooling``: ``max`` (GMP, the paper's choice, Sec. 3.4) or ``avg`` (GAP, Table 5).
+    The cross-entropy's target for a video with several classes is the multi-hot label divided by its sum (the
+    paper, with "the standard cross-entropy", does not say; this is W-TALC's and UntrimmedNet's choice)."""
+
+    pooling: Literal["max", "avg"] = "max"
+
+
+class TemporalClassifier(nn.Module):
+    """One stream's FSN head: ``[B, T, in_dim]`` -> ``[B, T, outputs]`` logits, zero on padding. The temporal CNN
+    (:class:`~clicktal.models.blocks.TemporalConvStack`) and a kernel-1 classification layer, or the classification
+    layer alone (``temporal_cnn`` false)."""
+
+    def __init__(self, *, config: TemporalCNNConfig, in_dim: int, outputs: int):
+        super().__init__()
+        self.cnn = (TemporalConvStack(in_dim=in_dim, widths=[config.hidden_dim] * len(config.dilations),
+                                      kernel_size=config.kernel_size, dilations=config.dilations,
+                                      dropout=config.dropout) if config.temporal_cnn else None)
+        self.classifier = nn.Linear(config.hidden_dim if config.temporal_cnn else in_dim, outputs)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.cnn(x, mask) if self.cnn is not None else x
+        return self.classifier(h) * mask[..., None].to(x.dtype)
+
+
+class FrameSegmentationNetwork(Localizer):
+    """FSN (``weak`` False, K + 1 outputs with background in column 0) or WFSN (``weak`` True, K outputs).
+    ``output_resolution`` is ``"frame"``: :meth:`frame_scores` gives one row per frame of the snippets."""
+
+    output_resolution = "frame"
+
+    def __init__(self, *, config: TemporalCNNConfig, input_dim: int, num_classes: int,
+                 streams: dict[str, tuple[int, int]] | None, geometry: FeatureGeometry, weak: bool):
+        super().__init__()
+        self.config, self.num_classes, self.weak, self.geometry = config, int(num_classes), weak, geometry
+        self.has_background = not weak
+        self.frames_per_snippet = geometry.frames_per_snippet  # a fractional stride is refused here, at build time
+        self.inputs = _stream_columns(config, streams, input_dim)
+        outputs = self.num_classes + (0 if weak else 1)
+        self.heads = nn.ModuleDict({name: TemporalClassifier(config=config, in_dim=sum(b - a for a, b in cols),
+                                                             outputs=outputs)
+                                    for name, cols in self.inputs.items()})
+        weights = dict(zip(("rgb", "flow"), config.fusion_weights))
+        self.fusion_weights = {name: weights.get(name, 1.0) for name in self.inputs}
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LocalizerOutput:
+        """``features [B, T, D]``, ``mask [B, T]`` -> ``class_scores`` ``[B, T, K(+1)]`` per-snippet logits (the
+        fused ones under late fusion); ``aux``: ``logits_<head>`` per head, same shape."""
+        mask = mask.bool()
+        logits = {}
+        for name, cols in self.inputs.items():
+            x = torch.cat([features[..., a:b] for a, b in cols], dim=-1)
+            logits[name] = self.heads[name](x, mask)
+        total = sum(self.fusion_weights.values())
+        fused = sum(self.fusion_weights[n] * x for n, x in logits.items()) / total
+        return LocalizerOutput(class_scores=fused, actionness=None, mask=mask,
+                               aux={f"logits_{n}": x for n, x in logits.items()})
+
+    def _pool(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 2 over the valid snippets: ``[B, T, K]`` -> ``[B, K]``."""
+        if self.config.pooling == "max":
+            return logits.masked_fill(~mask[..., None], float("-inf")).amax(1)
+        m = mask[..., None].to(logits.dtype)
+        return (logits * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def losses(self, output: LocalizerOutput, batch, *, iteration: int) -> dict[str, torch.Tensor]:
+        """FSN: Eq. 4 per head on ``batch.frame_targets [B, T * f, K + 1]``; WFSN: the pooled softmax cross-entropy
+        per head on ``batch.video_labels``. Late fusion trains each stream by its own term; ``total`` is their sum."""
+        mask = output.mask
+        out = {}
+        for key, logits in output.aux.items():
+            name = key[len("logits_"):]
+            out[name] = self._video_loss(logits, mask, batch) if self.weak else self._frame_loss(logits, mask, batch)
+        out["total"] = sum(out.values())
+        return out
+
+    def _frame_loss(self, logits: torch.Tensor, mask: torch.Tensor, batch) -> torch.Tensor:
+        if batch.frame_targets is None:
+            raise ValueError("FSN needs per-frame targets: set data.labels.frame_targets: true (and boundaries)")
+        targets = batch.frame_targets.to(logits.device).float()
+        frame_mask = batch.frame_mask.to(logits.device)
+        per_frame = -(targets * upsample_to_frames(logits, mask, self.geometry).log_softmax(-1)).sum(-1)
+        per_frame = per_frame * frame_mask.to(per_frame.dtype)
+        if self.config.frame_loss == "sum":
+            return per_frame.sum() / logits.shape[0]
+        return per_frame.sum() / frame_mask.sum().clamp_min(1)
+
+    def _video_loss(self, logits: torch.Tensor, mask: torch.Tensor, batch) -> torch.Tensor:
+        y = batch.video_labels.to(logits.device).float()
+        keep = (y.sum(1) > 0) & mask.any(1)
+        if not bool(keep.any()):
+            return logits.sum() * 0.0
+        target = y[keep] / y[keep].sum(1, keepdim=True)
+        return -(target * self._pool(logits, mask)[keep].log_softmax(-1)).sum(1).mean()
+
+    def frame_scores(self, output: LocalizerOutput, index: int = 0) -> FrameScores:
+        """One row per frame: the upsampled logits' softmax (Eq. 1) over the K + 1 (FSN) or K (WFSN) outputs;
+        ``scores`` and ``class_probs`` are the K action columns. ``video_scores``: WFSN's pooled softmax (Eq. 3),
+        FSN's highest frame probability per class."""
+        T = int(output.mask[index].sum())
+        logits = output.class_scores[index:index + 1, :T].detach().float()
+        valid = torch.ones(1, T, dtype=torch.bool, device=logits.device)
+        probs = upsample_to_frames(logits, valid, self.geometry)[0].softmax(-1)
+        if self.has_background:
+            probs = probs[:, 1:]
+        video = self._pool(logits, valid)[0].softmax(-1) if self.weak else probs.amax(0)
+        p = probs.cpu().numpy()
+        return FrameScores(scores=p, video_scores=video.cpu().numpy(), class_probs=p)
+
+
+def _stream_columns(config: TemporalCNNConfig, streams: dict[str, tuple[int, int]] | None, input_dim: int
+                    ) -> dict[str, list[tuple[int, int]]]:
+    """Each head's input column ranges: ``{"rgb": [(0, 1024)]}``, ``{"rgb": ..., "flow": ...}`` (late fusion) or
+    ``{"joint": [(0, 1024), (1024, 2048)]}`` (early fusion)."""
+    have = {k: (int(a), int(b)) for k, (a, b) in (streams or {}).items()}
+    wanted = ["rgb", "flow"] if config.streams == "both" else [config.streams]
+    missing = [s for s in wanted if s not in have]
+    if missing:
+        raise ValueError(f"FSN streams={config.streams!r} needs the feature stream(s) {missing}; the features' layout "
+                         f"is {have or 'one unnamed stream'} ({input_dim} columns)")
+    if config.streams == "both" and config.fusion == "early":
+        return {"joint": [have["rgb"], have["flow"]]}
+    return {s: [have[s]] for s in wanted}
+
+
+@register_localizer("fsn", FSNConfig)
+def build_fsn(*, config: FSNConfig, input_dim: int, num_classes: int,
+              streams: dict[str, tuple[int, int]] | None = None,
+              geometry: FeatureGeometry | None = None) -> FrameSegmentationNetwork:
+    """FSN on ``input_dim``-d features with the ``rgb`` / ``flow`` column ranges ``streams`` on the snippet grid
+    ``geometry`` (a whole number of frames per snippet: 5 for TSN's 0.2 s snippets at 25 fps)."""
+    return FrameSegmentationNetwork(config=config, input_dim=input_dim, num_classes=num_classes, streams=streams,
+                                    geometry=geometry or FeatureGeometry(), weak=False)
+
+
+@register_localizer("wfsn", WFSNConfig)
+def build_wfsn(*, config: WFSNConfig, input_dim: int, num_classes: int,
+               streams: dict[str, tuple[int, int]] | None = None,
+               geometry: FeatureGeometry | None = None) -> FrameSegmentationNetwork:
+    """WFSN, as :func:`build_fsn` with video-level supervision and K outputs."""
+    return FrameSegmentationNetwork(config=config, input_dim=input_dim, num_classes=num_classes, streams=streams,
+                                    geometry=geometry or FeatureGeometry(), weak=True)
+
+
+__all__ = ["FSNConfig", "FrameSegmentationNetwork", "TemporalCNNConfig", "TemporalClassifier", "WFSNConfig",
+           "build_fsn", "build_wfsn"]
