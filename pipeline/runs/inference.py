@@ -29,6 +29,9 @@ from clicktal.pipeline.runs.engine import load_checkpoint, resolve_device
 from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec, postprocess_config
 
 
+SAMPLES_PER_CALL = 256
+
+
 @torch.no_grad()
 def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeometry, *,
                    sampler: Sampler | None = None, device: torch.device | str = "cpu"
@@ -37,16 +40,25 @@ def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeom
     (whole video by default), in eval mode. Returns the scores and their grid: ``geometry`` itself, or its frames
     (``[T * f]`` rows) for a model whose ``output_resolution`` is ``"frame"``. A video's scores from several
     samples (tiles) are averaged where they overlap; its video-level scores are the maximum over the samples (a
-    class present in any part is present in the video)."""
+    class present in any part is present in the video). Consecutive samples of one length (tiles) go through the
+    model together, up to ``SAMPLES_PER_CALL`` at a time and unpadded, so a sample's output is what it is alone up
+    to float rounding (FSN's 7-snippet windows are otherwise a thousand tiny convolution calls per video)."""
     model.eval()
     sampler = sampler or Sampler()
     item = VideoItem.unlabelled(features, geometry, model.num_classes)
-    grids, outs = [], []
-    for sample in sampler.inference_samples(item):
-        x = torch.tensor(sample.features, dtype=torch.float32)[None].to(device)  # a copy: features may be read-only
+    samples = sampler.inference_samples(item)
+    grids, outs = [s.grid for s in samples], []
+    start = 0
+    while start < len(samples):
+        stop = start + 1
+        while (stop < len(samples) and stop - start < SAMPLES_PER_CALL
+               and samples[stop].length == samples[start].length):
+            stop += 1
+        x = torch.tensor(np.stack([s.features for s in samples[start:stop]]), dtype=torch.float32).to(device)
         mask = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
-        grids.append(sample.grid)
-        outs.append(model.frame_scores(model(x, mask), 0))
+        out = model(x, mask)
+        outs.extend(model.frame_scores(out, i) for i in range(stop - start))
+        start = stop
     per_frame = model.output_resolution == "frame"
     f = geometry.frames_per_snippet if per_frame else None
     native = lambda name: to_native(grids, [getattr(o, name) for o in outs], frames_per_snippet=f)
