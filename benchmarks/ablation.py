@@ -27,8 +27,8 @@ def synthesize(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: 
 def run_config(config: str, overrides: dict, work: Path, threads: int, **tags) -> dict:
     """Train and evaluate ``config`` (relative to the repository) with ``overrides`` under ``work/runs/<name>``; a
     run folder with a checkpoint is resumed (a finished run is only evaluated again, with the current evaluation
-    settings; a changed training config is refused, naming the keys). Returns ``tags`` with the reported row (mAP in %, AVG last), the minutes and
-    the mAP per tIoU."""
+    settings; a changed training config is refused, naming the keys). Returns ``tags`` with the reported row (mAP in
+    %, AVG last), the minutes, the mAP per tIoU and the frame-level mAP in % (None unless the config reports it)."""
     import torch
 
     from clicktal.pipeline.core.config import load_config
@@ -45,8 +45,10 @@ def run_config(config: str, overrides: dict, work: Path, threads: int, **tags) -
     print(f"  {cfg.name}: AVG {row[-1]:.1f}  ({minutes:.1f} min)", flush=True)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     train_minutes = sum(r["seconds"] for r in log) / 60  # every iteration's time, across resumes
+    frame = res.extra.get("frame_mAP")
     return {**tags, "row": row, "minutes": minutes, "train_minutes": train_minutes,
-            "report": cfg.evaluation.report, "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()}}
+            "report": cfg.evaluation.report, "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()},
+            "frame_mAP": None if frame is None else 100 * frame["mAP"]}
 
 
 def _call(job: tuple) -> dict:
@@ -63,14 +65,18 @@ def run_all(jobs: list[tuple], processes: int) -> list[dict]:
 
 
 def write_report(work: Path, name: str, title: str, groups: dict[str, list[dict]], settings: str, wall: float,
-                 results: list[dict]) -> str:
+                 results: list[dict], *, frame_map: bool = False) -> str:
     """The Markdown table of ``groups`` (row label -> its runs: mean ± std of their rows, training minutes per
-    run), printed and written to ``work/ablation_<name>.md``, with every run in ``ablation_<name>.json``."""
+    run; with ``frame_map`` a first column of frame-level mAP), printed and written to ``work/ablation_<name>.md``,
+    with every run in ``ablation_<name>.json``."""
     from clicktal.tools.tables import format_results
 
-    rows = [(label, [x["row"] for x in runs]) for label, runs in groups.items()]
+    lead = lambda x: [x["frame_mAP"]] if frame_map else []  # noqa: E731
+    rows = [(label, [lead(x) + x["row"] for x in runs]) for label, runs in groups.items()]
     minutes = {label: sum(x["train_minutes"] for x in runs) / len(runs) for label, runs in groups.items()}
-    table = format_results(rows, results[0]["report"], minutes=minutes, title=f"{title}, {settings}")
+    first = next(iter(groups.values()))[0]
+    table = format_results(rows, first["report"], minutes=minutes, title=f"{title}, {settings}",
+                           leading=["frame mAP"] if frame_map else [])
     print(table, flush=True)
     (work / f"ablation_{name}.md").write_text(table + "\n")
     (work / f"ablation_{name}.json").write_text(json.dumps({"settings": settings, "wall_minutes": wall,

@@ -1,6 +1,8 @@
 """Tables the tools and benchmarks print."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -14,9 +16,10 @@ def format_table(headers: list[str], rows: list[list], title: str | None = None)
 
 
 def format_results(rows: list[tuple[str, list[list[float]]]], report: list[float], *, minutes: dict | None = None,
-                   title: str | None = None) -> str:
-    """A Markdown table: one row per name, ``mean ± std`` over its runs of mAP (%) at ``report`` and AVG."""
-    head = ["Model"] + [f"mAP@{t:g}" for t in report] + ["AVG"]
+                   title: str | None = None, leading: Sequence[str] = ()) -> str:
+    """A Markdown table: one row per name, ``mean ± std`` over its runs of mAP (%) at ``report`` and AVG; each
+    run's values start with those of the ``leading`` columns when given (e.g. frame-level mAP)."""
+    head = ["Model", *leading] + [f"mAP@{t:g}" for t in report] + ["AVG"]
     if minutes:
         head.append("min/run")
     lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(head) + " |",

@@ -185,6 +185,53 @@ def test_fsn_frame_scores_drop_the_background_column():
     assert np.allclose(fs.video_scores, fs.scores.max(0))
 
 
+# ------------------------------------------------------------------------------------------------ windows
+
+
+class Videos:
+    """The dataset interface the window sampler reads."""
+
+    def __init__(self, items):
+        self.items = {it.video_id: it for it in items}
+
+    def __iter__(self):
+        return iter(self.items.values())
+
+    def __len__(self):
+        return len(self.items)
+
+    def item(self, vid):
+        return self.items[vid]
+
+
+def test_fsn_config_windows_keep_five_action_frames_and_balance_the_classes():
+    from clicktal.pipeline.core.config import load_config
+    from clicktal.pipeline.data.annotations import Segment
+    from clicktal.pipeline.data.datasets import make_item, sample_batch
+    from clicktal.pipeline.data.sampling import Sampler
+    from clicktal.pipeline.data.supervision import Supervision
+
+    def video(vid, start_s, end_s, label, T=60):
+        sup = Supervision(vid, T * 0.2, frozenset([label]), boundaries=(Segment(start_s, end_s, label),))
+        return make_item(vid, np.zeros((T, 4), np.float32), TSN, sup, ["A", "B"], with_frame_labels=True)
+
+    # A: one instance of exactly 5 frames (1.4-1.6 s, snippet 7); B: a long instance filling many windows
+    data = Videos([video("a", 1.4, 1.6, "A"), video("b", 2.0, 10.0, "B")])
+    cfg = load_config(ExperimentConfig, REPO / "configs/fsn_thumos14.yaml")
+    sampler = Sampler(cfg.data.sampling)
+    windows, prob = sampler.window_index(data)
+    starts_a = sorted(start for vid, start in windows if vid == "a")
+    assert starts_a == list(range(1, 8))  # every 35-frame window holding the 5 frames, and no other
+    for vid, start in windows:
+        frames = data.item(vid).frame_labels[start * 5:(start + 7) * 5]
+        assert frames.size == 35 and (frames > 0).sum() >= 5
+    batch = sample_batch(data, 4000, np.random.default_rng(0), sampler)
+    share_a = float(np.mean([t[:, 1].sum() > 0 for t in batch.frame_targets.numpy()]))
+    assert len(windows) - len(starts_a) > 5 * len(starts_a)  # B has many more windows ...
+    assert 0.45 < share_a < 0.55  # ... but both classes are drawn equally often
+    assert batch.frame_targets.shape == (4000, 35, 3)
+
+
 # ------------------------------------------------------------------------------------------------ preset
 
 
