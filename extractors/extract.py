@@ -51,7 +51,7 @@ _FINGERPRINT_BYTES = 1 << 20  # the source's first and last MiB are hashed
 class ExtractionConfig:
     """Every extraction choice. The defaults are the conventions of the published I3D features."""
 
-    features: str = "i3d"  # i3d | tsn | pv_i3d_r50 | pv_slowfast_r50
+    features: str = "i3d"  # i3d | i3d_rgb | tsn | pv_i3d_r50 | pv_slowfast_r50
     fps: float = 25.0  # resampling rate
     window: int = 16  # frames per snippet
     stride: int = 16  # frames between snippet starts

