@@ -9,6 +9,7 @@ from . import sfnet  # noqa: F401  (registers "sfnet")
 from . import backtal  # noqa: F401  (registers "backtal")
 from . import segment  # noqa: F401  (registers "segment")
 from . import fsn  # noqa: F401  (registers "fsn" and "wfsn")
+from . import kinetics  # noqa: F401  (registers "kinetics", the no-training baseline)
 
 __all__ = ["LOCALIZERS", "FrameScores", "Localizer", "LocalizerOutput", "TrainingContext", "build_localizer",
            "localizer_config", "register_localizer"]

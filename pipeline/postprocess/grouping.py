@@ -163,6 +163,14 @@ PRESETS.register("fsn")(PostprocessConfig(
     nms="hard", nms_tiou=0.4, nms_tiou_offset=-0.1))
 
 
+# The Kinetics baseline (models/kinetics.py, not a paper's method; our choices): classes whose video-averaged Kinetics
+# probability is at least 0.1, runs of per-snippet probability at 0.1:0.1:0.9 at frame resolution, mean inside plus
+# the video score (a confident video class ranks its segments first), class-wise NMS at 0.5.
+PRESETS.register("kinetics")(PostprocessConfig(
+    class_threshold=0.1, resolution="frame", thresholds=tuple(round(0.1 * i, 1) for i in range(1, 10)),
+    scoring="mean", video_weight=1.0, nms="hard", nms_tiou=0.5))
+
+
 def detect_segments(scores: np.ndarray, geometry: FeatureGeometry, classes: Sequence[str], video: str,
                     config: PostprocessConfig, *, video_scores: np.ndarray | None = None,
                     actionness: np.ndarray | None = None, class_mask: np.ndarray | None = None,

@@ -8,8 +8,9 @@ snippet grid, or onto its frames for a model that predicts per frame, and post-p
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 
 from clicktal.models import FrameScores, Localizer, build_localizer
-from clicktal.pipeline.core.config import ConfigError, FieldError, config_from_dict
+from clicktal.pipeline.core.config import ConfigError, FieldError, config_from_dict, config_to_dict, dump_config
+from clicktal.pipeline.core.files import atomic_write_text
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.cache import FeatureMeta, FeatureSource
 from clicktal.pipeline.data.contract import FeatureContract
@@ -25,7 +27,7 @@ from clicktal.pipeline.data.datasets import VideoItem
 from clicktal.pipeline.data.detections import Detection
 from clicktal.pipeline.data.sampling import Sampler, to_native
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig, detect_segments
-from clicktal.pipeline.runs.engine import load_checkpoint, resolve_device
+from clicktal.pipeline.runs.engine import atomic_torch_save, load_checkpoint, resolve_device
 from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec, postprocess_config
 
 
@@ -171,6 +173,49 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None
     return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev, contract, meta.get("extraction"))
 
 
+def match_class_names(classes: Sequence[str], names: Sequence[str], aliases: dict[str, str] | None = None
+                      ) -> list[int]:
+    """For each of ``classes``, the index in ``names`` of the same name (case and surrounding spaces ignored), or
+    of ``aliases[class]``; -1 when there is none. An alias that names nothing in ``names`` is an error."""
+    lookup = {n.strip().lower(): i for i, n in enumerate(names)}
+    aliases = aliases or {}
+    out = []
+    for c in classes:
+        name = aliases.get(c, c).strip().lower()
+        if c in aliases and name not in lookup:
+            raise ValueError(f"alias {c!r} -> {aliases[c]!r} names none of the {len(names)} classes")
+        out.append(lookup.get(name, -1))
+    return out
+
+
+def write_untrained_run(run_dir: str | os.PathLike, config: ExperimentConfig, *, classes: Sequence[str],
+                        contract: FeatureContract, extraction: dict | None, buffers: dict[str, torch.Tensor],
+                        note: str) -> Path:
+    """A run folder for a model that is not trained (the Kinetics baseline): its config, and a checkpoint at
+    iteration 0 whose weights are the built model's with ``buffers`` filled in, so that :func:`load_run`,
+    ``tools/detect.py`` and ``tools/infer.py`` use it as any run. ``note`` says in ``run_meta.json`` where the
+    weights came from. Returns the checkpoint's path."""
+    model, params = build_localizer(config.model.name, config.model.params, input_dim=contract.dim,
+                                    num_classes=len(classes), streams=contract.streams, geometry=contract.geometry)
+    state = model.state_dict()
+    unknown = sorted(set(buffers) - set(state))
+    if unknown:
+        raise ValueError(f"model {config.model.name!r} has no tensors {unknown}")
+    state.update(buffers)
+    model.load_state_dict(state)
+    cfg = replace(config, model=replace(config.model, params=params))
+    meta = {"classes": list(classes), "contract": contract.to_dict(), "extraction": extraction, "trained": False,
+            "note": note}
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    atomic_write_text(out / "run_meta.json", json.dumps(meta, indent=1))
+    path = out / "checkpoint_last.pt"
+    atomic_torch_save({"iteration": 0, "model": model.state_dict(), "config": config_to_dict(cfg), "meta": meta},
+                      path)
+    return path
+
+
 def run_contract(meta: dict, where: str | os.PathLike) -> FeatureContract:
     """The feature contract a run recorded (``meta["contract"]``)."""
     if "contract" not in meta:
@@ -179,5 +224,5 @@ def run_contract(meta: dict, where: str | os.PathLike) -> FeatureContract:
     return FeatureContract.from_dict(meta["contract"])
 
 
-__all__ = ["predict_scores", "detect_video", "infer_videos", "LoadedRun", "load_run",
-           "run_contract"]
+__all__ = ["predict_scores", "detect_video", "group_scores", "infer_videos", "LoadedRun", "load_run",
+           "match_class_names", "run_contract", "write_untrained_run"]
