@@ -2,14 +2,16 @@
 """Detect actions in new untrimmed video files with a trained run: extract features, then localize.
 
     python tools/detect.py video.mp4 [more videos or folders] --run runs/sfnet_th14 --out detections.json \
-        [--cache DIR] [--weights-dir DIR] [--device cpu] [--workers N] [--features i3d] [--random-init]
+        [--gt annotations.json] [--cache DIR] [--weights-dir DIR] [--device cpu] [--workers N] [--features i3d]
 
 Features are extracted with the run's own extraction options (recorded from its training features) into a
 resumable cache (``--cache``, default ``<out>.features/``); flags given here replace single options. Before any video
 is decoded, the features these options will produce are checked against the run's feature contract (extractor,
 weights' sha256, fps, window, stride, streams, width): a mismatch is an error naming the fields. Detections are
-written as ActivityNet results JSON in seconds and the best ones printed. Extraction failures are listed in the
-cache's ``failures.json``; the exit status is 1 when any video failed, 2 on a setup error.
+written as ActivityNet results JSON in seconds, the same rows as CSV beside it (``<out>.csv``: video, label, start_s,
+end_s, score), one timeline PNG per video (``<out>.timelines/<video>.png``: the detected classes' scores over time,
+the best segments and, with ``--gt``, the ground truth), and the best ones printed. Extraction failures are listed in
+the cache's ``failures.json``; the exit status is 1 when any video failed, 2 on a setup error.
 """
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ from clicktal.extractors.networks import FEATURES
 from clicktal.extractors.runner import extract_folder
 from clicktal.extractors.weights import WeightsError
 from clicktal.pipeline.data.cache import CacheSource
-from clicktal.pipeline.data.detections import write_detections
+from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth
+from clicktal.pipeline.data.detections import write_detections, write_detections_csv
 from clicktal.pipeline.runs.inference import load_run
+from clicktal.tools.timeline import plot_timeline
 
 
 def extraction_config(run, args) -> ExtractionConfig:
@@ -58,29 +62,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flow-device", choices=("auto", "cpu", "cuda"),
                    help="TV-L1 implementation (default: the one that made the run's features)")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--top", type=int, default=10, help="detections to print")
+    p.add_argument("--top", type=int, default=10, help="detections to print and to draw per video")
+    p.add_argument("--gt", help="ActivityNet-schema ground truth: drawn on the timelines")
     args = p.parse_args(argv)
 
     cache = args.cache or args.out.with_name(args.out.name + ".features")
     try:
+        gt = load_ground_truth(args.gt) if args.gt else None
         run = load_run(args.run)
         config = extraction_config(run, args)
         run.contract.check(planned_contract(config), "extraction options " + str(config.signature()),
                            expected=f"the run {args.run}")
         paths = [p for v in args.videos for p in find_videos(v)]
         summary = extract_folder(paths, cache, config=config, workers=args.workers)
-    except (WeightsError, ValueError, FileNotFoundError) as e:
+    except (WeightsError, AnnotationError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary.text())
     ids = [r.video_id for r in summary.results if r.status in ("done", "skipped")]
+    scores: dict = {}
     try:
-        detections = run.detect(CacheSource(cache), ids)
+        detections = run.detect(CacheSource(cache), ids, scores_out=scores)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_detections(args.out, detections, version=run.config.name)
-    print(f"{len(detections)} detections on {len(ids)} videos -> {args.out}")
+    csv_path = args.out.with_suffix(".csv")
+    write_detections_csv(csv_path, detections)
+    pictures = args.out.with_name(args.out.stem + ".timelines")
+    source = CacheSource(cache)
+    for vid in ids:
+        fs, grid = scores[vid]
+        truth = gt.videos[vid].segments if gt is not None and vid in gt.videos else ()
+        plot_timeline(pictures / f"{vid}.png", vid, fs.scores, grid, run.classes,
+                      [d for d in detections if d.video == vid], truth=truth,
+                      duration_s=source.meta(vid).source.get("duration_s"), top=args.top)
+    print(f"{len(detections)} detections on {len(ids)} videos -> {args.out}, {csv_path}, {pictures}/")
     for d in sorted(detections, key=lambda d: -d.score)[:args.top]:
         print(f"  {d.video}  {d.start_s:8.2f}-{d.end_s:8.2f} s  {d.label:<24} {d.score:.3f}")
     return 0 if summary.ok else 1

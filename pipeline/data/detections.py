@@ -10,6 +10,8 @@ score ties by position, so a round trip through a file must not reorder anything
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -47,6 +49,20 @@ def write_detections(path: str | os.PathLike, detections: Iterable[Detection], v
                      external_data: dict | None = None) -> None:
     """Write ``detections`` as ActivityNet results JSON, atomically (a killed run leaves no half file)."""
     data = json.dumps(detections_to_json(detections, version, external_data)).encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+
+
+CSV_COLUMNS = ("video", "label", "start_s", "end_s", "score")
+
+
+def write_detections_csv(path: str | os.PathLike, detections: Iterable[Detection]) -> None:
+    """``video, label, start_s, end_s, score`` per detection (seconds; best first per video as given), atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for d in detections:
+        writer.writerow([d.video, d.label, f"{d.start_s:.3f}", f"{d.end_s:.3f}", f"{d.score:.6f}"])
+    data = buf.getvalue().encode("utf-8")
     atomic_write(path, lambda f: f.write(data))
 
 

@@ -130,10 +130,10 @@ class LoadedRun:
         return metas
 
     def detect(self, source: FeatureSource, video_ids: Iterable[str], *, preset: str | None = None,
-               overrides: dict | None = None) -> list[Detection]:
+               overrides: dict | None = None, scores_out: dict | None = None) -> list[Detection]:
         """Detections (seconds) of ``video_ids`` from ``source`` with the run's post-processing, or ``preset``,
         with ``overrides`` replacing fields. Each video's segments are clipped to its duration when its features
-        record one."""
+        record one. ``scores_out[video]`` receives each video's :class:`FrameScores` and their grid."""
         spec = self.config.postprocess
         try:
             spec = PostprocessSpec(preset or spec.preset, {**({} if preset else spec.params), **(overrides or {})})
@@ -145,7 +145,7 @@ class LoadedRun:
         metas = self.check_features(source, ids)
         durations = {vid: float(d) for vid, meta in metas.items() if (d := meta.source.get("duration_s"))}
         return infer_videos(self.model, source, ids, self.classes, post, durations=durations, sampler=self.sampler,
-                            device=self.device)
+                            device=self.device, scores_out=scores_out)
 
 
 def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
