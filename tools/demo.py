@@ -220,7 +220,8 @@ def real_detections(benchkit: Path | None, out: Path, seed: int) -> None:
     truth = load_ground_truth(gt)
     res = evaluate_detections(truth, read_detections(det), [0.1, 0.3, 0.5, 0.7], ignore_unknown_labels=True)
     print(format_table(["tIoU", "mAP %"], [[f"{t:g}", 100 * m] for t, m in zip(res.tiou_thresholds, res.mAP)],
-                       title=f"Kinetics baseline on {len(truth.videos)} real video(s), all subsets"))
+                       title=f"Kinetics baseline on {len(truth.videos)} {'real' if benchkit else 'generated'} "
+                             f"video(s), all subsets"))
     print(f"outputs: {det}, {det.with_suffix('.csv')}, {det.with_name(det.stem + '.timelines')}/, run {run}")
 
 
