@@ -170,7 +170,8 @@ def test_empty_and_bad_input():
 
 
 def test_presets():
-    assert PRESETS.names() == ["backtal", "fsn", "segment", "sfnet", "sfnet_code", "sfnet_code_half_range"]
+    assert PRESETS.names() == ["backtal", "fsn", "kinetics", "segment", "sfnet", "sfnet_code",
+                              "sfnet_code_half_range"]
     backtal = PRESETS.get("backtal")
     assert backtal.thresholds == pytest.approx(np.arange(0.0, 0.25, 0.025))  # BackTAL ACT_THRESH_MIN/MAX/STEP
     assert backtal.actionness_thresholds == pytest.approx(np.arange(0.3, 0.8, 0.075))
@@ -179,7 +180,8 @@ def test_presets():
     assert PRESETS.get("fsn").thresholds == pytest.approx(np.arange(0, 11) / 10)  # "from 0 to 1", step 0.1
     sfnet, code = PRESETS.get("sfnet"), PRESETS.get("sfnet_code")
     assert dataclasses.replace(sfnet, video_weight=1.0) == code  # the paper and the code differ only there
-    with pytest.raises(KeyError, match="known: backtal, fsn, segment, sfnet, sfnet_code, sfnet_code_half_range"):
+    with pytest.raises(KeyError, match="known: backtal, fsn, kinetics, segment, sfnet, sfnet_code, "
+                                       "sfnet_code_half_range"):
         PRESETS.get("bsn")
     # segment-level: Sec. 4.7's s_a >= 0 rule with W-TALC's evaluation, the code preset's grouping otherwise
     segment = PRESETS.get("segment")
