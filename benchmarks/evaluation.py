@@ -1,12 +1,22 @@
 #!/usr/bin/env python
-"""Speed of the detection evaluator beside a plain per-detection loop port of the official ActivityNet code
-(:mod:`clicktal.pipeline.evaluation.reference`, the same port the tests compare against).
+"""Speed of the detection evaluator: the whole command against the official ActivityNet code, and the evaluation
+alone against a per-detection loop port of it (:mod:`clicktal.pipeline.evaluation.reference`, the port the tests
+compare against).
 
-    python benchmarks/evaluation.py [--gt groundtruth.json] [--detections 200000] [--repeats 3] [--quick]
+    python benchmarks/evaluation.py [--official ActivityNet/Evaluation] [--detections 212000] [--repeats 3] [--quick]
 
 Random detections on THUMOS14's test videos (mostly jittered copies of ground-truth instances, the rest anywhere
-with any class), 7 tIoUs (0.1:0.7). Both implementations run in the same process on the same input; the table
-gives the median of the repeats, and the run checks that both give the same per-class APs.
+with any class), 7 tIoUs (0.1:0.7), written as one ActivityNet results file.
+
+Whole command: ``tools/evaluate.py`` and the official evaluator each run as a fresh process on that file
+(interpreter start, imports, reading, evaluation). ``--official`` is the ``Evaluation`` folder of a checkout of
+github activitynet/ActivityNet (its ``eval_detection.py`` and ``utils.py``; they need pandas): that code is Python 2,
+so it is converted mechanically into a temporary folder (lib2to3, Python <= 3.12, and ``astype(np.float)`` ->
+``astype(float)`` for numpy >= 1.24) and run as ``ANETdetection(..., check_status=False).evaluate()``. Without
+``--official`` the whole-command row times the in-repo loop port instead, and says so.
+
+Every row runs in this one process's run on the same input, median of the repeats; the run checks that the
+per-class APs are bit-identical.
 """
 from __future__ import annotations
 
@@ -14,15 +24,18 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth
-from clicktal.pipeline.data.detections import Detection, detections_to_json
+from clicktal.pipeline.data.detections import Detection, detections_to_json, write_detections
 from clicktal.pipeline.evaluation.detection import evaluate_detections, parse_tiou
 from clicktal.pipeline.evaluation.reference import reference_anet_detection
 
@@ -67,6 +80,57 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# Prints {"classes": [...], "ap": [[K] per class]} (classes in ground-truth order) for the whole-command check.
+OFFICIAL_RUNNER = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from eval_detection import ANETdetection
+a = ANETdetection(sys.argv[2], sys.argv[3], subset=sys.argv[4], tiou_thresholds=np.array(json.loads(sys.argv[5])),
+                  verbose=False, check_status=False)
+a.evaluate()
+print(json.dumps({"classes": list(a.activity_index), "ap": [a.ap[:, i].tolist() for i in a.activity_index.values()]}))
+"""
+
+PORT_RUNNER = """
+import json, sys
+from clicktal.pipeline.evaluation.reference import reference_anet_detection
+database = json.load(open(sys.argv[2]))["database"]
+results = json.load(open(sys.argv[3]))["results"]
+ap, _ = reference_anet_detection(database, results, sys.argv[4], json.loads(sys.argv[5]))
+print(json.dumps({"classes": list(ap), "ap": [ap[c].tolist() for c in ap]}))
+"""
+
+
+def python3_copy_of_official(evaluation_dir: Path, into: Path) -> Path:
+    """The official Python 2 evaluator converted mechanically to Python 3 in ``into``; nothing else changed."""
+    for name in ("eval_detection.py", "utils.py"):
+        if not (evaluation_dir / name).is_file():
+            raise SystemExit(f"--official {evaluation_dir}: no {name} (give the Evaluation folder of a checkout "
+                             f"of github activitynet/ActivityNet)")
+        shutil.copy(evaluation_dir / name, into / name)
+    out = subprocess.run([sys.executable, "-W", "ignore", "-m", "lib2to3", "-w", "-n", "--no-diffs",
+                          str(into / "eval_detection.py"), str(into / "utils.py")], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"lib2to3 could not convert the official code (it needs Python <= 3.12):\n{out.stderr}")
+    code = (into / "eval_detection.py").read_text().replace("astype(np.float)", "astype(float)")
+    (into / "eval_detection.py").write_text(code)
+    return into
+
+
+def timed_command(cmd: list[str], repeats: int) -> tuple[float, str]:
+    """Median wall time of running ``cmd`` as a fresh process, and its last stdout."""
+    times, stdout = [], ""
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        if out.returncode:
+            raise SystemExit(f"{' '.join(cmd[:3])} ... failed:\n{out.stderr[-3000:]}")
+        stdout = out.stdout
+    return statistics.median(times), stdout
+
+
 def median_time(fn, repeats: int):
     times, result = [], None
     for _ in range(repeats):
@@ -80,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gt", type=Path, default=DEFAULT_GT, help="THUMOS14 ground truth (default: benchkit's)")
     parser.add_argument("--subset", default="test")
-    parser.add_argument("--detections", type=int, default=200_000)
+    parser.add_argument("--detections", type=int, default=212_000)
     parser.add_argument("--tiou", default="0.1:0.7")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="20,000 detections")
+    parser.add_argument("--official", type=Path,
+                        help="the Evaluation folder of a checkout of github activitynet/ActivityNet (needs pandas)")
     args = parser.parse_args(argv)
     n = 20_000 if args.quick else args.detections
 
@@ -103,20 +169,44 @@ def main(argv: list[str] | None = None) -> int:
             lambda: reference_anet_detection(database, results, args.subset, thresholds), args.repeats)
     identical = all(ours.per_class_AP[c] == tuple(ap) for c, ap in loop.items())
 
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        det_file, out_file = tmp / "detections.json", tmp / "results.json"
+        write_detections(det_file, detections)
+        t_cmd, _ = timed_command([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--gt", str(args.gt),
+                                  "--pred", str(det_file), "--subset", args.subset, "--tiou", args.tiou,
+                                  "--out", str(out_file)], args.repeats)
+        cmd_ap = json.loads(out_file.read_text())["per_class_AP"]
+        if args.official:
+            code = python3_copy_of_official(args.official.resolve(), Path(tempfile.mkdtemp(dir=tmp)))
+            other_name = "official ActivityNet `ANETdetection` (pandas, joblib), whole command"
+            runner = OFFICIAL_RUNNER
+        else:
+            code, other_name, runner = tmp, "loop port of the official code, whole command (not the official " \
+                                            "code: pass --official)", PORT_RUNNER
+        t_other, printed = timed_command([sys.executable, "-c", runner, str(code), str(args.gt), str(det_file),
+                                          args.subset, json.dumps(list(thresholds))], args.repeats)
+    other = json.loads(printed)
+    cmd_identical = all(tuple(cmd_ap[c]) == tuple(ap) for c, ap in zip(other["classes"], other["ap"]))
+
     print(f"Detection mAP on {args.gt.name} ({args.subset}: {len(videos)} videos, {n_gt:,} ground-truth segments), "
           f"{n:,} random detections, {len(thresholds)} tIoUs ({args.tiou})")
     print(f"device: {cpu_name()} ({os.cpu_count()} logical CPUs); "
           f"Python {platform.python_version()}, numpy {np.__version__}; "
           f"median of {args.repeats} runs\n")
-    print("| implementation | time (s) | detections / s | speed-up |")
-    print("|---|---:|---:|---:|")
-    for name, t in [("clicktal `evaluate_detections`", t_ours), ("per-detection loop port of the official code",
-                                                                   t_loop)]:
-        print(f"| {name} | {t:.3f} | {n / t:,.0f} | {t_loop / t:.1f}x |")
-    print(f"\nsame result: {'yes' if identical else 'NO'} (per-class AP bit-identical: {identical}; "
+    print("| what is timed | implementation | time (s) | detections / s | speed-up |")
+    print("|---|---|---:|---:|---:|")
+    for what, name, t, base in [
+            ("whole command (fresh process, file in, mAP out)", "clicktal `tools/evaluate.py`", t_cmd, t_other),
+            ("", other_name, t_other, t_other),
+            ("evaluation of parsed detections", "clicktal `evaluate_detections`", t_ours, t_loop),
+            ("", "per-detection loop port of the official code", t_loop, t_loop)]:
+        print(f"| {what} | {name} | {t:.3f} | {n / t:,.0f} | {base / t:.1f}x |")
+    print(f"\nsame result, whole command: {'yes' if cmd_identical else 'NO'} (per-class AP bit-identical: "
+          f"{cmd_identical}); evaluation: {'yes' if identical else 'NO'} (per-class AP bit-identical: {identical}; "
           f"max |mAP difference| {np.max(np.abs(np.array(ours.mAP) - loop_map)):.1e})")
     print("mAP (%): " + ", ".join(f"{t:.1f}: {100 * m:.2f}" for t, m in zip(thresholds, ours.mAP)))
-    return 0 if identical else 1
+    return 0 if identical and cmd_identical else 1
 
 
 if __name__ == "__main__":

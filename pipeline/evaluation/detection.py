@@ -26,17 +26,15 @@ and the floating-point sum of the class mean come out the same.
 """
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
 import warnings
 
 import numpy as np
 
 from clicktal.pipeline.data.annotations import GroundTruth
-from clicktal.pipeline.data.detections import Detection, detections_from_json
+from clicktal.pipeline.data.detections import Detection, DetectionTable, detections_from_json
 from clicktal.pipeline.core.geometry import FeatureGeometry
 
 
@@ -108,7 +106,7 @@ class EvaluationResult:
                 "range_mAP": dict(self.range_mAP)}
 
 
-def evaluate_detections(gt: GroundTruth, detections: Sequence[Detection] | Mapping, tiou_thresholds: Sequence[float],
+def evaluate_detections(gt: GroundTruth, detections: DetectionTable | Sequence[Detection] | Mapping, tiou_thresholds: Sequence[float],
                         subset: str | None = None, ambiguous: Mapping[str, Sequence[tuple[float, float]]] | None = None,
                         ignore_unknown_labels: bool = False) -> EvaluationResult:
     """ActivityNet detection mAP of ``detections`` (or a parsed results JSON mapping) against ``gt``.
@@ -127,27 +125,29 @@ def evaluate_detections(gt: GroundTruth, detections: Sequence[Detection] | Mappi
         raise EvaluationError("no tIoU thresholds given")
     if isinstance(detections, Mapping):
         detections = detections_from_json(detections)
+    if not isinstance(detections, DetectionTable):
+        detections = DetectionTable.from_detections(detections)
     videos = gt.subset(subset)
     classes = gt.classes_in_order(subset)
     if not classes:
         raise EvaluationError(f"{gt.source}: no ground-truth segments in subset {subset!r}")
 
-    # columns; a detection keeps its input position, which decides score ties
+    # codes into the ground truth's classes and videos; a detection keeps its input position, which decides ties
     n_in = len(detections)
-    video_names, labels = [d.video for d in detections], [d.label for d in detections]
     class_index = {c: i for i, c in enumerate(classes)}
-    det_label = np.fromiter(map(class_index.get, labels, repeat(-1)), np.int64, n_in)
-    if (det_label < 0).any() and not ignore_unknown_labels:
-        unknown = Counter(label for label, code in zip(labels, det_label.tolist()) if code < 0)
-        listed = ", ".join(f"{label!r} ({n})" for label, n in unknown.most_common())
+    label_code = np.array([class_index.get(c, -1) for c in detections.labels], np.int64)
+    det_label = label_code[detections.label]
+    if (label_code < 0).any() and not ignore_unknown_labels:
+        unknown = np.bincount(detections.label, minlength=len(detections.labels))
+        listed = ", ".join(f"{detections.labels[c]!r} ({unknown[c]})"
+                           for c in sorted(np.flatnonzero(label_code < 0), key=lambda c: -unknown[c]))
         raise EvaluationError(f"detections with labels that have no ground truth in subset {subset!r} of "
                               f"{gt.source}: {listed}; pass ignore_unknown_labels to drop them")
     video_index = {v: i for i, v in enumerate(videos)}
-    for v in dict.fromkeys(video_names):
+    for v in detections.videos:
         video_index.setdefault(v, len(video_index))
-    det_video = np.fromiter(map(video_index.__getitem__, video_names), np.int64, n_in)
-    det_seg = np.fromiter(((d.start_s, d.end_s) for d in detections), np.dtype((np.float64, 2)), n_in)
-    det_score = np.fromiter((d.score for d in detections), np.float64, n_in)
+    det_video = np.array([video_index[v] for v in detections.videos], np.int64)[detections.video]
+    det_seg, det_score = detections.segment, detections.score
 
     known = det_label >= 0
     unambiguous = (_clear_of_ambiguous(det_video, det_seg, ambiguous, video_index) if ambiguous

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from clicktal.pipeline.data.annotations import GroundTruth, Segment, VideoAnnotation, load_ground_truth, read_ambiguous
-from clicktal.pipeline.data.detections import (Detection, DetectionFileError, detections_from_json, detections_to_json,
-                                          read_detections, write_detections)
+from clicktal.pipeline.data.detections import (Detection, DetectionFileError, DetectionTable, detections_from_json,
+                                               detections_to_json, read_detection_table, read_detections,
+                                               write_detections)
 from clicktal.pipeline.evaluation.detection import (NAMED_RANGES, EvaluationError, evaluate_detections, frame_level_map,
                                           parse_tiou, segment_iou)
 from clicktal.pipeline.evaluation.reference import reference_anet_detection, reference_average_precision_detection
@@ -230,6 +231,56 @@ def test_results_file_errors_name_file_video_and_entry(tmp_path, content, messag
     path.write_text(content)
     with pytest.raises(DetectionFileError, match=f"bad.json: .*{message}"):
         read_detections(path)
+
+
+def test_more_results_file_errors_through_the_fast_reader(tmp_path):
+    # what the strict decoder refuses goes to the entry-by-entry check, which names the entry
+    cases = [('{"results": {"v": [{"label": "A", "score": NaN, "segment": [0, 1]}]}}', "score nan is not a finite"),
+             ('{"results": {"v": [{"label": "A", "score": true, "segment": [0, 1]}]}}', "score True is not a finite"),
+             ('{"results": {"v": [{"label": "A", "score": 1, "segment": [0, 1, 2]}]}}', "result 0: needs"),
+             ('{"results": {"v": [{"label": "A", "score": 1, "segment": [0, 1e999]}]}}', "end inf is not a finite"),
+             ('{"results": {"v": [{"label": "A", "score": 1, "segment": ["0", 1]}]}}', "start '0' is not a finite"),
+             (b'{"results": {"v": [\xff]}}', "not UTF-8 text")]
+    for content, message in cases:
+        path = tmp_path / "bad.json"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(DetectionFileError, match=f"bad.json: .*{message}"):
+            read_detection_table(path)
+
+
+def test_fast_reader_equals_the_json_module_bit_for_bit(tmp_path):
+    """Columns from the msgspec reader are the floats, labels and order that json + detections_from_json give,
+    including integers, a byte-order mark, extra keys, and NaN outside the results (which json reads)."""
+    rng = np.random.default_rng(3)
+    results = {f"v{v}": [{"label": f"c{rng.integers(4)}", "score": float(rng.random()) if k % 3 else int(k % 2),
+                          "segment": [float(rng.random() * 1e3) / 7, 1e3 + k * 0.1], "extra": [1, {"x": None}]}
+                         for k in range(int(rng.integers(1, 30)))] for v in [5, 2, 9, 0]}
+    text = json.dumps({"version": "x", "results": results, "external_data": {}})
+    expected = detections_from_json(json.loads(text))
+    for name, content in [("plain.json", text.encode()), ("bom.json", b"\xef\xbb\xbf" + text.encode()),
+                          ("nan.json", text.replace('"external_data": {}', '"external_data": NaN').encode())]:
+        (tmp_path / name).write_bytes(content)
+        table = read_detection_table(tmp_path / name)
+        assert list(table) == expected, name
+        assert table.videos == ("v5", "v2", "v9", "v0") and table.segment.dtype == np.float64
+        assert table.segment.tobytes() == np.array([(d.start_s, d.end_s) for d in expected]).tobytes()
+    assert read_detections(tmp_path / "plain.json") == expected
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"results": {}}')
+    assert len(read_detection_table(empty)) == 0
+
+
+@pytest.mark.filterwarnings("ignore::clicktal.pipeline.evaluation.detection.EvaluationWarning")  # random detections
+def test_table_and_list_inputs_evaluate_identically(benchkit, tmp_path):
+    path = benchkit / "thumos14" / "groundtruth.json"
+    results = random_results(json.loads(path.read_text())["database"], np.random.default_rng(5), 6000,
+                             quantize=True)
+    (tmp_path / "dets.json").write_text(json.dumps(results))
+    gt, thresholds = load_ground_truth(path), parse_tiou("0.1:0.7")
+    from_list = evaluate_detections(gt, detections_from_json(results), thresholds, subset="test")
+    from_table = evaluate_detections(gt, read_detection_table(tmp_path / "dets.json"), thresholds, subset="test")
+    assert from_table == from_list
+    assert DetectionTable.from_detections([]).segment.shape == (0, 2)
 
 
 def test_missing_results_file(tmp_path):
