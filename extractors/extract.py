@@ -35,7 +35,7 @@ from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta
 
 from .decode import BACKENDS, Video, VideoError
 from .diskio import DISK_FULL, describe_disk_full, disk_full_error, naming
-from .flow import FLOW_DEVICES, FLOW_IMPLEMENTATIONS, FlowComputer, flow_implementation
+from .flow import FLOW_DEVICES, FLOW_IMPLEMENTATIONS, FLOW_METHODS, FlowComputer, flow_implementation
 from .flowio import SAVE_FLOW_FORMATS, FlowWriter
 from .locks import VideoLock
 from .snippets import SnippetAssembler, centre_crop
@@ -58,6 +58,7 @@ class ExtractionConfig:
     decoder: str = "pyav"  # pyav | decord
     resize: int = 256  # shorter side after resizing
     crop: int = 224  # centre crop (square)
+    flow: str = "auto"  # auto | opencv | tvl1-torch (TV-L1 implementation)
     flow_device: str = "auto"  # auto | cpu | cuda (TV-L1)
     flow_size: int | None = None  # smoke tests only: TV-L1 at this shorter side, upsampled (None = at `resize`)
     flow_workers: int = 1  # processes for TV-L1 within one video (CPU)
@@ -80,6 +81,8 @@ class ExtractionConfig:
             problems.append(f"features {self.features!r} (choose from {FEATURES})")
         if self.decoder not in BACKENDS:
             problems.append(f"decoder {self.decoder!r} (choose from {BACKENDS})")
+        if self.flow not in FLOW_METHODS:
+            problems.append(f"flow {self.flow!r} (choose from {FLOW_METHODS})")
         if self.flow_device not in FLOW_DEVICES:
             problems.append(f"flow_device {self.flow_device!r} (choose from {FLOW_DEVICES})")
         if self.precision not in PRECISIONS:
@@ -104,8 +107,8 @@ class ExtractionConfig:
     def signature(self, flow_impl: str | None = None) -> dict:
         """The choices that change the numbers; a cached video with another signature is not reused.
 
-        ``flow_impl`` is the TV-L1 implementation that ran (default: what ``flow_device`` resolves to on this
-        machine; ``auto`` is never recorded as such)."""
+        ``flow_impl`` is the TV-L1 implementation that ran (default: what ``flow`` on ``flow_device`` resolves to
+        on this machine; ``auto`` is never recorded as such)."""
         from .networks import FLOW_FEATURES
 
         keys = ("features", "fps", "window", "stride", "resize", "crop", "flow_size", "precision", "random_init",
@@ -116,7 +119,7 @@ class ExtractionConfig:
         if self.features != "tsn":
             sig.pop("tsn_arch")
         if self.features in FLOW_FEATURES:
-            sig["flow_impl"] = flow_impl or flow_implementation(self.flow_device)
+            sig["flow_impl"] = flow_impl or flow_implementation(self.flow, self.flow_device)
         return sig
 
     def model_key(self) -> tuple:
@@ -231,7 +234,8 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
     assembler = SnippetAssembler(config.window, config.stride, config.batch_size, needs_flow)
     writer = FlowWriter(Path(flow_dir), video_id or path.stem, config.save_flow) if (
         flow_dir and config.save_flow and needs_flow) else None
-    flow_cm = FlowComputer(config.flow_device, config.flow_workers, config.flow_size) if needs_flow else \
+    flow_cm = FlowComputer(config.flow_device, config.flow_workers, config.flow_size, config.flow) if needs_flow \
+        else \
         contextlib.nullcontext()
     try:
         with Video(path, config.decoder) as video, flow_cm as flow:
@@ -255,7 +259,7 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
                 rows.append(extractor(rgb, fl))
             stats, info = video.stats, video.info
             flow_info = flow.describe() if needs_flow else None
-            flow_impl = FLOW_IMPLEMENTATIONS[flow.device] if needs_flow else None
+            flow_impl = flow.implementation if needs_flow else None
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -363,8 +367,8 @@ def cached_state(cache: FeatureCache, video_id: str, config: ExtractionConfig, f
     asked = json.loads(json.dumps(config.signature()))
     theirs = dict(meta.options.get("signature") or {})
     device = (meta.options.get("flow") or {}).get("device")
-    if "flow_impl" in asked and "flow_impl" not in theirs and device in FLOW_IMPLEMENTATIONS:
-        theirs["flow_impl"] = FLOW_IMPLEMENTATIONS[device]  # a sidecar from before the key: the device it ran on
+    if "flow_impl" in asked and "flow_impl" not in theirs and ("opencv", device) in FLOW_IMPLEMENTATIONS:
+        theirs["flow_impl"] = FLOW_IMPLEMENTATIONS["opencv", device]  # a sidecar from before the key: OpenCV's
     if theirs != asked:
         diff = {k: (theirs.get(k), asked.get(k)) for k in sorted({*theirs, *asked}) if theirs.get(k) != asked.get(k)}
         return f"conflict:cached with other options (cached vs asked: {diff})"

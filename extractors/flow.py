@@ -13,11 +13,18 @@
   field (values scaled by the size ratio, so magnitudes stay in resized-frame pixels). ``None`` is the faithful
   default.
 
-Devices: the CPU path runs in ``workers`` processes (joblib/loky; OpenCV threads do not speed TV-L1 up, processes
-do), each on a contiguous block of frame pairs. The CUDA path (``cv2.cuda.OpticalFlowDual_TVL1``) needs an OpenCV
-build with CUDA and a visible GPU; asking for it without one falls back to the CPU with a warning. The two are
-different implementations (the CUDA one has no median filtering), so the one that ran is part of the options a
-rerun compares (:func:`flow_implementation`).
+Implementations (``method`` x ``device``), each recorded in the cache signature so that a cache never mixes them:
+
+* ``opencv`` on the CPU: ``cv2.optflow.DualTVL1OpticalFlow`` in ``workers`` processes (joblib/loky; OpenCV threads
+  do not speed TV-L1 up, processes do), each on a contiguous block of frame pairs;
+* ``opencv`` on CUDA: ``cv2.cuda.OpticalFlowDual_TVL1``, which needs an OpenCV built with CUDA (no median
+  filtering there, so its flow differs);
+* ``tvl1-torch`` on the CPU or CUDA: the same algorithm as OpenCV's CPU one written in torch
+  (:mod:`.tvl1_torch`), batched over frame pairs; it runs on any CUDA torch install.
+
+``method="auto"`` (the default) takes OpenCV CUDA when it is there, else torch's TV-L1 on the GPU when torch sees
+one (``device`` auto or cuda), else OpenCV on the CPU. Asking for CUDA where neither can have it warns and runs on
+the CPU.
 """
 from __future__ import annotations
 
@@ -25,8 +32,10 @@ import warnings
 
 import cv2
 import numpy as np
+import torch
 
 from .decode import resize_short_side
+from .tvl1_torch import default_batch_pairs, tvl1_flow
 
 FLOW_CLIP = 20.0
 
@@ -47,8 +56,14 @@ TVL1_PARAMS = {
 }
 
 FLOW_DEVICES = ("auto", "cpu", "cuda")
-# The implementation each device runs: recorded in the cache signature, so a cache never mixes them.
-FLOW_IMPLEMENTATIONS = {"cpu": "cv2.optflow.DualTVL1OpticalFlow", "cuda": "cv2.cuda.OpticalFlowDual_TVL1"}
+FLOW_METHODS = ("auto", "opencv", "tvl1-torch")
+# (method, device) -> the implementation recorded in the cache signature
+FLOW_IMPLEMENTATIONS = {
+    ("opencv", "cpu"): "cv2.optflow.DualTVL1OpticalFlow",
+    ("opencv", "cuda"): "cv2.cuda.OpticalFlowDual_TVL1",
+    ("tvl1-torch", "cpu"): "clicktal.extractors.tvl1_torch (cpu)",
+    ("tvl1-torch", "cuda"): "clicktal.extractors.tvl1_torch (cuda)",
+}
 
 
 def cuda_flow_available() -> bool:
@@ -59,28 +74,37 @@ def cuda_flow_available() -> bool:
         return False
 
 
-def resolve_flow_device(requested: str, warn: bool = True) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda`` without CUDA OpenCV warns and gives ``cpu``."""
-    if requested not in FLOW_DEVICES:
-        raise ValueError(f"unknown flow device {requested!r}; choose from {FLOW_DEVICES}")
-    if requested == "cpu":
-        return "cpu"
-    if cuda_flow_available():
-        return "cuda"
-    if requested == "cuda" and warn:
-        warnings.warn(
-            "--flow-device cuda: this OpenCV has no CUDA support or sees no GPU "
-            f"(cv2 {cv2.__version__}, cv2.cuda.getCudaEnabledDeviceCount() == 0); computing TV-L1 on the CPU. "
-            "Build OpenCV with CUDA and contrib (see docker/Dockerfile.cuda) for the GPU path.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return "cpu"
+def torch_cuda_available() -> bool:
+    return torch.cuda.is_available()
 
 
-def flow_implementation(requested: str) -> str:
-    """The TV-L1 implementation that ``requested`` (auto | cpu | cuda) runs on this machine."""
-    return FLOW_IMPLEMENTATIONS[resolve_flow_device(requested, warn=False)]
+def resolve_flow(method: str = "auto", device: str = "auto", warn: bool = True) -> tuple[str, str]:
+    """The ``(method, device)`` that ``method`` (auto | opencv | tvl1-torch) on ``device`` (auto | cpu | cuda)
+    runs on this machine (see the module docstring)."""
+    if method not in FLOW_METHODS:
+        raise ValueError(f"unknown flow method {method!r}; choose from {FLOW_METHODS}")
+    if device not in FLOW_DEVICES:
+        raise ValueError(f"unknown flow device {device!r}; choose from {FLOW_DEVICES}")
+    if device != "cpu":
+        if method in ("auto", "opencv") and cuda_flow_available():
+            return "opencv", "cuda"
+        if method in ("auto", "tvl1-torch") and torch_cuda_available():
+            return "tvl1-torch", "cuda"
+        if device == "cuda" and warn:
+            warnings.warn(
+                f"--flow-device cuda: no CUDA TV-L1 here for --flow {method} (OpenCV {cv2.__version__} has no CUDA "
+                f"or sees no GPU; torch.cuda.is_available() is {torch_cuda_available()}); computing TV-L1 on the "
+                f"CPU. On a GPU, --flow tvl1-torch needs only a CUDA torch; OpenCV's CUDA TV-L1 needs OpenCV built "
+                f"with CUDA and contrib (docker/Dockerfile.cuda).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return ("opencv" if method == "auto" else method), "cpu"
+
+
+def flow_implementation(method: str = "auto", device: str = "auto") -> str:
+    """The TV-L1 implementation that ``method`` on ``device`` runs on this machine."""
+    return FLOW_IMPLEMENTATIONS[resolve_flow(method, device, warn=False)]
 
 
 # TVL1_PARAMS key -> setter of cv2.optflow.DualTVL1OpticalFlow
@@ -109,7 +133,8 @@ def _cuda_tvl1():
 
 
 def tvl1_block(grays: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Raw TV-L1 flow in pixels for consecutive pairs of ``grays`` ``[n + 1, H, W]`` uint8 -> ``[n, H, W, 2]``.
+    """Raw OpenCV TV-L1 flow in pixels for consecutive pairs of ``grays`` ``[n + 1, H, W]`` uint8 ->
+    ``[n, H, W, 2]``.
 
     Module-level so that worker processes can run it. A pair of identical frames gets exactly zero flow without
     running TV-L1."""
@@ -130,6 +155,31 @@ def tvl1_block(grays: np.ndarray, device: str = "cpu") -> np.ndarray:
     tv = _cpu_tvl1()
     for i in range(n):
         out[i] = 0 if np.array_equal(grays[i], grays[i + 1]) else tv.calc(grays[i], grays[i + 1], None)
+    return out
+
+
+# TVL1_PARAMS key -> keyword of tvl1_flow
+_TORCH_KEYWORDS = {key: ("lambda_" if key == "lambda" else key) for key in TVL1_PARAMS}
+
+
+def tvl1_torch_block(grays: np.ndarray, device: str = "cpu", batch_pairs: int | None = None) -> np.ndarray:
+    """Raw torch TV-L1 flow (:func:`.tvl1_torch.tvl1_flow`) for consecutive pairs of ``grays`` ``[n + 1, H, W]``
+    uint8 -> ``[n, H, W, 2]``, ``batch_pairs`` pairs at a time (default: what fits the device's memory); identical
+    frames get exactly zero flow, as in :func:`tvl1_block`."""
+    n = len(grays) - 1
+    out = np.zeros((max(n, 0), *grays.shape[1:], 2), np.float32)
+    moving = [i for i in range(n) if not np.array_equal(grays[i], grays[i + 1])]
+    if not moving:
+        return out
+    dev = torch.device(device)
+    batch = batch_pairs or default_batch_pairs(*grays.shape[1:], dev)
+    frames = torch.from_numpy(np.ascontiguousarray(grays))
+    params = {_TORCH_KEYWORDS[k]: v for k, v in TVL1_PARAMS.items()}
+    with torch.inference_mode():
+        for a in range(0, len(moving), batch):
+            idx = torch.tensor(moving[a:a + batch])
+            flow = tvl1_flow(frames[idx].to(dev), frames[idx + 1].to(dev), **params)
+            out[moving[a:a + batch]] = flow.cpu().numpy()
     return out
 
 
@@ -175,16 +225,24 @@ class FlowComputer:
     """Turns resized RGB frames into scaled flow, streaming: feed chunks, get the flows of every frame whose
     successor has been seen; :meth:`finish` returns the last frame's (repeated) flow.
 
-    ``workers`` > 1 splits each chunk's pairs across that many processes (CPU only).
+    ``method`` and ``device`` pick the implementation (:func:`resolve_flow`). ``workers`` > 1 splits each chunk's
+    pairs across that many processes (OpenCV on the CPU); ``batch_pairs`` bounds the pairs torch's TV-L1 holds at
+    once (default: what fits the device's memory).
     """
 
-    def __init__(self, device: str = "cpu", workers: int = 1, flow_size: int | None = None):
-        self.device = resolve_flow_device(device)
-        self.workers = max(1, int(workers)) if self.device == "cpu" else 1
+    def __init__(self, device: str = "cpu", workers: int = 1, flow_size: int | None = None, method: str = "auto",
+                 batch_pairs: int | None = None):
+        self.method, self.device = resolve_flow(method, device)
+        self.workers = max(1, int(workers)) if (self.method, self.device) == ("opencv", "cpu") else 1
         self.flow_size = flow_size
+        self.batch_pairs = batch_pairs
         self._last_gray: np.ndarray | None = None
         self._last_flow: np.ndarray | None = None
         self._parallel = None
+
+    @property
+    def implementation(self) -> str:
+        return FLOW_IMPLEMENTATIONS[self.method, self.device]
 
     def __enter__(self) -> "FlowComputer":
         if self.workers > 1:
@@ -207,6 +265,8 @@ class FlowComputer:
 
     def _raw(self, grays: np.ndarray) -> np.ndarray:
         n = len(grays) - 1
+        if self.method == "tvl1-torch":
+            return tvl1_torch_block(grays, self.device, self.batch_pairs)
         if self._parallel is None or n < 2:
             return tvl1_block(grays, self.device)
         from joblib import delayed
@@ -247,8 +307,12 @@ class FlowComputer:
 
     def describe(self) -> dict:
         """The flow choices, for the cache metadata."""
+        version = f"opencv {cv2.__version__}" if self.method == "opencv" else f"torch {torch.__version__}"
         return {
-            "algorithm": f"TV-L1 (OpenCV Dual TV-L1, {FLOW_IMPLEMENTATIONS[self.device]})",
+            "algorithm": "Dual TV-L1 (Zach et al. 2007, Wedel et al. 2009; OpenCV's DualTVL1OpticalFlow)",
+            "implementation": self.implementation,
+            "method": self.method,
+            "version": version,
             "device": self.device,
             "params": dict(TVL1_PARAMS),
             "input": "grayscale of the resized frame (before the centre crop)",

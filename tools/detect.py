@@ -22,7 +22,7 @@ from pathlib import Path
 
 from clicktal.extractors.decode import find_videos
 from clicktal.extractors.extract import ExtractionConfig, planned_contract
-from clicktal.extractors.flow import FLOW_IMPLEMENTATIONS
+from clicktal.extractors.flow import FLOW_DEVICES, FLOW_IMPLEMENTATIONS, FLOW_METHODS
 from clicktal.extractors.networks import FEATURES
 from clicktal.extractors.runner import extract_folder
 from clicktal.extractors.weights import WeightsError
@@ -41,10 +41,11 @@ def extraction_config(run, args) -> ExtractionConfig:
     options = dict(run.extraction or {})
     # the TV-L1 implementation that made the training features runs again (CPU and CUDA TV-L1 differ)
     impl = options.pop("flow_impl", None)
-    device = {v: k for k, v in FLOW_IMPLEMENTATIONS.items()}.get(impl)
-    config = ExtractionConfig(**options, **({"flow_device": device} if device else {}))
+    method, device = {v: k for k, v in FLOW_IMPLEMENTATIONS.items()}.get(impl, (None, None))
+    config = ExtractionConfig(**options, **({"flow": method, "flow_device": device} if device else {}))
     given = {"features": args.features, "weights_dir": args.weights_dir, "flow_size": args.flow_size,
-             "flow_device": args.flow_device, "device": args.device, "random_init": args.random_init or None}
+             "flow": args.flow, "flow_device": args.flow_device, "device": args.device,
+             "random_init": args.random_init or None}
     return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -59,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-init", action="store_true", help="untrained extractor: smoke tests only")
     p.add_argument("--flow-size", type=int, help="TV-L1 at this shorter side (default: the run's)")
     p.add_argument("--device", help="torch device of the extractor (default: cpu)")
-    p.add_argument("--flow-device", choices=("auto", "cpu", "cuda"),
+    p.add_argument("--flow", choices=FLOW_METHODS,
                    help="TV-L1 implementation (default: the one that made the run's features)")
+    p.add_argument("--flow-device", choices=FLOW_DEVICES,
+                   help="where TV-L1 runs (default: where the run's features were made)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--top", type=int, default=10, help="detections to print and to draw per video")
     p.add_argument("--gt", help="ActivityNet-schema ground truth: drawn on the timelines")

@@ -19,6 +19,7 @@ import warnings
 
 from clicktal.extractors.diskio import describe_os_error
 from clicktal.extractors.extract import ExtractionConfig
+from clicktal.extractors.flow import FLOW_DEVICES, FLOW_METHODS
 from clicktal.extractors.flowio import SAVE_FLOW_FORMATS
 from clicktal.extractors.networks import FEATURES
 from clicktal.extractors.runner import PARALLEL_BACKENDS, extract_folder
@@ -38,8 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="torch device for the networks: cpu, cuda, cuda:N")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision,
                    help="network precision (bf16 = autocast where the device supports it)")
-    p.add_argument("--flow-device", choices=("auto", "cpu", "cuda"), default=d.flow_device,
-                   help="TV-L1 on the CPU or with OpenCV CUDA (auto: CUDA when OpenCV has it and sees a GPU)")
+    p.add_argument("--flow", choices=FLOW_METHODS, default=d.flow,
+                   help="TV-L1 implementation: opencv, or tvl1-torch (the same algorithm in torch, batched; runs on "
+                        "any CUDA torch); auto: OpenCV CUDA, else tvl1-torch on a GPU, else OpenCV on the CPU")
+    p.add_argument("--flow-device", choices=FLOW_DEVICES, default=d.flow_device,
+                   help="where TV-L1 runs (auto: a GPU when one of the implementations can use it)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes: videos run in parallel; with fewer videos than workers, TV-L1 of one video "
                         "is split across them")
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             args.videos, args.out, workers=args.workers, backend=args.backend, scheduler=args.scheduler,
             shard=args.shard, overwrite=args.overwrite, progress=not args.no_progress,
             features=args.features, fps=args.fps, window=args.window, stride=args.stride, device=args.device,
-            precision=args.precision, flow_device=args.flow_device, weights_dir=args.weights_dir,
+            precision=args.precision, flow=args.flow, flow_device=args.flow_device, weights_dir=args.weights_dir,
             random_init=args.random_init, seed=args.seed, decoder=args.decoder, resize=args.resize, crop=args.crop,
             flow_size=args.flow_size, tsn_arch=args.tsn_arch, batch_size=args.batch_size, save_flow=args.save_flow,
         )

@@ -101,13 +101,29 @@ def test_snippet_alignment_with_rgb(tmp_path):
 
 def test_cuda_flow_falls_back_with_a_warning(monkeypatch):
     monkeypatch.setattr(F, "cuda_flow_available", lambda: False)
-    with pytest.warns(RuntimeWarning, match="no CUDA"):
-        assert F.resolve_flow_device("cuda") == "cpu"
+    monkeypatch.setattr(F, "torch_cuda_available", lambda: False)
+    for method in F.FLOW_METHODS:
+        with pytest.warns(RuntimeWarning, match="no CUDA"):
+            assert F.resolve_flow(method, "cuda")[1] == "cpu"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert F.resolve_flow_device("auto") == "cpu"
+        assert F.resolve_flow("auto", "auto") == ("opencv", "cpu")
+        assert F.resolve_flow("tvl1-torch", "auto") == ("tvl1-torch", "cpu")
     with pytest.raises(ValueError):
-        F.resolve_flow_device("tpu")
+        F.resolve_flow("auto", "tpu")
+    with pytest.raises(ValueError):
+        F.resolve_flow("raft", "cpu")
+
+
+def test_auto_takes_torch_tvl1_on_a_gpu_without_opencv_cuda(monkeypatch):
+    monkeypatch.setattr(F, "cuda_flow_available", lambda: False)
+    monkeypatch.setattr(F, "torch_cuda_available", lambda: True)
+    assert F.resolve_flow("auto", "auto") == ("tvl1-torch", "cuda")
+    assert F.resolve_flow("auto", "cpu") == ("opencv", "cpu")
+    assert F.resolve_flow("opencv", "auto") == ("opencv", "cpu")  # asked for OpenCV: its CPU version
+    monkeypatch.setattr(F, "cuda_flow_available", lambda: True)
+    assert F.resolve_flow("auto", "cuda") == ("opencv", "cuda")
+    assert F.resolve_flow("tvl1-torch", "cuda") == ("tvl1-torch", "cuda")
 
 
 def test_every_tvl1_parameter_reaches_opencv():

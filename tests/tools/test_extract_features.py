@@ -124,3 +124,24 @@ def test_real_sample_videos_end_to_end(benchkit, tmp_path):
         assert np.isfinite(feats).all() and feats.std() > 0
         assert meta.weights_sha256 == {"rgb": "untrained", "flow": "untrained"}
     assert cache.read_meta("v_GGSY1Qvo990").source["native_fps"] == pytest.approx(981 / 50)
+
+
+def test_flow_tvl1_torch_is_recorded_and_not_mixed_with_opencv(tool, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    tv.write_video(videos / "v.mp4", tv.translating(64, 48, dx=2), 10)
+    out = tmp_path / "cache"
+    assert tool.main([str(videos), "--out", str(out), "--flow", "tvl1-torch", *SMALL]) == 0
+    meta = FeatureCache(out).read_meta("v")
+    assert meta.options["signature"]["flow_impl"] == "clicktal.extractors.tvl1_torch (cpu)"
+    assert meta.options["flow"]["method"] == "tvl1-torch" and meta.options["flow"]["version"].startswith("torch ")
+    torch_feats, _ = FeatureCache(out).read("v")
+    assert tool.main([str(videos), "--out", str(out), "--flow", "opencv", *SMALL]) == 1
+    assert "flow_impl" in capsys.readouterr().out
+    assert tool.main([str(videos), "--out", str(tmp_path / "cv"), "--flow", "opencv", *SMALL]) == 0
+    cv_feats, _ = FeatureCache(tmp_path / "cv").read("v")
+    # the same algorithm: flow-stream features of the same untrained network agree closely
+    flow = slice(*meta.streams["flow"])
+    cos = (torch_feats[:, flow] * cv_feats[:, flow]).sum(1) / (
+        np.linalg.norm(torch_feats[:, flow], axis=1) * np.linalg.norm(cv_feats[:, flow], axis=1))
+    assert cos.min() > 0.999
