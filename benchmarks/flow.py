@@ -152,41 +152,65 @@ def timed(fn, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def opencv_pairs(first: np.ndarray, second: np.ndarray) -> list[np.ndarray]:
+    cv2.setNumThreads(1)
+    tv = F._cpu_tvl1()
+    return [tv.calc(a, b, None) for a, b in zip(first, second)]
+
+
+def opencv_cuda_pairs(first: np.ndarray, second: np.ndarray) -> list[np.ndarray]:
+    tv, g0, g1 = F._cuda_tvl1(), cv2.cuda_GpuMat(), cv2.cuda_GpuMat()
+    out = []
+    for a, b in zip(first, second):
+        g0.upload(a)
+        g1.upload(b)
+        out.append(tv.calc(g0, g1, None).download())
+    return out
+
+
+def torch_pairs(first: np.ndarray, second: np.ndarray, batch: int, device: str) -> np.ndarray:
+    out = []
+    with torch.inference_mode():
+        for k in range(0, len(first), batch):
+            a = torch.from_numpy(first[k:k + batch]).to(device)
+            b = torch.from_numpy(second[k:k + batch]).to(device)
+            out.append(tvl1_flow(a, b, **PARAMS).cpu().numpy())
+    return np.concatenate(out)
+
+
 def speed(pairs: int, gpu_batches: tuple[int, ...], repeats: int) -> None:
     from joblib import Parallel, delayed
 
-    need = max(pairs, *gpu_batches) + 1 if torch.cuda.is_available() else pairs + 1
-    source = gray_frames(VIDEOS[0], min(need, 240), 256)
-    moving = [k for k in range(len(source) - 1) if not np.array_equal(source[k], source[k + 1])]
-    if len(moving) < len(source) - 1:  # identical frames would be skipped (zero flow) and inflate the rates
-        raise SystemExit(f"{VIDEOS[0]}: {len(source) - 1 - len(moving)} held frames among the benchmark's pairs")
-    while len(source) < need:  # long batches reuse the clip's pairs, forwards and backwards
-        source = np.concatenate([source, source[::-1][1:]])
+    need = max(pairs, *gpu_batches) if torch.cuda.is_available() else pairs
+    gray = gray_frames(VIDEOS[0], 121, 256)
+    moving = [k for k in range(len(gray) - 1) if not np.array_equal(gray[k], gray[k + 1])]  # held frames: no flow
+    order = (moving * (need // len(moving) + 1))[:need]  # long batches reuse the clip's pairs
     rows = []
     for h, w in ((224, 224), (256, 340)):
-        y, x = (source.shape[1] - h) // 2, (source.shape[2] - w) // 2
-        frames = np.ascontiguousarray(source[:, y:y + h, x:x + w])
-        cpu = frames[:pairs + 1]
-        runs = [("OpenCV CPU, 1 process", pairs, lambda: F.tvl1_block(cpu)),
+        y, x = (gray.shape[1] - h) // 2, (gray.shape[2] - w) // 2
+        crop = np.ascontiguousarray(gray[:, y:y + h, x:x + w])
+        first, second = crop[order], crop[[k + 1 for k in order]]
+        a, b = first[:pairs], second[:pairs]
+        half = pairs // 2
+        runs = [("OpenCV CPU, 1 process", pairs, lambda: opencv_pairs(a, b)),
                 ("OpenCV CPU, 2 processes", pairs, lambda: Parallel(n_jobs=2)(
-                    delayed(F.tvl1_block)(part) for part in (cpu[:pairs // 2 + 1], cpu[pairs // 2:]))),
+                    delayed(opencv_pairs)(a[s], b[s]) for s in (slice(0, half), slice(half, pairs)))),
                 (f"torch CPU ({torch.get_num_threads()} threads), batch 1", pairs,
-                 lambda: F.tvl1_torch_block(cpu, "cpu", 1)),
+                 lambda: torch_pairs(a, b, 1, "cpu")),
                 (f"torch CPU ({torch.get_num_threads()} threads), batch {pairs}", pairs,
-                 lambda: F.tvl1_torch_block(cpu, "cpu", pairs))]
+                 lambda: torch_pairs(a, b, pairs, "cpu"))]
         if torch.cuda.is_available():
-            for b in gpu_batches:
-                runs.append((f"torch CUDA ({torch.cuda.get_device_name(0)}), batch {b}", b,
-                             lambda b=b: F.tvl1_torch_block(frames[:b + 1], "cuda", b)))
+            for n in gpu_batches:
+                runs.append((f"torch CUDA ({torch.cuda.get_device_name(0)}), batch {n}", n,
+                             lambda n=n: torch_pairs(first[:n], second[:n], n, "cuda")))
         if F.cuda_flow_available():
-            runs.append(("OpenCV CUDA", pairs, lambda: F.tvl1_block(cpu, "cuda")))
+            runs.append(("OpenCV CUDA", pairs, lambda: opencv_cuda_pairs(a, b)))
         base = None
         for name, n, fn in runs:
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
             t = timed(fn, repeats)
-            peak = f"{torch.cuda.max_memory_allocated() / 2 ** 30:.2f}" if "CUDA" in name and "torch" in name \
-                else "-"
+            peak = f"{torch.cuda.max_memory_allocated() / 2 ** 30:.2f}" if name.startswith("torch CUDA") else "-"
             base = base or n / t
             rows.append([f"{w} x {h}", name, n, f"{n / t:.2f}", f"{n / t / base:.2f}x", peak])
         if not torch.cuda.is_available():

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", choices=FLOW_METHODS, default=d.flow,
                    help="TV-L1 implementation: opencv, or tvl1-torch (the same algorithm in torch, batched; runs on "
                         "any CUDA torch); auto: OpenCV CUDA, else tvl1-torch on a GPU, else OpenCV on the CPU")
+    p.add_argument("--chunk-frames", type=int, default=d.chunk_frames,
+                   help="frames decoded at a time (bounds memory; tvl1-torch batches each chunk's frame pairs, "
+                        "default: %(default)s)")
     p.add_argument("--flow-device", choices=FLOW_DEVICES, default=d.flow_device,
                    help="where TV-L1 runs (auto: a GPU when one of the implementations can use it)")
     p.add_argument("--workers", type=int, default=1,
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             features=args.features, fps=args.fps, window=args.window, stride=args.stride, device=args.device,
             precision=args.precision, flow=args.flow, flow_device=args.flow_device, weights_dir=args.weights_dir,
             random_init=args.random_init, seed=args.seed, decoder=args.decoder, resize=args.resize, crop=args.crop,
-            flow_size=args.flow_size, tsn_arch=args.tsn_arch, batch_size=args.batch_size, save_flow=args.save_flow,
+            flow_size=args.flow_size, chunk_frames=args.chunk_frames, tsn_arch=args.tsn_arch,
+            batch_size=args.batch_size, save_flow=args.save_flow,
         )
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)

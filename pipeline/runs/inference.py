@@ -131,12 +131,13 @@ class LoadedRun:
 
     def detect(self, source: FeatureSource, video_ids: Iterable[str], *, preset: str | None = None,
                overrides: dict | None = None, scores_out: dict | None = None) -> list[Detection]:
-        """Detections (seconds) of ``video_ids`` from ``source`` with the run's post-processing, or ``preset``,
-        with ``overrides`` replacing fields. Each video's segments are clipped to its duration when its features
+        """Detections (seconds) of ``video_ids`` from ``source`` with the run's post-processing, or ``preset``
+        with the run's own overrides kept (a preset asked for on a tuned run must not silently drop its tuning),
+        with ``overrides`` replacing fields on top. Each video's segments are clipped to its duration when its features
         record one. ``scores_out[video]`` receives each video's :class:`FrameScores` and their grid."""
         spec = self.config.postprocess
         try:
-            spec = PostprocessSpec(preset or spec.preset, {**({} if preset else spec.params), **(overrides or {})})
+            spec = PostprocessSpec(preset or spec.preset, {**spec.params, **(overrides or {})})
         except FieldError as e:
             raise ConfigError(f"postprocess.{e.key} (the run's, with the preset / overrides given): "
                               f"{e.reason}") from None

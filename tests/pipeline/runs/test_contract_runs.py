@@ -63,3 +63,25 @@ def test_matching_features_pass(run):
     loaded = load_run(root / "run")
     source = open_features(root / "feats")
     assert isinstance(loaded.detect(source, source.ids()[:2]), list)
+
+
+def test_a_preset_on_the_command_line_keeps_the_runs_overrides(run, monkeypatch):
+    """--preset X on a run whose config tunes the post-processing keeps that tuning (here a class rule); a
+    command-line override still wins."""
+    import dataclasses
+
+    from clicktal.pipeline.runs import inference
+    from clicktal.pipeline.runs.schema import PostprocessSpec, postprocess_config
+
+    root, _ = run
+    loaded = load_run(root / "run")
+    tuned = dataclasses.replace(loaded.config, postprocess=PostprocessSpec("sfnet", {"class_threshold": 0.37}))
+    monkeypatch.setattr(loaded, "config", tuned)
+    seen = []
+    monkeypatch.setattr(inference, "infer_videos", lambda model, source, ids, classes, post, **kw: seen.append(post))
+    source = open_features(root / "feats")
+    loaded.detect(source, source.ids()[:1], preset="sfnet_code")
+    loaded.detect(source, source.ids()[:1], preset="sfnet_code", overrides={"class_threshold": 0.2})
+    assert seen[0] == postprocess_config(PostprocessSpec("sfnet_code", {"class_threshold": 0.37}))
+    assert seen[1] == postprocess_config(PostprocessSpec("sfnet_code", {"class_threshold": 0.2}))
+    assert seen[0] != postprocess_config(PostprocessSpec("sfnet_code"))
