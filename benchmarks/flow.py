@@ -34,6 +34,7 @@ from extraction import BENCHKIT, device_line, table  # noqa: E402
 
 from clicktal.extractors import flow as F  # noqa: E402
 from clicktal.extractors.decode import Video  # noqa: E402
+from clicktal.extractors.testvideos import affine_motion_pair  # noqa: E402
 from clicktal.extractors.i3d import InceptionI3d  # noqa: E402
 from clicktal.extractors.networks import init_untrained  # noqa: E402
 from clicktal.extractors.tvl1_torch import tvl1_flow  # noqa: E402
@@ -84,23 +85,6 @@ def agreement_real(pairs: int, short_side: int) -> None:
            "EPE p99 (px)"], rows)
 
 
-def known_motion_pair(matrix: np.ndarray, size=(192, 256)):
-    rng = np.random.default_rng(0)
-    base = cv2.GaussianBlur(rng.random((size[0] + 60, size[1] + 60)).astype(np.float32), (0, 0), 3)
-    base = (base - base.min()) / (base.max() - base.min()) * 255
-    h, w = size
-    y0, x0 = 30, 30
-    centre = np.array([x0 + (w - 1) / 2, y0 + (h - 1) / 2])
-    a, t = matrix[:, :2], matrix[:, 2]
-    full = np.hstack([a, (t + centre - a @ centre)[:, None]]).astype(np.float32)
-    moved = cv2.warpAffine(base, full, base.shape[::-1], flags=cv2.INTER_CUBIC)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    pts = np.stack([xs + x0, ys + y0], -1)
-    truth = (pts - centre) @ a.T + t + centre - pts
-    crop = (slice(y0, y0 + h), slice(x0, x0 + w))
-    return base[crop].round().astype(np.uint8), moved[crop].round().clip(0, 255).astype(np.uint8), truth
-
-
 def agreement_generated(size) -> None:
     c, s = np.cos(np.radians(3)), np.sin(np.radians(3))
     cases = [("translation (2.5, -1.25) px", [[1, 0, 2.5], [0, 1, -1.25]]),
@@ -109,7 +93,7 @@ def agreement_generated(size) -> None:
     rows = []
     inner = (slice(16, -16), slice(16, -16))
     for name, matrix in cases:
-        i0, i1, truth = known_motion_pair(np.array(matrix, float), size)
+        i0, i1, truth = affine_motion_pair(np.array(matrix, float), *size)
         ref, out = opencv(i0, i1), ours(i0, i1)
         rows.append([name, f"{epe(ref, truth)[inner].mean():.4f}", f"{epe(out, truth)[inner].mean():.4f}",
                      f"{epe(ref, out).mean():.4f}", f"{epe(ref, out)[inner].mean():.4f}"])

@@ -38,6 +38,28 @@ def translating(width: int, height: int, dx: float = 2.0, dy: float = 0.0,
     return frame
 
 
+def affine_motion_pair(matrix: np.ndarray, height: int, width: int, *, margin: int = 30, seed: int = 0,
+                       blur: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two ``[height, width]`` uint8 frames of a smooth texture, the second moved by the 2 x 3 affine ``matrix``
+    about the frame's centre (bicubic), and the true flow ``[height, width, 2]`` of the first frame's pixels. The
+    texture reaches ``margin`` pixels beyond the frame, so content moves in from real texture, not a border."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.random((height + 2 * margin, width + 2 * margin)).astype(np.float32), (0, 0), blur)
+    base = (base - base.min()) / max(float(np.ptp(base)), 1e-6) * 255
+    centre = np.array([margin + (width - 1) / 2, margin + (height - 1) / 2])
+    a, t = np.asarray(matrix, np.float64)[:, :2], np.asarray(matrix, np.float64)[:, 2]
+    about_centre = np.hstack([a, (t + centre - a @ centre)[:, None]]).astype(np.float32)
+    moved = cv2.warpAffine(base, about_centre, base.shape[::-1], flags=cv2.INTER_CUBIC)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    points = np.stack([xs + margin, ys + margin], -1)
+    truth = (points - centre) @ a.T + t + centre - points
+    crop = (slice(margin, margin + height), slice(margin, margin + width))
+    return (base[crop].round().astype(np.uint8), moved[crop].round().clip(0, 255).astype(np.uint8),
+            truth.astype(np.float32))
+
+
 def counter(width: int, height: int) -> Callable[[int], np.ndarray]:
     """Frame ``i`` encodes ``i`` (< 256) in flat colours that survive lossy coding; read it with
     :func:`read_counter`."""

@@ -5,33 +5,15 @@ import pytest
 import torch
 
 from clicktal.extractors import flow as F
+from clicktal.extractors import testvideos as tv
 from clicktal.extractors.decode import Video
 from clicktal.extractors.tvl1_torch import _resize_linear, pyramid_levels, tvl1_flow
 
 PARAMS = {F._TORCH_KEYWORDS[k]: v for k, v in F.TVL1_PARAMS.items()}
 
 
-def texture(h: int = 150, w: int = 190, seed: int = 0) -> np.ndarray:
-    """Smooth random texture in [0, 255] (float32), larger than the frames cut from it."""
-    rng = np.random.default_rng(seed)
-    t = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 3)
-    return (t - t.min()) / (t.max() - t.min()) * 255
-
-
-def warped_pair(matrix: np.ndarray, size=(96, 128)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames i0, i1 = i0 moved by the affine ``matrix`` (about the crop's centre), and the true flow of i0."""
-    base = texture()
-    h, w = size
-    y0, x0 = (base.shape[0] - h) // 2, (base.shape[1] - w) // 2
-    centre = np.array([x0 + (w - 1) / 2, y0 + (h - 1) / 2])
-    a, t = matrix[:, :2], matrix[:, 2]
-    full = np.hstack([a, (t + centre - a @ centre)[:, None]]).astype(np.float32)
-    moved = cv2.warpAffine(base, full, base.shape[::-1], flags=cv2.INTER_CUBIC)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    pts = np.stack([xs + x0, ys + y0], -1)
-    truth = (pts - centre) @ a.T + t + centre - pts
-    crop = (slice(y0, y0 + h), slice(x0, x0 + w))
-    return base[crop].round().astype(np.uint8), moved[crop].round().clip(0, 255).astype(np.uint8), truth
+def warped_pair(matrix, size=(96, 128)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tv.affine_motion_pair(np.asarray(matrix, np.float64), *size)
 
 
 def torch_flow(i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
@@ -100,7 +82,7 @@ def test_the_pyramid_and_its_resampling_are_opencvs():
             sizes.append(img.shape)
         assert pyramid_levels(h, w, nscales=5, scale_step=0.8) == [s for s in sizes if min(s) >= 16][:5]
     assert pyramid_levels(24, 60, nscales=5, scale_step=0.8) == [(24, 60), (19, 48)]  # next would be 15 rows
-    img = texture(50, 70)
+    img = tv.texture(50, 70).astype(np.float32)
     ours = _resize_linear(torch.from_numpy(img)[None], (40, 56), 1 / 0.8)[0].numpy()
     ref = cv2.resize(img, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(ours, ref, atol=1e-3)
