@@ -52,13 +52,18 @@ def actionness_loss(actionness: torch.Tensor, positive: torch.Tensor, negative: 
 
 
 def video_targets(labelled: torch.Tensor, targets: torch.Tensor, video_labels: torch.Tensor, *,
-                  from_clicks: bool = True) -> torch.Tensor:
+                  from_clicks: bool = True, presence: bool = False) -> torch.Tensor:
     """``q [B, Nc]`` for :func:`video_loss`: the average label of a video's labelled snippets (SF-Net: "we average
     all the frame labels in the video"), or its video labels normalised to sum 1 when it has no labelled snippet
     (or ``from_clicks`` is False); a zero row for a video with neither (:func:`video_loss` skips it).
+    ``presence``: the classes present among the labelled snippets, normalised to sum 1, whatever their counts
+    (SF-Net's code, video_dataset.py ``load_frame_data``, and so the target of a crop is what the crop holds).
     ``labelled [B, T]``, ``targets [B, T, Nc]``, ``video_labels [B, Nc]`` multi-hot."""
     n = labelled.sum(1, keepdim=True).to(targets.dtype)
     clicks = (targets * labelled[..., None]).sum(1) / n.clamp_min(1)
+    if presence:
+        clicks = (clicks > 0).to(targets.dtype)
+        clicks = clicks / clicks.sum(1, keepdim=True).clamp_min(1)
     weak = video_labels / video_labels.sum(1, keepdim=True).clamp_min(1e-12)
     use_clicks = (n > 0) if from_clicks else torch.zeros_like(n, dtype=torch.bool)
     return torch.where(use_clicks, clicks, weak)

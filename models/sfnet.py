@@ -25,8 +25,9 @@ stream's own scores too, summed:
 * Eq. 4 ``L_actionness``: ``-mean log sigma(A)`` on the labelled snippets ``- mean log(1 - sigma(A))`` on the mined
   background snippets (the paper: "we also use the background frame mining strategy to get A^b");
 * Eq. 5 ``L_video``: top-k pooling over time (``k = ceil(T_i / 8)``) gives ``r_i [K]``; the target ``q_i`` is the
-  average of the video's labelled-snippet labels (clicks; video labels when a video has none); softmax over all K
-  columns, the sum over the ``Nc`` action columns;
+  average of the video's labelled-snippet labels (clicks; video labels when a video has none; ``video_target``
+  ``click_classes`` is the authors' code's: the classes present among the labelled snippets of the sample, each
+  weighted equally); softmax over all K columns, the sum over the ``Nc`` action columns;
 * Eq. 6 ``L = L_frame + alpha L_video + beta L_actionness``.
 
 Action-frame mining (Algorithm 1) is :func:`mine_action_frames`, with the typos fixed (see its docstring). It runs
@@ -70,7 +71,16 @@ class MiningConfig:
     or the raw activation ``C`` (literal reading; it flips meaning when the anchor's activation is negative).
     ``argmax_over``: Algorithm 1 takes the argmax over all of C's columns (``all``); the code over the action
     columns only (``actions``). Sec. 3.3 words the test as "the same predicted label as the anchor frame";
-    with the stop at the first failure, Algorithm 1's chain of agreeing neighbours implies exactly that."""
+    with the stop at the first failure, Algorithm 1's chain of agreeing neighbours implies exactly that.
+
+    ``scores_from``: online mining reads a forward pass of the batch in eval mode, without dropout
+    (``eval_pass``, default: Algorithm 1 compares the network's predictions, and dropout 0.7 on the training pass
+    halves the yield), or the training pass itself (``training_pass``, this project's earlier behaviour).
+    ``keep``: online mining keeps every label it mines (per video, in native snippets) and applies them to later
+    batches too, as the authors' code keeps its one-time mining; contiguous crops only.
+    ``past`` and ``blocked_by_mined``: the authors' ``anchor_expand`` (train.py) compares the predicted class at
+    ``t + j s`` and ``t + (j + 1) s`` with the one at the fixed ``t + s`` instead of ``t + (j - 1) s``
+    (``first_step``), and stops at any labelled snippet, those it has mined for earlier anchors included."""
 
     enabled: bool = True
     radius: int = 5
@@ -81,6 +91,10 @@ class MiningConfig:
     argmax_over: Literal["all", "actions"] = "all"
     stop_at_failure: bool = True
     reinit_after: bool = False
+    scores_from: Literal["eval_pass", "training_pass"] = "eval_pass"
+    keep: bool = False
+    past: Literal["previous", "first_step"] = "previous"
+    blocked_by_mined: bool = False
 
 
 @dataclass
@@ -91,13 +105,15 @@ class SFNetInferenceConfig:
     default; both parts in [0, 1]) or ``C_c + w * A`` with raw activations (``activation``, the authors' code).
     ``actionness_weight`` ``w``: 1 (the paper adds the two scores; the code uses 2). Video-level scores (the paper
     pools and thresholds the classification score, after STPN): the top ``ceil(T / video_topk_divisor)``
-    activations per class are averaged (8 as in training, Eq. 5; the code's eval.py uses ``T // 12``); ``video_score``
+    activations per class are averaged (8 as in training, Eq. 5, with ``video_topk_rule`` ``ceil``; the code's eval.py
+    uses ``max(int(T / 12), 1)``: divisor 12, rule ``int``); ``video_score``
     ``softmax`` turns them into a distribution over the action classes (default), ``pooled_activation`` keeps the
     averaged activations (the code's ``cs``, which its ``max + video score`` segment scoring adds)."""
 
     score_space: Literal["probability", "activation"] = "probability"
     actionness_weight: float = 1.0
     video_topk_divisor: float = 8.0
+    video_topk_rule: Literal["ceil", "int"] = "ceil"
     video_score: Literal["softmax", "pooled_activation"] = "softmax"
 
 
@@ -118,7 +134,8 @@ class SFNetConfig:
     actionness_gate: float | None = None
     video_loss: bool = True
     topk_divisor: float = 8.0
-    video_target: Literal["clicks", "video_labels"] = "clicks"
+    video_target: Literal["clicks", "click_classes", "video_labels"] = "clicks"
+    actionness_fusion_init: float | None = None
     alpha: float = 1.0
     beta: float = 1.0
     stream_losses: bool = True
@@ -141,8 +158,9 @@ class SFNetConfig:
 
 
 def mine_action_frames(scores: np.ndarray, anchors: Sequence[tuple[int, int]], *, radius: int = 5, xi: float = 0.9,
-                       blocked: np.ndarray | None = None, argmax_from: int = 0,
-                       stop_at_failure: bool = True) -> list[tuple[int, int]]:
+                       blocked: np.ndarray | None = None, argmax_from: int = 0, stop_at_failure: bool = True,
+                       past: Literal["previous", "first_step"] = "previous",
+                       blocked_by_mined: bool = False) -> list[tuple[int, int]]:
     """Algorithm 1 (action frame mining) on one video.
 
     ``scores [T, K]``: the per-snippet scores; ``anchors``: ``(t, y)`` pairs, ``y`` a column of ``scores``;
@@ -158,22 +176,25 @@ def mine_action_frames(scores: np.ndarray, anchors: Sequence[tuple[int, int]], *
     4. line 11 adds ``(t + js, y)`` to S (printed as an assignment that replaces S);
     and two edge cases the paper does not reach: a step whose ``t + (j+1)s`` falls outside the video stops (the
     future neighbour cannot be checked), and the expansion stops at a ``blocked`` snippet rather than relabel it.
-    ``argmax_from`` 1 takes the argmax over the action columns only (the code).
+    ``argmax_from`` 1 takes the argmax over the action columns only (the code). ``past="first_step"`` and
+    ``blocked_by_mined`` are the authors' code's rule (see :class:`MiningConfig`).
     """
     scores = np.asarray(scores)
     T = scores.shape[0]
     pred = scores[:, argmax_from:].argmax(axis=1)
-    blocked = np.zeros(T, bool) if blocked is None else np.asarray(blocked, bool)
+    blocked = np.zeros(T, bool) if blocked is None else np.array(blocked, bool)
     mined: list[tuple[int, int]] = []
     for t, y in anchors:
         anchor_score = scores[t, y]
         for s in (-1, 1):
             for j in range(1, radius + 1):
-                past, cur, fut = t + (j - 1) * s, t + j * s, t + (j + 1) * s
+                ref, cur, fut = (t + (j - 1) * s if past == "previous" else t + s), t + j * s, t + (j + 1) * s
                 if not (0 <= cur < T and 0 <= fut < T) or blocked[cur]:
                     break
-                if pred[past] == pred[cur] == pred[fut] and scores[cur, y] >= xi * anchor_score:
+                if pred[ref] == pred[cur] == pred[fut] and scores[cur, y] >= xi * anchor_score:
                     mined.append((cur, y))
+                    if blocked_by_mined:
+                        blocked[cur] = True
                 elif stop_at_failure:
                     break
     return mined
@@ -230,7 +251,9 @@ class SFNet(Localizer):
             for name, (a, b) in self.stream_slices.items()})
         names = list(self.stream_slices)
         self.class_mul = StreamFusion(streams=names, mode="weighted", size=K, init=1.0)
-        self.act_mul = StreamFusion(streams=names, mode="weighted", size=1, init=1.0 / len(names))
+        act_init = config.actionness_fusion_init
+        self.act_mul = StreamFusion(streams=names, mode="weighted", size=1,
+                                    init=1.0 / len(names) if act_init is None else act_init)
         self._mined: dict[str, list[list[int]]] = {}  # "once" mining: video -> [[snippet, class column], ...]
         self.reset_parameters()
 
@@ -279,24 +302,14 @@ class SFNet(Localizer):
             return labelled, targets, mined
         extra = torch.zeros_like(targets)
         if cfg.mode == "online":
-            scores = output.class_scores.detach()
-            if cfg.score == "probability":
-                scores = scores.softmax(-1)
-            scores = scores.cpu().numpy()
-            anchors_all = batch.anchor_mask.cpu().numpy()
-            tg = batch.action_targets.cpu().numpy()
-            blocked_all = labelled.cpu().numpy()
-            for b in range(scores.shape[0]):
-                T = int(batch.lengths[b])
-                anchors = [(int(t), int(y) + self.offset) for t in np.flatnonzero(anchors_all[b, :T])
-                           for y in np.flatnonzero(tg[b, t] > 0)]
-                if not anchors:
-                    continue
-                for t, y in mine_action_frames(scores[b, :T], anchors, radius=cfg.radius, xi=cfg.xi,
-                                               blocked=blocked_all[b, :T], argmax_from=self._argmax_from(),
-                                               stop_at_failure=cfg.stop_at_failure):
-                    extra[b, t, y - self.offset] = 1.0
-        else:
+            for b, t, y in self._mine_batch(output, batch, labelled):
+                extra[b, t, y - self.offset] = 1.0
+                start = int(batch.offsets[b])
+                if cfg.keep and start >= 0:
+                    kept = self._mined.setdefault(batch.video_ids[b], [])
+                    if [start + t, y] not in kept:
+                        kept.append([start + t, y])
+        if cfg.mode == "once" or cfg.keep:
             for b, vid in enumerate(batch.video_ids):
                 start, T = int(batch.offsets[b]), int(batch.lengths[b])
                 if start < 0:  # not a contiguous crop of the video (resized or segment-sampled): no snippet map
@@ -310,6 +323,37 @@ class SFNet(Localizer):
             targets = targets / targets.sum(-1, keepdim=True).clamp_min(1e-12)
             labelled = labelled | mined
         return labelled, targets, mined
+
+    def _mine_batch(self, output: LocalizerOutput, batch, labelled: torch.Tensor) -> list[tuple[int, int, int]]:
+        """Algorithm 1 on every sample of the batch: ``(sample, snippet, class column)`` of each mined snippet."""
+        cfg = self.config.mining
+        if cfg.scores_from == "eval_pass":
+            was_training = self.training
+            self.eval()
+            with torch.no_grad():
+                scores = self(batch.features, batch.mask).class_scores
+            self.train(was_training)
+        else:
+            scores = output.class_scores.detach()
+        if cfg.score == "probability":
+            scores = scores.softmax(-1)
+        scores = scores.cpu().numpy()
+        anchors_all = batch.anchor_mask.cpu().numpy()
+        tg = batch.action_targets.cpu().numpy()
+        blocked_all = labelled.cpu().numpy()
+        found = []
+        for b in range(scores.shape[0]):
+            T = int(batch.lengths[b])
+            anchors = [(int(t), int(y) + self.offset) for t in np.flatnonzero(anchors_all[b, :T])
+                       for y in np.flatnonzero(tg[b, t] > 0)]
+            found += [(b, t, y) for t, y in self._mine(scores[b, :T], anchors, blocked_all[b, :T])]
+        return found
+
+    def _mine(self, scores: np.ndarray, anchors: list[tuple[int, int]], blocked: np.ndarray) -> list[tuple[int, int]]:
+        cfg = self.config.mining
+        return mine_action_frames(scores, anchors, radius=cfg.radius, xi=cfg.xi, blocked=blocked,
+                                  argmax_from=self._argmax_from(), stop_at_failure=cfg.stop_at_failure,
+                                  past=cfg.past, blocked_by_mined=cfg.blocked_by_mined)
 
     def _argmax_from(self) -> int:
         return self.offset if self.config.mining.argmax_over == "actions" else 0
@@ -338,6 +382,10 @@ class SFNet(Localizer):
         out = dict(terms, frame=frame, total=total)
         out["n_labelled"] = labelled.sum().float()
         out["n_mined"] = mined.sum().float()
+        out["n_clicks"] = (batch.anchor_mask & output.mask).sum().float()  # the mining yield is n_mined / n_clicks
+        if batch.truth_targets is not None:  # mined snippets whose ground truth holds the mined class
+            extra = (targets > 0) & ~(batch.action_targets > 0)
+            out["n_mined_true"] = ((batch.truth_targets > 0) & extra & mined[..., None]).any(-1).sum().float()
         out["n_background"] = n_bg
         return out
 
@@ -364,7 +412,8 @@ class SFNet(Localizer):
                 neg = top_mask(A.detach(), candidates, n)
             out["actionness"] = actionness_loss(A, labelled, neg)
         if cfg.video_loss:
-            q = video_targets(labelled, targets, video_labels, from_clicks=cfg.video_target == "clicks")
+            q = video_targets(labelled, targets, video_labels, from_clicks=cfg.video_target != "video_labels",
+                              presence=cfg.video_target == "click_classes")
             out["video"] = video_loss(C, mask, q, topk=TopK("ceil", cfg.topk_divisor), offset=off)
         return out
 
@@ -387,9 +436,7 @@ class SFNet(Localizer):
                 scores = (C.softmax(-1) if cfg.score == "probability" else C).cpu().numpy()
                 anchors = [(int(t), int(y) + self.offset) for t in np.flatnonzero(item.anchor_mask)
                            for y in np.flatnonzero(item.action_targets[t] > 0)]
-                found = mine_action_frames(scores, anchors, radius=cfg.radius, xi=cfg.xi, blocked=item.action_mask,
-                                           argmax_from=self._argmax_from(), stop_at_failure=cfg.stop_at_failure)
-                mined[item.video_id] = [[t, y] for t, y in found]
+                mined[item.video_id] = [[t, y] for t, y in self._mine(scores, anchors, item.action_mask)]
         self._mined = mined
         self.train(was_training)
         if cfg.reinit_after:
@@ -407,7 +454,7 @@ class SFNet(Localizer):
         C = output.class_scores[index, :T].detach().float()
         probs = C.softmax(-1)[:, off:]
         valid = torch.ones(1, T, dtype=torch.bool, device=C.device)
-        pooled = topk_pool(C[None], valid, TopK("ceil", icfg.video_topk_divisor))[0, off:]
+        pooled = topk_pool(C[None], valid, TopK(icfg.video_topk_rule, icfg.video_topk_divisor))[0, off:]
         video = pooled.softmax(-1) if icfg.video_score == "softmax" else pooled
         A = act = None
         if output.actionness is not None:

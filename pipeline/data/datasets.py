@@ -82,6 +82,7 @@ class VideoItem:
     boundary_targets: np.ndarray | None = None
     frame_labels: np.ndarray | None = None
     grid: SampleGrid | None = None
+    truth_targets: np.ndarray | None = None  # [T, C] ground-truth snippets, diagnostics only (never a loss)
 
     def __post_init__(self) -> None:
         T, C = self.features.shape[0], self.video_labels.shape[0]
@@ -109,6 +110,8 @@ class VideoItem:
         moved = {k: resample_targets(getattr(self, k), grid) for k in
                  ("action_targets", "action_mask", "anchor_mask", "background_mask", "click_targets",
                   "segment_targets", "boundary_targets")}
+        if self.truth_targets is not None:
+            moved["truth_targets"] = resample_targets(self.truth_targets, grid)
         labelled = moved["action_targets"].sum(axis=1) > 0
         moved["action_targets"][labelled] /= moved["action_targets"][labelled].sum(axis=1, keepdims=True)
         frames = None
@@ -150,7 +153,8 @@ class Batch:
     first native snippet of each crop or window; -1 for other grids), ``lengths [B]``; per kind
     ``click_targets``/``segment_targets``/``boundary_targets [B, T, C]`` with ``segment_mask``/``boundary_mask
     [B, T]``; ``frame_targets [B, F, C + 1]`` one-hot with ``frame_mask [B, F]`` when the run asks for frame
-    targets; ``grids``: each sample's :class:`SampleGrid`."""
+    targets; ``grids``: each sample's :class:`SampleGrid`; ``truth_targets [B, T, C]``: the ground truth's snippets
+    when every sample has them, for diagnostics (the mining precision), never for a loss."""
 
     video_ids: list[str]
     features: torch.Tensor
@@ -170,6 +174,7 @@ class Batch:
     frame_targets: torch.Tensor | None = None
     frame_mask: torch.Tensor | None = None
     grids: list[SampleGrid] | None = None
+    truth_targets: torch.Tensor | None = None  # [B, T, C] the ground truth's snippets, for diagnostics only
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -234,8 +239,9 @@ def make_item(video_id: str, features: np.ndarray, geometry: FeatureGeometry, su
         if supervision.boundaries is None:
             raise ValueError(f"video {video_id}: frame targets need the boundaries (data.labels.boundaries: true)")
         frames = frame_labels(supervision.boundaries, geometry, index, T)
+    truth = None if supervision.truth is None else _segment_targets(supervision.truth, geometry, index, T)
     return VideoItem(video_id, features, video_labels, targets, labelled, clicks.sum(axis=1) > 0, background,
-                     geometry, clicks, segments, boundaries, frames)
+                     geometry, clicks, segments, boundaries, frames, truth_targets=truth)
 
 
 class VideoDataset:
@@ -317,6 +323,7 @@ def collate(items: Sequence[VideoItem]) -> Batch:
         click_targets=t("click_targets"), segment_targets=segment_targets, segment_mask=segment_targets.sum(-1) > 0,
         boundary_targets=boundary_targets, boundary_mask=boundary_targets.sum(-1) > 0,
         frame_targets=frame_targets, frame_mask=frame_mask, grids=[it.grid for it in items],
+        truth_targets=t("truth_targets") if all(it.truth_targets is not None for it in items) else None,
     )
 
 

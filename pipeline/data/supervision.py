@@ -33,6 +33,8 @@ class Supervision:
     background_clicks: tuple[float, ...] = ()
     labelled_segments: tuple[Segment, ...] = ()
     boundaries: tuple[Segment, ...] | None = None  # full supervision; None when not given
+    # the ground truth, for diagnostics only (how precise mined labels are); no loss may read it
+    truth: tuple[Segment, ...] | None = None
 
     @classmethod
     def from_ground_truth(cls, video: VideoAnnotation, *, with_boundaries: bool = False,
@@ -40,7 +42,7 @@ class Supervision:
         """Video-level labels (unless ``with_video_labels`` is False) and, optionally, the full boundaries of an
         annotated video."""
         return cls(video.video_id, video.duration_s, video.labels if with_video_labels else frozenset(),
-                   boundaries=video.segments if with_boundaries else None)
+                   boundaries=video.segments if with_boundaries else None, truth=video.segments)
 
 
 def _instance_bounds(video: VideoAnnotation) -> tuple[np.ndarray, np.ndarray]:

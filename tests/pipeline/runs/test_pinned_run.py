@@ -22,7 +22,7 @@ def test_sfnet_short_run_reproduces_the_pinned_numbers(tmp_path):
                  "sampling": {"train": {"kind": "crop", "length": 48}}},
         "train": {"iterations": 30, "batch_size": 4, "seed": 2, "progress": False, "num_threads": 1,
                   "checkpoint_every": 30},
-        "model": {"name": "sfnet", "params": {"mining": {"start_iteration": 10}}},
+        "model": {"name": "sfnet", "params": {"mining": {"start_iteration": 10, "scores_from": "training_pass"}}},
         "postprocess": {"preset": "sfnet", "params": {"class_ratio": None, "class_threshold": 0.1}}})
     res = run_experiment(cfg, tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
