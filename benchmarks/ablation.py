@@ -46,9 +46,34 @@ def run_config(config: str, overrides: dict, work: Path, threads: int, **tags) -
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     train_minutes = sum(r["seconds"] for r in log) / 60  # every iteration's time, across resumes
     frame = res.extra.get("frame_mAP")
+    plain = res.extra.get("average_mAP_without_class_selection")
     return {**tags, "row": row, "minutes": minutes, "train_minutes": train_minutes,
             "report": cfg.evaluation.report, "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()},
-            "frame_mAP": None if frame is None else 100 * frame["mAP"]}
+            "frame_mAP": None if frame is None else 100 * frame["mAP"],
+            "avg_without_class_selection": None if plain is None else 100 * plain,
+            **mining_yield(log, cfg.model.params.get("mining", {}).get("start_iteration", 0)),
+            "loss_curve": loss_curve(log, "frame"), "total_loss_curve": loss_curve(log)}
+
+
+def mining_yield(log: list[dict], start: int) -> dict:
+    """Mined snippets per clicked snippet in the batches from ``start`` (the mining iteration) on, and the share of
+    them whose ground truth holds the mined class; None where nothing was mined."""
+    rows = [r for r in log if r["iteration"] >= start]
+    mined, clicks = sum(r.get("n_mined", 0) for r in rows), sum(r.get("n_clicks", 0) for r in rows)
+    true = sum(r.get("n_mined_true", 0) for r in rows)
+    return {"mined_per_click": mined / clicks if clicks and mined else None,
+            "mined_precision": true / mined if mined else None}
+
+
+def loss_curve(log: list[dict], key: str = "total", parts: int = 5) -> list[float]:
+    """The mean of ``key`` over each of ``parts`` equal stretches of the schedule: a curve that has levelled off
+    ends in near-equal values."""
+    values = [r[key] for r in log if key in r]
+    if not values:
+        return []
+    size = max(1, len(values) // parts)
+    return [sum(values[i:i + size]) / len(values[i:i + size]) for i in range(0, size * parts, size)
+            if values[i:i + size]]
 
 
 def _call(job: tuple) -> dict:

@@ -81,4 +81,43 @@ def video_loss(scores: torch.Tensor, mask: torch.Tensor, q: torch.Tensor, *, top
     return per_video[keep].mean() if bool(keep.any()) else scores.sum() * 0.0
 
 
-__all__ = ["actionness_loss", "background_loss", "soft_cross_entropy", "top_mask", "video_loss", "video_targets"]
+def class_attention_features(features: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor, present: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """3C-Net's class-wise feature aggregation: for every (video, class present in it), the attention
+    ``softmax_t(scores[:, c])`` over the valid snippets, set to 0 below its mean, weights the snippet features.
+
+    ``features [B, T, H]``, ``scores [B, T, C]``, ``mask [B, T]``, ``present [B, C]`` bool -> (``[N, H]`` the
+    aggregated features, ``[N]`` their classes), one row per present (video, class) whose attention is not all 0.
+    """
+    att = scores.masked_fill(~mask[..., None], float("-inf")).softmax(1)  # [B, T, C]
+    n = mask.sum(1, keepdim=True).clamp_min(1)[..., None].to(att.dtype)
+    att = torch.where(att < att.sum(1, keepdim=True) / n, torch.zeros_like(att), att)
+    b, c = present.nonzero(as_tuple=True)
+    w = att[b, :, c]  # [N, T]
+    total = w.sum(1, keepdim=True)
+    keep = total[:, 0] > 0
+    agg = torch.einsum("nt,nth->nh", w[keep], features[b[keep]]) / total[keep]
+    return agg, c[keep]
+
+
+def centre_loss(features: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Wen et al.'s centre loss, as 3C-Net uses it: ``1 / (2N) sum_i ||f_i - c_{y_i}||^2`` over ``features [N, H]``
+    with classes ``labels [N]`` and the (not differentiated) class centres ``centres [C, H]``; 0 for ``N = 0``."""
+    if features.shape[0] == 0:
+        return features.sum() * 0.0
+    return 0.5 * (features - centres[labels].detach()).square().sum(1).mean()
+
+
+@torch.no_grad()
+def update_centres(centres: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, rate: float) -> None:
+    """Wen et al.'s centre update, in place: ``c_j -= rate * sum_{i: y_i = j} (c_j - f_i) / (1 + n_j)``."""
+    if features.shape[0] == 0:
+        return
+    diff = torch.zeros_like(centres).index_add_(0, labels, centres[labels] - features.detach())
+    count = torch.zeros(centres.shape[0], device=centres.device, dtype=centres.dtype).index_add_(
+        0, labels, torch.ones_like(labels, dtype=centres.dtype))
+    centres -= rate * diff / (1 + count[:, None])
+
+
+__all__ = ["actionness_loss", "background_loss", "centre_loss", "class_attention_features", "soft_cross_entropy",
+           "top_mask", "update_centres", "video_loss", "video_targets"]

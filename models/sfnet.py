@@ -28,7 +28,14 @@ stream's own scores too, summed:
   average of the video's labelled-snippet labels (clicks; video labels when a video has none; ``video_target``
   ``click_classes`` is the authors' code's: the classes present among the labelled snippets of the sample, each
   weighted equally); softmax over all K columns, the sum over the ``Nc`` action columns;
-* Eq. 6 ``L = L_frame + alpha L_video + beta L_actionness``.
+* Eq. 6 ``L = L_frame + alpha L_video + beta L_actionness``;
+* with ``centre_loss`` (the Weak row of the paper's Table 3 is 3C-Net: video loss plus centre loss), ``+ gamma
+  L_centre``: per stream, the classifier inputs aggregated for each class of a sample's video target by that
+  class's temporal attention (softmax over time, zero below its mean) are pulled to the class's centre (Wen et al.'s
+  centre loss, ``1/(2N) sum ||f - c||^2``, centres moved by Wen et al.'s update at ``centre_rate`` 0.5); gamma 0.1 and
+  single-class videos only before iteration 500 are the authors' code's (options.py ``--gamma``, train.py
+  ``center_loss`` ``itr_th``). The code moves its centres by SGD at lr 0.1 instead; the paper-silent update rule here
+  is the original one of the centre loss.
 
 Action-frame mining (Algorithm 1) is :func:`mine_action_frames`, with the typos fixed (see its docstring). It runs
 online on every batch's detached fused scores from ``mining.start_iteration`` (the paper gives no start; a warm-up is
@@ -61,7 +68,8 @@ from clicktal.pipeline.core.geometry import FeatureGeometry
 
 from .base import FrameScores, Localizer, LocalizerOutput, TrainingContext, register_localizer
 from .blocks import StreamFusion, TemporalConvStack, TopK, split_streams, stream_ranges, topk_pool
-from .losses import actionness_loss, background_loss, soft_cross_entropy, top_mask, video_loss, video_targets
+from .losses import (actionness_loss, background_loss, centre_loss, class_attention_features, soft_cross_entropy,
+                     top_mask, update_centres, video_loss, video_targets)
 
 
 @dataclass
@@ -139,6 +147,10 @@ class SFNetConfig:
     alpha: float = 1.0
     beta: float = 1.0
     stream_losses: bool = True
+    centre_loss: bool = False
+    gamma: float = 0.1
+    centre_rate: float = 0.5
+    centre_multi_class_from: int = 500
     mining: MiningConfig = field(default_factory=MiningConfig)
     inference: SFNetInferenceConfig = field(default_factory=SFNetInferenceConfig)
 
@@ -150,6 +162,8 @@ class SFNetConfig:
             raise ValueError("mining.enabled needs frame_loss: true (mined snippets feed L_frame)")
         if not (self.frame_loss or self.video_loss):
             raise ValueError("at least one of frame_loss and video_loss must be on")
+        if self.centre_loss and not 0 < self.centre_rate <= 1:
+            raise ValueError("centre_rate must be in (0, 1]")
         if self.eta < 0 or self.topk_divisor <= 0 or self.mining.radius < 0:
             raise ValueError("eta must be >= 0, topk_divisor > 0, mining.radius >= 0")
 
@@ -226,11 +240,12 @@ class _Stream(nn.Module):
         self.temporal = TemporalConvStack(in_dim=in_dim, widths=(hidden, hidden), kernel_size=kernel)
         self.action = nn.Linear(hidden, 1)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, T, D_s]`` (zero on padding), ``mask [B, T]`` bool -> (``[B, T, K]``, ``[B, T]``)."""
-        c = self.classifier(self.cls(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x [B, T, D_s]`` (zero on padding), ``mask [B, T]`` bool -> (``[B, T, K]``, ``[B, T]``, the
+        classifier's input ``[B, T, H]``)."""
+        hidden = self.cls(x)
         a = self.action(self.temporal(x, mask)).squeeze(-1)
-        return c, a
+        return self.classifier(hidden), a, hidden
 
 
 class SFNet(Localizer):
@@ -255,6 +270,9 @@ class SFNet(Localizer):
         self.act_mul = StreamFusion(streams=names, mode="weighted", size=1,
                                     init=1.0 / len(names) if act_init is None else act_init)
         self._mined: dict[str, list[list[int]]] = {}  # "once" mining: video -> [[snippet, class column], ...]
+        if config.centre_loss:  # 3C-Net's class centres per stream, moved by Wen et al.'s update (no gradient)
+            for name, (a, b) in self.stream_slices.items():
+                self.register_buffer(f"centres_{name}", torch.zeros(num_classes, config.hidden_dim or (b - a)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -274,10 +292,11 @@ class SFNet(Localizer):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LocalizerOutput:
         features = features * mask.to(features.dtype).unsqueeze(-1)
-        cs, acts = {}, {}
+        cs, acts, hidden = {}, {}, {}
         for name, x in split_streams(features, self.stream_slices).items():
-            cs[name], acts[name] = self.streams[name](x, mask)
-        aux = {**{f"class_scores/{k}": v for k, v in cs.items()}, **{f"actionness/{k}": v for k, v in acts.items()}}
+            cs[name], acts[name], hidden[name] = self.streams[name](x, mask)
+        aux = {**{f"class_scores/{k}": v for k, v in cs.items()}, **{f"actionness/{k}": v for k, v in acts.items()},
+               **{f"hidden/{k}": v for k, v in hidden.items()}}
         fused_a = self.act_mul(acts) if self.config.actionness else None
         return LocalizerOutput(self.class_mul(cs), fused_a, mask.bool(), aux)
 
@@ -363,6 +382,7 @@ class SFNet(Localizer):
         labelled, targets, mined = self.labelled_snippets(output, batch, iteration=iteration)
         zero = output.class_scores.sum() * 0.0
         terms = {k: zero for k in ("frame_action", "frame_background", "video", "actionness")}
+        centre = self._centre_loss(output, batch, labelled, targets, iteration) if cfg.centre_loss else zero
         n_bg = zero.detach()
         for name, C, A in self._score_sets(output):
             t = self._losses_one(C, A, output.mask, labelled, targets, batch.video_labels)
@@ -379,7 +399,8 @@ class SFNet(Localizer):
             total = total + cfg.alpha * terms["video"]
         if cfg.actionness and (cfg.actionness_gate is None or terms["actionness"].item() > cfg.actionness_gate):
             total = total + cfg.beta * terms["actionness"]
-        out = dict(terms, frame=frame, total=total)
+        total = total + cfg.gamma * centre
+        out = dict(terms, frame=frame, centre=centre, total=total)
         out["n_labelled"] = labelled.sum().float()
         out["n_mined"] = mined.sum().float()
         out["n_clicks"] = (batch.anchor_mask & output.mask).sum().float()  # the mining yield is n_mined / n_clicks
@@ -388,6 +409,29 @@ class SFNet(Localizer):
             out["n_mined_true"] = ((batch.truth_targets > 0) & extra & mined[..., None]).any(-1).sum().float()
         out["n_background"] = n_bg
         return out
+
+    def _centre_loss(self, output: LocalizerOutput, batch, labelled: torch.Tensor, targets: torch.Tensor,
+                     iteration: int) -> torch.Tensor:
+        """3C-Net's centre loss, summed over the streams: each stream's classifier inputs aggregated per (video,
+        class of its video target) by that class's attention (:func:`~clicktal.models.losses.class_attention_features`)
+        are pulled to the class centre; the centres follow in training (Wen et al.'s update, ``centre_rate``).
+        Before ``centre_multi_class_from`` only single-class videos take part (the code's ``itr_th = 500``)."""
+        cfg = self.config
+        q = video_targets(labelled, targets, batch.video_labels, from_clicks=cfg.video_target != "video_labels",
+                          presence=cfg.video_target == "click_classes")
+        present = q > 0
+        if iteration < cfg.centre_multi_class_from:
+            present = present & (present.sum(1, keepdim=True) == 1)
+        total = output.class_scores.sum() * 0.0
+        for name in self.stream_slices:
+            feats, cls = class_attention_features(output.aux[f"hidden/{name}"],
+                                                  output.aux[f"class_scores/{name}"][..., self.offset:],
+                                                  output.mask, present)
+            centres = getattr(self, f"centres_{name}")
+            total = total + centre_loss(feats, cls, centres)
+            if self.training:
+                update_centres(centres, feats, cls, cfg.centre_rate)
+        return total
 
     def _losses_one(self, C: torch.Tensor, A: torch.Tensor | None, mask: torch.Tensor, labelled: torch.Tensor,
                     targets: torch.Tensor, video_labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -241,6 +241,14 @@ def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: 
                               f"with NMS at {post.nms_tiou} (what detection on new videos uses)")
     if cfg.evaluation.frame_map:
         extra["frame_mAP"] = _frame_map(bundle, scores, cfg.data.test_subset)
+    if cfg.evaluation.without_class_selection:
+        every_class = replace(post, class_threshold=None, class_ratio=None)
+        durations = _durations(bundle.gt, scores)
+        all_dets = [d for v, (fs, grid) in scores.items()
+                    for d in group_scores(fs, grid, bundle.classes, v, every_class, duration_s=durations.get(v))]
+        _, plain, plain_avg = _evaluate(cfg, bundle.gt, all_dets, cfg.data.test_subset, ambiguous)
+        extra["mAP_without_class_selection"] = {f"{t:.2f}": m for t, m in plain.items()}
+        extra["average_mAP_without_class_selection"] = plain_avg
     validations = read_log(out / "val_log.jsonl", log) if (out / "val_log.jsonl").exists() else []
     if validations:
         extra["last_validation"] = validations[-1]

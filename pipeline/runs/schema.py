@@ -154,13 +154,15 @@ def postprocess_config(spec: PostprocessSpec) -> PostprocessConfig:
 class EvalConfig:
     """tIoU thresholds of the mAP; ``average_over`` the ones averaged into "AVG" (SF-Net: 0.1:0.1:0.7) and
     ``report`` the ones printed, both among ``tiou_thresholds``; ``frame_map``: also frame-level mAP (FSN's Table 1
-    metric) in ``results.json``."""
+    metric) in ``results.json``; ``without_class_selection``: also the mAP of the same scores grouped for every
+    class, with no video-level class rule (``results.json`` ``mAP_without_class_selection``)."""
 
     tiou_thresholds: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     average_over: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     report: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7])
     use_ambiguous: bool = True
     frame_map: bool = False
+    without_class_selection: bool = False
 
     def __post_init__(self) -> None:
         evaluated = lambda t: any(abs(t - e) < 1e-9 for e in self.tiou_thresholds)
@@ -205,7 +207,8 @@ class ExperimentConfig:
 #     so the weights can differ from an uninterrupted run's in the last bits; the draws stay the same);
 #   train.iterations: a longer (or shorter, not below the checkpoint) schedule; nothing in the engine depends on the
 #     total (there is no learning-rate schedule), so the run equals one trained that long from the start;
-#   name, data.test_subset, data.ambiguous, data.preload, evaluation.report / use_ambiguous / frame_map: the test
+#   name, data.test_subset, data.ambiguous, data.preload, evaluation.report / use_ambiguous / frame_map /
+#     without_class_selection: the test
 #     evaluation and its report, never read by training;
 #   postprocess.*, evaluation.tiou_thresholds / average_over: post-processing and mAP of the test subset, and also
 #     of the periodic validation on held-out videos (val_map, which train.select can pick weights by), so they may
@@ -214,7 +217,7 @@ class ExperimentConfig:
 # determinism) changes what is trained and is refused, naming the keys.
 RESUME_MAY_CHANGE = ("name", "train.progress", "train.checkpoint_every", "train.device", "train.num_threads",
                      "train.iterations", "data.test_subset", "data.ambiguous", "data.preload", "evaluation.report",
-                     "evaluation.use_ambiguous", "evaluation.frame_map")
+                     "evaluation.use_ambiguous", "evaluation.frame_map", "evaluation.without_class_selection")
 RESUME_MAY_CHANGE_WITHOUT_VALIDATION = ("postprocess", "evaluation.tiou_thresholds", "evaluation.average_over")
 
 

@@ -146,3 +146,36 @@ def test_code_config_carries_every_code_rule():
     assert params["video_target"] == "click_classes" and params["actionness_fusion_init"] == 0.0
     assert params["mining"]["past"] == "first_step" and params["mining"]["blocked_by_mined"] is True
     assert params["inference"]["video_topk_rule"] == "int" and params["inference"]["video_topk_divisor"] == 12.0
+
+
+def test_class_attention_and_centre_update_by_hand():
+    from clicktal.models.losses import centre_loss, class_attention_features, update_centres
+
+    # class 0's scores [0, 0, ln 3, ln 3]: attention [1/8, 1/8, 3/8, 3/8], mean 1/4 -> the first two set to 0, so
+    # the aggregate is the mean of snippets 2 and 3; class 1 is not present
+    feats = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]]])
+    scores = torch.zeros(1, 4, 2)
+    scores[0, 2:, 0] = np.log(3.0)
+    agg, cls = class_attention_features(feats, scores, torch.ones(1, 4, dtype=torch.bool),
+                                        torch.tensor([[True, False]]))
+    assert cls.tolist() == [0] and agg[0].tolist() == pytest.approx([0.0, 3.0])
+    centres = torch.zeros(2, 2)
+    assert float(centre_loss(agg, cls, centres)) == pytest.approx(0.5 * 9.0)
+    update_centres(centres, agg, cls, rate=0.5)  # c0 -= 0.5 * (c0 - f) / (1 + 1) = f / 4
+    assert centres.tolist() == [[0.0, 0.75], [0.0, 0.0]]
+
+
+def test_weak_3cnet_row_trains_the_centres():
+    batch = block_batch()
+    model = sfnet(frame_loss=False, background=False, actionness=False, mining={"enabled": False},
+                  centre_loss=True, video_target="click_classes", centre_multi_class_from=0)
+    model.train()
+    terms = model.losses(model(batch.features, batch.mask), batch, iteration=0)
+    assert float(terms["centre"]) > 0 and float(terms["frame_action"]) == 0
+    assert float(terms["total"]) == pytest.approx(float(terms["video"] + 0.1 * terms["centre"]), rel=1e-5)
+    assert model.centres_rgb.abs().sum() > 0  # moved towards the aggregated features
+    single = sfnet(frame_loss=False, background=False, actionness=False, mining={"enabled": False},
+                   centre_loss=True, video_target="click_classes")
+    single.train()
+    # every block video holds 3 clicked classes: before iteration 500 no video takes part
+    assert float(single.losses(single(batch.features, batch.mask), batch, iteration=0)["centre"]) == 0
