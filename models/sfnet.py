@@ -115,14 +115,15 @@ class SFNetInferenceConfig:
     pools and thresholds the classification score, after STPN): the top ``ceil(T / video_topk_divisor)``
     activations per class are averaged (8 as in training, Eq. 5, with ``video_topk_rule`` ``ceil``; the code's eval.py
     uses ``max(int(T / 12), 1)``: divisor 12, rule ``int``); ``video_score``
-    ``softmax`` turns them into a distribution over the action classes (default), ``pooled_activation`` keeps the
-    averaged activations (the code's ``cs``, which its ``max + video score`` segment scoring adds)."""
+    ``softmax`` turns them into a distribution over the action classes (default), ``sigmoid`` scores each class on its
+    own (a video holding many classes does not spread one unit of probability over them), ``pooled_activation``
+    keeps the averaged activations (the code's ``cs``, which its ``max + video score`` segment scoring adds)."""
 
     score_space: Literal["probability", "activation"] = "probability"
     actionness_weight: float = 1.0
     video_topk_divisor: float = 8.0
     video_topk_rule: Literal["ceil", "int"] = "ceil"
-    video_score: Literal["softmax", "pooled_activation"] = "softmax"
+    video_score: Literal["softmax", "sigmoid", "pooled_activation"] = "softmax"
 
 
 @dataclass
@@ -499,7 +500,7 @@ class SFNet(Localizer):
         probs = C.softmax(-1)[:, off:]
         valid = torch.ones(1, T, dtype=torch.bool, device=C.device)
         pooled = topk_pool(C[None], valid, TopK(icfg.video_topk_rule, icfg.video_topk_divisor))[0, off:]
-        video = pooled.softmax(-1) if icfg.video_score == "softmax" else pooled
+        video = {"softmax": pooled.softmax(-1), "sigmoid": torch.sigmoid(pooled)}.get(icfg.video_score, pooled)
         A = act = None
         if output.actionness is not None:
             A = output.actionness[index, :T].detach().float()
