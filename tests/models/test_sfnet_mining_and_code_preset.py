@@ -170,7 +170,7 @@ def test_weak_3cnet_row_trains_the_centres():
     model = sfnet(frame_loss=False, background=False, actionness=False, mining={"enabled": False},
                   centre_loss=True, video_target="click_classes", centre_multi_class_from=0)
     model.train()
-    terms = model.losses(model(batch.features, batch.mask), batch, iteration=0)
+    terms = {k: v.detach() for k, v in model.losses(model(batch.features, batch.mask), batch, iteration=0).items()}
     assert float(terms["centre"]) > 0 and float(terms["frame_action"]) == 0
     assert float(terms["total"]) == pytest.approx(float(terms["video"] + 0.1 * terms["centre"]), rel=1e-5)
     assert model.centres_rgb.abs().sum() > 0  # moved towards the aggregated features
@@ -178,4 +178,4 @@ def test_weak_3cnet_row_trains_the_centres():
                    centre_loss=True, video_target="click_classes")
     single.train()
     # every block video holds 3 clicked classes: before iteration 500 no video takes part
-    assert float(single.losses(single(batch.features, batch.mask), batch, iteration=0)["centre"]) == 0
+    assert float(single.losses(single(batch.features, batch.mask), batch, iteration=0)["centre"].detach()) == 0
