@@ -201,7 +201,8 @@ def main(argv=None) -> int:
         wall = (time.perf_counter() - t0) / 60
         report = results[0]["report"]
         rows = [(v, [r["row"] for r in results if r["variant"] == v]) for v in args.variants]
-        minutes = {v: sum(r["minutes"] for r in results if r["variant"] == v) / len(args.seeds)
+        # training minutes from each run's log: a rerun that only re-evaluates finished runs keeps them
+        minutes = {v: sum(r["train_minutes"] for r in results if r["variant"] == v) / len(args.seeds)
                    for v in args.variants}
         d = DATASETS[dataset]
         settings = (f"synthetic {dataset.upper()}-structured features (benchkit synth.py, seed {args.feature_seed}, "
