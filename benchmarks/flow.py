@@ -40,7 +40,7 @@ from clicktal.extractors.networks import init_untrained  # noqa: E402
 from clicktal.extractors.tvl1_torch import tvl1_flow  # noqa: E402
 
 VIDEOS = ("v_GGSY1Qvo990", "v_ZNVhz7ctTq0")
-PARAMS = {F._TORCH_KEYWORDS[k]: v for k, v in F.TVL1_PARAMS.items()}
+PARAMS = F.TVL1_TORCH_KWARGS
 
 
 def gray_frames(name: str, count: int, short_side: int, start: int = 60) -> np.ndarray:

@@ -158,8 +158,8 @@ def tvl1_block(grays: np.ndarray, device: str = "cpu") -> np.ndarray:
     return out
 
 
-# TVL1_PARAMS key -> keyword of tvl1_flow
-_TORCH_KEYWORDS = {key: ("lambda_" if key == "lambda" else key) for key in TVL1_PARAMS}
+# TVL1_PARAMS as the keywords of tvl1_flow (whose ``lambda`` is ``lambda_``)
+TVL1_TORCH_KWARGS = {("lambda_" if key == "lambda" else key): value for key, value in TVL1_PARAMS.items()}
 
 
 def tvl1_torch_block(grays: np.ndarray, device: str = "cpu", batch_pairs: int | None = None) -> np.ndarray:
@@ -174,11 +174,10 @@ def tvl1_torch_block(grays: np.ndarray, device: str = "cpu", batch_pairs: int | 
     dev = torch.device(device)
     batch = batch_pairs or default_batch_pairs(*grays.shape[1:], dev)
     frames = torch.from_numpy(np.ascontiguousarray(grays))
-    params = {_TORCH_KEYWORDS[k]: v for k, v in TVL1_PARAMS.items()}
     with torch.inference_mode():
         for a in range(0, len(moving), batch):
             idx = torch.tensor(moving[a:a + batch])
-            flow = tvl1_flow(frames[idx].to(dev), frames[idx + 1].to(dev), **params)
+            flow = tvl1_flow(frames[idx].to(dev), frames[idx + 1].to(dev), **TVL1_TORCH_KWARGS)
             out[moving[a:a + batch]] = flow.cpu().numpy()
     return out
 

@@ -383,10 +383,12 @@ class SFNet(Localizer):
         labelled, targets, mined = self.labelled_snippets(output, batch, iteration=iteration)
         zero = output.class_scores.sum() * 0.0
         terms = {k: zero for k in ("frame_action", "frame_background", "video", "actionness")}
-        centre = self._centre_loss(output, batch, labelled, targets, iteration) if cfg.centre_loss else zero
+        q = video_targets(labelled, targets, batch.video_labels, from_clicks=cfg.video_target != "video_labels",
+                          presence=cfg.video_target == "click_classes")  # Eq. 5's target, shared by every term
+        centre = self._centre_loss(output, q, iteration) if cfg.centre_loss else zero
         n_bg = zero.detach()
         for name, C, A in self._score_sets(output):
-            t = self._losses_one(C, A, output.mask, labelled, targets, batch.video_labels)
+            t = self._losses_one(C, A, output.mask, labelled, targets, q)
             for k in terms:
                 terms[k] = terms[k] + t[k]
             if name == "fused":
@@ -405,21 +407,18 @@ class SFNet(Localizer):
         out["n_labelled"] = labelled.sum().float()
         out["n_mined"] = mined.sum().float()
         out["n_clicks"] = (batch.anchor_mask & output.mask).sum().float()  # the mining yield is n_mined / n_clicks
-        if batch.truth_targets is not None:  # mined snippets whose ground truth holds the mined class
-            extra = (targets > 0) & ~(batch.action_targets > 0)
-            out["n_mined_true"] = ((batch.truth_targets > 0) & extra & mined[..., None]).any(-1).sum().float()
+        if batch.truth_targets is not None:  # mined snippets (never clicked ones) whose ground truth holds the class
+            out["n_mined_true"] = ((batch.truth_targets > 0) & (targets > 0) & mined[..., None]).any(-1).sum().float()
         out["n_background"] = n_bg
         return out
 
-    def _centre_loss(self, output: LocalizerOutput, batch, labelled: torch.Tensor, targets: torch.Tensor,
-                     iteration: int) -> torch.Tensor:
+    def _centre_loss(self, output: LocalizerOutput, q: torch.Tensor, iteration: int) -> torch.Tensor:
         """3C-Net's centre loss, summed over the streams: each stream's classifier inputs aggregated per (video,
         class of its video target) by that class's attention (:func:`~clicktal.models.losses.class_attention_features`)
         are pulled to the class centre; the centres follow in training (Wen et al.'s update, ``centre_rate``).
-        Before ``centre_multi_class_from`` only single-class videos take part (the code's ``itr_th = 500``)."""
+        Before ``centre_multi_class_from`` only single-class videos take part (the code's ``itr_th = 500``).
+        ``q [B, Nc]``: the video targets (Eq. 5)."""
         cfg = self.config
-        q = video_targets(labelled, targets, batch.video_labels, from_clicks=cfg.video_target != "video_labels",
-                          presence=cfg.video_target == "click_classes")
         present = q > 0
         if iteration < cfg.centre_multi_class_from:
             present = present & (present.sum(1, keepdim=True) == 1)
@@ -435,8 +434,9 @@ class SFNet(Localizer):
         return total
 
     def _losses_one(self, C: torch.Tensor, A: torch.Tensor | None, mask: torch.Tensor, labelled: torch.Tensor,
-                    targets: torch.Tensor, video_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss terms of one score set: ``C [B, T, K]``, ``A [B, T]`` or None."""
+                    targets: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms of one score set: ``C [B, T, K]``, ``A [B, T]`` or None; ``q [B, Nc]`` the video
+        targets."""
         cfg, off = self.config, self.offset
         zero = C.sum() * 0.0
         out = {"frame_action": zero, "frame_background": zero, "video": zero, "actionness": zero,
@@ -457,8 +457,6 @@ class SFNet(Localizer):
                 neg = top_mask(A.detach(), candidates, n)
             out["actionness"] = actionness_loss(A, labelled, neg)
         if cfg.video_loss:
-            q = video_targets(labelled, targets, video_labels, from_clicks=cfg.video_target != "video_labels",
-                              presence=cfg.video_target == "click_classes")
             out["video"] = video_loss(C, mask, q, topk=TopK("ceil", cfg.topk_divisor), offset=off)
         return out
 

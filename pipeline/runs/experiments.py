@@ -106,17 +106,22 @@ def _evaluate(cfg: ExperimentConfig, gt: GroundTruth, detections: list[Detection
     return res, mAP, avg
 
 
+def _regroup(bundle: DataBundle, scores: dict, post: PostprocessConfig) -> list[Detection]:
+    """The test videos' stored scores (``scores_out`` of inference) grouped again with ``post``."""
+    durations = _durations(bundle.gt, scores)
+    return [d for v, (fs, grid) in scores.items()
+            for d in group_scores(fs, grid, bundle.classes, v, post, duration_s=durations.get(v))]
+
+
 def _evaluate_nms_per_tiou(cfg: ExperimentConfig, bundle: DataBundle, scores: dict, post: PostprocessConfig,
                            ambiguous: dict | None) -> tuple[dict[float, float], float, dict]:
     """A preset whose NMS follows the evaluation tIoU (FSN's rule): the test scores grouped once per tIoU ``t``,
     with NMS at ``t + nms_tiou_offset``, each grouping evaluated at ``t`` alone. Returns the mAP per tIoU, the
     average over ``average_over`` and the evaluation's JSON record."""
-    durations = _durations(bundle.gt, scores)
     mAP, record = {}, {"tiou_thresholds": [], "mAP": [], "nms_tiou": [], "n_detections": [], "per_class_AP": {}}
     for t in cfg.evaluation.tiou_thresholds:
         post_t = post.at_evaluation_tiou(t)
-        dets = [d for v, (fs, grid) in scores.items()
-                for d in group_scores(fs, grid, bundle.classes, v, post_t, duration_s=durations.get(v))]
+        dets = _regroup(bundle, scores, post_t)
         res = evaluate_detections(bundle.gt, dets, [t], subset=cfg.data.test_subset, ambiguous=ambiguous,
                                   ignore_unknown_labels=True)
         mAP[float(t)] = float(res.mAP[0])
@@ -242,11 +247,8 @@ def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: 
     if cfg.evaluation.frame_map:
         extra["frame_mAP"] = _frame_map(bundle, scores, cfg.data.test_subset)
     if cfg.evaluation.without_class_selection:
-        every_class = replace(post, class_threshold=None, class_ratio=None)
-        durations = _durations(bundle.gt, scores)
-        all_dets = [d for v, (fs, grid) in scores.items()
-                    for d in group_scores(fs, grid, bundle.classes, v, every_class, duration_s=durations.get(v))]
-        _, plain, plain_avg = _evaluate(cfg, bundle.gt, all_dets, cfg.data.test_subset, ambiguous)
+        every_class = _regroup(bundle, scores, replace(post, class_threshold=None, class_ratio=None))
+        _, plain, plain_avg = _evaluate(cfg, bundle.gt, every_class, cfg.data.test_subset, ambiguous)
         extra["mAP_without_class_selection"] = {f"{t:.2f}": m for t, m in plain.items()}
         extra["average_mAP_without_class_selection"] = plain_avg
     validations = read_log(out / "val_log.jsonl", log) if (out / "val_log.jsonl").exists() else []

@@ -9,7 +9,7 @@ from clicktal.extractors import testvideos as tv
 from clicktal.extractors.decode import Video
 from clicktal.extractors.tvl1_torch import _resize_linear, pyramid_levels, tvl1_flow
 
-PARAMS = {F._TORCH_KEYWORDS[k]: v for k, v in F.TVL1_PARAMS.items()}
+PARAMS = F.TVL1_TORCH_KWARGS
 
 
 def warped_pair(matrix, size=(96, 128)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
