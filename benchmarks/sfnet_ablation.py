@@ -123,6 +123,46 @@ def last_fifth_share(curve) -> float:
     return float((curve[-2] - curve[-1]) / (curve[0] - curve[-1]))
 
 
+def foreground_table(args) -> int:
+    """Of each finished run of ``--work``: AVG and how well its scores separate action from background on the test
+    snippets, class-agnostic (AP of "inside a ground-truth segment"): the classifier's ``1 - P(background)`` and the
+    actionness ``sigma(A)``. A diagnostic of finished runs (nothing is chosen on it)."""
+    import torch
+
+    from clicktal.pipeline.data.datasets import load_data
+    from clicktal.pipeline.evaluation.detection import foreground_ap
+    from clicktal.pipeline.runs.inference import load_run
+
+    torch.set_num_threads(args.threads)
+    for dataset in args.dataset:
+        lines = [f"**Foreground AP of finished runs, {dataset}, {args.work}** (test snippets; '-': the row has no "
+                 "background class / no actionness)", "",
+                 "| row | seed | AVG | AP of 1 - P(background) | AP of sigma(actionness) |",
+                 "|---|---:|---:|---:|---:|"]
+        for v in args.variants:
+            for seed in args.seeds:
+                folder = args.work / "runs" / f"{dataset}-{v}-seed{seed}"
+                if not (folder / "results.json").exists():
+                    print(f"{folder}: not finished, left out", file=sys.stderr)
+                    continue
+                run = load_run(folder, device="cpu")
+                bundle = load_data(run.config.data, seed=run.config.train.seed, contract=run.contract)
+                scores: dict = {}
+                run.detect(bundle.source, bundle.test_ids, scores_out=scores)
+                grid = next(iter(scores.values()))[1]
+                fg = {vid: fs.class_probs.sum(1) for vid, (fs, _) in scores.items()}
+                act = {vid: fs.actionness for vid, (fs, _) in scores.items() if fs.actionness is not None}
+                subset = run.config.data.test_subset
+                fg_ap = foreground_ap(bundle.gt, fg, grid, subset) if run.model.config.background else None
+                act_ap = foreground_ap(bundle.gt, act, grid, subset) if act else None
+                avg = 100 * json.loads((folder / "results.json").read_text())["average_mAP"]
+                lines.append(f"| {v} | {seed} | {avg:.1f} | " + " | ".join(
+                    "-" if x is None else f"{x:.3f}" for x in (fg_ap, act_ap)) + " |")
+        print("\n".join(lines), flush=True)
+        (args.work / f"foreground_{dataset}.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
 def time_full_size(args) -> int:
     """Seconds per training iteration of the paper's THUMOS14 setting (2048-d two-stream features, batch 32, the
     paper's network) on this machine, for whole videos (the paper) and for the code's 750-snippet crops."""
@@ -194,6 +234,8 @@ def main(argv=None) -> int:
     p.add_argument("--time-full-size", action="store_true",
                    help="instead of the ablation: seconds per iteration at full size (2048-d THUMOS14, batch 32)")
     p.add_argument("--time-iterations", type=int, default=3)
+    p.add_argument("--foreground-ap", action="store_true",
+                   help="instead of training: AVG and class-agnostic foreground AP of the finished runs in --work")
     args = p.parse_args(argv)
     if not (BENCHKIT / "synth.py").exists():
         print(f"error: {BENCHKIT}/synth.py not found (set CLICKTAL_BENCHKIT)", file=sys.stderr)
@@ -201,6 +243,8 @@ def main(argv=None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.time_full_size:
         return time_full_size(args)
+    if args.foreground_ap:
+        return foreground_table(args)
 
     from clicktal.tools.tables import format_results
 

@@ -27,7 +27,7 @@ and the floating-point sum of the class mean come out the same.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import warnings
 
@@ -372,6 +372,16 @@ def frame_level_map(gt: GroundTruth, scores: Mapping[str, np.ndarray], classes: 
     score, label = np.concatenate(all_scores), np.concatenate(all_labels)
     ap = {c: _ranking_ap(score[:, i], label[:, i]) for i, c in enumerate(eval_classes)}
     return FrameLevelResult(float(np.mean(list(ap.values()))), ap)
+
+
+def foreground_ap(gt: GroundTruth, scores: Mapping[str, np.ndarray], geometry: FeatureGeometry,
+                  subset: str | None = None) -> float:
+    """Class-agnostic frame-level AP: every snippet of the subset ranked by ``scores[video] [T]`` (an actionness,
+    or 1 - P(background)) against "inside some ground-truth segment", by :func:`frame_level_map`'s rule."""
+    videos = {vid: replace(ann, segments=tuple(replace(seg, label="action") for seg in ann.segments))
+              for vid, ann in gt.subset(subset).items()}
+    columns = {vid: np.asarray(s, dtype=np.float64).reshape(-1, 1) for vid, s in scores.items()}
+    return frame_level_map(GroundTruth(videos, source=gt.source), columns, ["action"], geometry).mAP
 
 
 def _ranking_ap(score: np.ndarray, positive: np.ndarray) -> float:

@@ -7,8 +7,8 @@ from clicktal.pipeline.data.annotations import GroundTruth, Segment, VideoAnnota
 from clicktal.pipeline.data.detections import (Detection, DetectionFileError, DetectionTable, detections_from_json,
                                                detections_to_json, read_detection_table, read_detections,
                                                write_detections)
-from clicktal.pipeline.evaluation.detection import (NAMED_RANGES, EvaluationError, evaluate_detections, frame_level_map,
-                                          parse_tiou, segment_iou)
+from clicktal.pipeline.evaluation.detection import (NAMED_RANGES, EvaluationError, evaluate_detections, foreground_ap,
+                                                    frame_level_map, parse_tiou, segment_iou)
 from clicktal.pipeline.evaluation.reference import reference_anet_detection, reference_average_precision_detection
 from clicktal.pipeline.core.geometry import FeatureGeometry
 
@@ -204,6 +204,16 @@ def test_frame_level_map():
         frame_level_map(gt, {}, ["A", "B"], geometry)
     with pytest.raises(EvaluationError, match="lack ground-truth classes \\['B'\\]"):
         frame_level_map(gt, {"v1": scores[:, :1]}, ["A"], geometry)
+
+
+def test_foreground_ap_ignores_labels():
+    geometry = FeatureGeometry(fps=1, window=1, stride=1)
+    gt = make_gt({"v1": [(1, 3, "A"), (4, 5, "B")]})
+    # snippets 1, 2, 4 inside a segment, whatever its class; ranking 0.9 (+), 0.8 (-), 0.7 (+), 0.6 (+), 0.1 (-)
+    score = np.array([0.8, 0.9, 0.7, 0.1, 0.6])
+    assert foreground_ap(gt, {"v1": score}, geometry) == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+    with pytest.raises(EvaluationError, match="missing"):
+        foreground_ap(gt, {}, geometry)
 
 
 def test_results_file_round_trip_keeps_order(tmp_path):
