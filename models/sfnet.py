@@ -27,7 +27,8 @@ stream's own scores too, summed:
 * Eq. 5 ``L_video``: top-k pooling over time (``k = ceil(T_i / 8)``) gives ``r_i [K]``; the target ``q_i`` is the
   average of the video's labelled-snippet labels (clicks; video labels when a video has none; ``video_target``
   ``click_classes`` is the authors' code's: the classes present among the labelled snippets of the sample, each
-  weighted equally); softmax over all K columns, the sum over the ``Nc`` action columns;
+  weighted equally); softmax over all K columns, the sum over the ``Nc`` action columns; samples shorter than
+  ``video_min_length`` snippets are left out (0: none; the code's train.py ``video_loss`` skips ``seq_len < 5``);
 * Eq. 6 ``L = L_frame + alpha L_video + beta L_actionness``;
 * with ``centre_loss`` (the Weak row of the paper's Table 3 is 3C-Net: video loss plus centre loss), ``+ gamma
   L_centre``: per stream, the classifier inputs aggregated for each class of a sample's video target by that
@@ -143,6 +144,7 @@ class SFNetConfig:
     actionness_gate: float | None = None
     video_loss: bool = True
     topk_divisor: float = 8.0
+    video_min_length: int = 0
     video_target: Literal["clicks", "click_classes", "video_labels"] = "clicks"
     actionness_fusion_init: float | None = None
     alpha: float = 1.0
@@ -165,6 +167,8 @@ class SFNetConfig:
             raise ValueError("at least one of frame_loss and video_loss must be on")
         if self.centre_loss and not 0 < self.centre_rate <= 1:
             raise ValueError("centre_rate must be in (0, 1]")
+        if self.video_min_length < 0:
+            raise ValueError(f"video_min_length must be >= 0, got {self.video_min_length}")
         if self.eta < 0 or self.topk_divisor <= 0 or self.mining.radius < 0:
             raise ValueError("eta must be >= 0, topk_divisor > 0, mining.radius >= 0")
 
@@ -386,9 +390,11 @@ class SFNet(Localizer):
         q = video_targets(labelled, targets, batch.video_labels, from_clicks=cfg.video_target != "video_labels",
                           presence=cfg.video_target == "click_classes")  # Eq. 5's target, shared by every term
         centre = self._centre_loss(output, q, iteration) if cfg.centre_loss else zero
+        # a zero target row leaves a sample out of L_video (the code skips crops shorter than 5 snippets)
+        q_video = q * (output.mask.sum(1, keepdim=True) >= cfg.video_min_length)
         n_bg = zero.detach()
         for name, C, A in self._score_sets(output):
-            t = self._losses_one(C, A, output.mask, labelled, targets, q)
+            t = self._losses_one(C, A, output.mask, labelled, targets, q_video)
             for k in terms:
                 terms[k] = terms[k] + t[k]
             if name == "fused":

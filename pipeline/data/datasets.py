@@ -327,9 +327,11 @@ def collate(items: Sequence[VideoItem]) -> Batch:
     )
 
 
-def sample_batch(dataset: VideoDataset, batch_size: int, rng: np.random.Generator, sampler: Sampler) -> Batch:
-    """One training batch: ``sampler``'s training samples of ``batch_size`` videos (or windows), padded."""
-    return collate(sampler.train_items(dataset, batch_size, rng))
+def sample_batch(dataset: VideoDataset, batch_size: int, rng: np.random.Generator, sampler: Sampler, *,
+                 iteration: int = 0) -> Batch:
+    """One training batch of iteration ``iteration``: ``sampler``'s training samples of ``batch_size`` videos (or
+    windows), padded."""
+    return collate(sampler.train_items(dataset, batch_size, rng, iteration=iteration))
 
 
 def batch_rng(seed: int, iteration: int) -> np.random.Generator:

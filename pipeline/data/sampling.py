@@ -3,8 +3,10 @@
 Kinds (:class:`SamplerConfig`):
 
 * ``whole``: the whole video (SF-Net's paper);
-* ``crop(length)``: training takes a random window of at most ``length`` snippets (SF-Net's code: 750); inference
-  tiles the video with consecutive windows of ``length``;
+* ``crop(length, alternate_length)``: training takes a random window of at most ``length`` snippets (SF-Net's code:
+  750), or of ``alternate_length`` at the even iterations after the first when it is set (SF-Net's main.py
+  alternates 750 and 2800 on THUMOS14: ``t_max``, ``t_max_ctc``); inference tiles the video with consecutive windows
+  of ``length``;
 * ``resize(length)``: features and targets linearly resampled to exactly ``length`` snippets (BackTAL: 750 on
   THUMOS14, its change to BaS-Net); element ``j`` stands for native position ``j (T - 1) / (length - 1)``
   (corners aligned, so the first and last elements are the first and last snippets and the grid stays uniform);
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
 SamplerKind = Literal["whole", "crop", "resize", "segments", "windows"]
 # the fields each kind reads; any other field set away from its default is an error at load time
-_FIELDS = {"whole": set(), "crop": {"length"}, "resize": {"length"}, "segments": {"count", "mode"},
+_FIELDS = {"whole": set(), "crop": {"length", "alternate_length"}, "resize": {"length"}, "segments": {"count", "mode"},
            "windows": {"length", "stride", "min_action_fraction", "balance"}}
 
 
@@ -48,6 +50,7 @@ class SamplerConfig:
 
     kind: SamplerKind = "whole"
     length: int | None = None
+    alternate_length: int | None = None
     count: int | None = None
     mode: Literal["random", "uniform"] = "random"
     stride: int | None = None
@@ -62,6 +65,8 @@ class SamplerConfig:
                              f"(it reads: {', '.join(sorted(_FIELDS[self.kind])) or 'nothing'})")
         if self.kind in ("crop", "resize", "windows") and (self.length is None or self.length < 1):
             raise ValueError(f"sampler {self.kind!r} needs length >= 1, got {self.length}")
+        if self.alternate_length is not None and self.alternate_length < 1:
+            raise ValueError(f"sampler 'crop' needs alternate_length >= 1, got {self.alternate_length}")
         if self.kind == "segments" and (self.count is None or self.count < 1):
             raise ValueError(f"sampler 'segments' needs count >= 1, got {self.count}")
         if self.stride is not None and self.stride < 1:
@@ -224,20 +229,29 @@ class Sampler:
         self._windows: dict[int, tuple[list[tuple[str, int]], np.ndarray]] = {}
 
     # -------------------------------------------------------------------------------- training
-    def train_items(self, dataset, batch_size: int, rng: np.random.Generator) -> list["VideoItem"]:
-        """``batch_size`` samples (at most one per video, except windows) for one training iteration."""
+    def train_items(self, dataset, batch_size: int, rng: np.random.Generator, *, iteration: int = 0
+                    ) -> list["VideoItem"]:
+        """``batch_size`` samples (at most one per video, except windows) for training iteration ``iteration``."""
         cfg = self.config.train
         if cfg.kind == "windows":
             return self._train_windows(dataset, batch_size, rng)
         n = len(dataset)
         picks = rng.choice(n, size=min(batch_size, n), replace=False)
-        return [self.train_sample(dataset[int(i)], rng) for i in picks]
+        return [self.train_sample(dataset[int(i)], rng, iteration=iteration) for i in picks]
 
-    def train_sample(self, item: "VideoItem", rng: np.random.Generator) -> "VideoItem":
+    def crop_length(self, iteration: int) -> int | None:
+        """The training crop of ``iteration``: ``alternate_length`` at even iterations > 0 when set (main.py:
+        ``if itr % 2 == 0 and itr > 0: dataset.t_max = t_max_ctc``), else ``length``."""
+        cfg = self.config.train
+        alternate = cfg.alternate_length is not None and iteration > 0 and iteration % 2 == 0
+        return cfg.alternate_length if alternate else cfg.length
+
+    def train_sample(self, item: "VideoItem", rng: np.random.Generator, *, iteration: int = 0) -> "VideoItem":
         cfg, T = self.config.train, item.length
-        if cfg.kind == "crop" and T > cfg.length:
-            start = int(rng.integers(0, T - cfg.length + 1))
-            return item.sample(np.arange(start, start + cfg.length, dtype=np.float64))
+        length = self.crop_length(iteration)
+        if cfg.kind == "crop" and T > length:
+            start = int(rng.integers(0, T - length + 1))
+            return item.sample(np.arange(start, start + length, dtype=np.float64))
         if cfg.kind == "resize":
             return item.sample(_resize_positions(T, cfg.length))
         if cfg.kind == "segments":

@@ -338,8 +338,8 @@ class Trainer:
             t0 = time.perf_counter()
             if model.training_hook(it, context):
                 optimizer = make_optimizer(model, cfg.optimizer)
-            batch = sample_batch(self.train_set, cfg.batch_size, batch_rng(cfg.seed, it),
-                                 self.sampler).to(self.device)
+            batch = sample_batch(self.train_set, cfg.batch_size, batch_rng(cfg.seed, it), self.sampler,
+                                 iteration=it).to(self.device)
             model.train()
             output = model(batch.features, batch.mask)
             terms = model.losses(output, batch, iteration=it)

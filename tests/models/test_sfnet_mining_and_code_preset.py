@@ -139,6 +139,40 @@ def test_code_video_score_averages_the_top_int_t_over_12():
     np.testing.assert_allclose(model.frame_scores(out).video_scores, expected.numpy(), rtol=1e-6)
 
 
+def click_batch(lengths: list[int], T: int = 6, seed: int = 0) -> Batch:
+    """One click of class b % 2 at snippet 1 of sample b; sample b has ``lengths[b]`` valid snippets."""
+    B = len(lengths)
+    feats = torch.from_numpy(np.random.default_rng(seed).normal(0, 1, (B, T, 32)).astype(np.float32))
+    mask = torch.arange(T)[None] < torch.tensor(lengths)[:, None]
+    targets = torch.zeros(B, T, 3)
+    for b in range(B):
+        targets[b, 1, b % 2] = 1
+    amask = targets.sum(-1) > 0
+    return Batch(video_ids=[f"v{b}" for b in range(B)], features=feats * mask[..., None], mask=mask,
+                 video_labels=(targets.sum(1) > 0).float(), action_targets=targets, action_mask=amask,
+                 anchor_mask=amask.clone(), background_mask=torch.zeros(B, T, dtype=torch.bool),
+                 offsets=torch.zeros(B, dtype=torch.long), lengths=mask.sum(1))
+
+
+def test_code_video_loss_leaves_out_crops_shorter_than_5_snippets():
+    # crops of 4 and 6 snippets: the code's video_loss skips seq_len < 5, so L_video is the 6-snippet crop's alone
+    both, long_only = click_batch([4, 6]), click_batch([6])
+    long_only.features[0] = both.features[1]
+    long_only.action_targets[0] = both.action_targets[1]
+    long_only.video_labels[0] = both.video_labels[1]
+    plain = dict(background=False, actionness=False, mining={"enabled": False})
+
+    def video(model, batch):
+        model.eval()
+        with torch.no_grad():
+            return float(model.losses(model(batch.features, batch.mask), batch, iteration=0)["video"])
+
+    skipping = video(sfnet(video_min_length=5, **plain), both)
+    assert skipping == pytest.approx(video(sfnet(**plain), long_only), rel=1e-6)
+    assert skipping != pytest.approx(video(sfnet(**plain), both), rel=1e-3)
+    assert video(sfnet(video_min_length=7, **plain), both) == 0.0  # nothing left
+
+
 def test_code_config_carries_every_code_rule():
     cfg = load_config(ExperimentConfig, CONFIGS / "sfnet_code_thumos14.yaml")
     params = cfg.model.params
@@ -146,6 +180,9 @@ def test_code_config_carries_every_code_rule():
     assert params["video_target"] == "click_classes" and params["actionness_fusion_init"] == 0.0
     assert params["mining"]["past"] == "first_step" and params["mining"]["blocked_by_mined"] is True
     assert params["inference"]["video_topk_rule"] == "int" and params["inference"]["video_topk_divisor"] == 12.0
+    assert params["video_min_length"] == 5  # train.py video_loss
+    crop = cfg.data.sampling.train
+    assert (crop.kind, crop.length, crop.alternate_length) == ("crop", 750, 2800)  # main.py t_max, t_max_ctc
 
 
 def test_class_attention_and_centre_update_by_hand():

@@ -149,6 +149,18 @@ def test_resize_refuses_frame_targets_with_a_clear_message():
         it.sample(np.linspace(0, 29, 12))
 
 
+def test_crop_alternates_its_length_at_even_iterations_after_the_first():
+    # SF-Net's main.py: t_max 750, and t_max_ctc 2800 when itr % 2 == 0 and itr > 0
+    data = Data([item(T=100, vid=f"v{i}") for i in range(3)])
+    smp = sampler(SamplerConfig(kind="crop", length=20, alternate_length=50))
+    lengths = [sample_batch(data, 3, batch_rng(0, it), smp, iteration=it).features.shape[1] for it in range(6)]
+    assert lengths == [20, 20, 50, 20, 50, 20]
+    with pytest.raises(ConfigError, match="does not use alternate_length"):
+        config_from_dict(SamplerConfig, {"kind": "resize", "length": 5, "alternate_length": 9})
+    with pytest.raises(ConfigError, match="alternate_length >= 1"):
+        config_from_dict(SamplerConfig, {"kind": "crop", "length": 5, "alternate_length": 0})
+
+
 def test_training_batches_are_a_pure_function_of_seed_and_iteration():
     data = Data([item(T=50 + 10 * i, vid=f"v{i}") for i in range(6)])
     smp = sampler(SamplerConfig(kind="crop", length=20))
