@@ -14,6 +14,8 @@ columns only.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -100,12 +102,16 @@ def class_attention_features(features: torch.Tensor, scores: torch.Tensor, mask:
     return agg, c[keep]
 
 
-def centre_loss(features: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """Wen et al.'s centre loss, as 3C-Net uses it: ``1 / (2N) sum_i ||f_i - c_{y_i}||^2`` over ``features [N, H]``
-    with classes ``labels [N]`` and the (not differentiated) class centres ``centres [C, H]``; 0 for ``N = 0``."""
+def centre_loss(features: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor, *,
+                form: Literal["wen", "code"] = "wen") -> torch.Tensor:
+    """The centre loss over ``features [N, H]`` with classes ``labels [N]`` and the (not differentiated) class centres
+    ``centres [C, H]``; 0 for ``N = 0``. ``wen``: Wen et al.'s ``1 / (2N) sum_i ||f_i - c_{y_i}||^2``, as 3C-Net uses
+    it; ``code``: SF-Net's code, ``sum_i ||f_i - c_{y_i}||^2 / N^2`` (center_loss.py ``CenterLoss`` divides the sum by
+    N, train.py ``center_loss`` by N again)."""
     if features.shape[0] == 0:
         return features.sum() * 0.0
-    return 0.5 * (features - centres[labels].detach()).square().sum(1).mean()
+    dist = (features - centres[labels].detach()).square().sum(1)
+    return 0.5 * dist.mean() if form == "wen" else dist.sum() / features.shape[0] ** 2
 
 
 @torch.no_grad()
@@ -119,5 +125,17 @@ def update_centres(centres: torch.Tensor, features: torch.Tensor, labels: torch.
     centres -= rate * diff / (1 + count[:, None])
 
 
+@torch.no_grad()
+def sgd_step_centres(centres: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, lr: float,
+                     weight: float) -> None:
+    """One plain SGD step of ``lr``, in place, on the centres of ``weight * centre_loss(form="code")``, whose gradient
+    is ``-2 weight / N^2 sum_{i: y_i = j} (f_i - c_j)`` (SF-Net's code: ``optim.SGD(centers, lr=0.1)``)."""
+    n = features.shape[0]
+    if n == 0:
+        return
+    grad = torch.zeros_like(centres).index_add_(0, labels, centres[labels] - features.detach())
+    centres -= lr * (2 * weight / n ** 2) * grad
+
+
 __all__ = ["actionness_loss", "background_loss", "centre_loss", "class_attention_features", "soft_cross_entropy",
-           "top_mask", "update_centres", "video_loss", "video_targets"]
+           "sgd_step_centres", "top_mask", "update_centres", "video_loss", "video_targets"]

@@ -35,8 +35,10 @@ stream's own scores too, summed:
   class's temporal attention (softmax over time, zero below its mean) are pulled to the class's centre (Wen et al.'s
   centre loss, ``1/(2N) sum ||f - c||^2``, centres moved by Wen et al.'s update at ``centre_rate`` 0.5); gamma 0.1 and
   single-class videos only before iteration 500 are the authors' code's (options.py ``--gamma``, train.py
-  ``center_loss`` ``itr_th``). The code moves its centres by SGD at lr 0.1 instead; the paper-silent update rule here
-  is the original one of the centre loss.
+  ``center_loss`` ``itr_th``). ``centre_update: code_sgd`` is the code's variant instead: the loss
+  ``sum ||f - c||^2 / N^2``, centres drawn from N(0, 1) and moved by plain SGD at ``centre_lr`` 0.1 on the gradient of
+  ``gamma L_centre`` scaled by ``1 / beta`` (train.py: ``param.grad.data *= (1. / beta)``, where Wen et al.'s
+  recipe divides by the loss weight; main.py ``optim.SGD(..., lr=0.1)``, center_loss.py ``torch.randn`` centres).
 
 Action-frame mining (Algorithm 1) is :func:`mine_action_frames`, with the typos fixed (see its docstring). It runs
 online on every batch's detached fused scores from ``mining.start_iteration`` (the paper gives no start; a warm-up is
@@ -70,7 +72,7 @@ from clicktal.pipeline.core.geometry import FeatureGeometry
 from .base import FrameScores, Localizer, LocalizerOutput, TrainingContext, register_localizer
 from .blocks import StreamFusion, TemporalConvStack, TopK, split_streams, stream_ranges, topk_pool
 from .losses import (actionness_loss, background_loss, centre_loss, class_attention_features, soft_cross_entropy,
-                     top_mask, update_centres, video_loss, video_targets)
+                     sgd_step_centres, top_mask, update_centres, video_loss, video_targets)
 
 
 @dataclass
@@ -153,6 +155,8 @@ class SFNetConfig:
     centre_loss: bool = False
     gamma: float = 0.1
     centre_rate: float = 0.5
+    centre_update: Literal["wen", "code_sgd"] = "wen"
+    centre_lr: float = 0.1
     centre_multi_class_from: int = 500
     mining: MiningConfig = field(default_factory=MiningConfig)
     inference: SFNetInferenceConfig = field(default_factory=SFNetInferenceConfig)
@@ -167,6 +171,8 @@ class SFNetConfig:
             raise ValueError("at least one of frame_loss and video_loss must be on")
         if self.centre_loss and not 0 < self.centre_rate <= 1:
             raise ValueError("centre_rate must be in (0, 1]")
+        if self.centre_loss and self.centre_update == "code_sgd" and (self.centre_lr <= 0 or self.beta <= 0):
+            raise ValueError("centre_update code_sgd needs centre_lr > 0 and beta > 0 (it scales by 1 / beta)")
         if self.video_min_length < 0:
             raise ValueError(f"video_min_length must be >= 0, got {self.video_min_length}")
         if self.eta < 0 or self.topk_divisor <= 0 or self.mining.radius < 0:
@@ -275,9 +281,10 @@ class SFNet(Localizer):
         self.act_mul = StreamFusion(streams=names, mode="weighted", size=1,
                                     init=1.0 / len(names) if act_init is None else act_init)
         self._mined: dict[str, list[list[int]]] = {}  # "once" mining: video -> [[snippet, class column], ...]
-        if config.centre_loss:  # 3C-Net's class centres per stream, moved by Wen et al.'s update (no gradient)
+        if config.centre_loss:  # 3C-Net's class centres per stream, moved by their own update (no autograd)
+            init = torch.randn if config.centre_update == "code_sgd" else torch.zeros
             for name, (a, b) in self.stream_slices.items():
-                self.register_buffer(f"centres_{name}", torch.zeros(num_classes, config.hidden_dim or (b - a)))
+                self.register_buffer(f"centres_{name}", init(num_classes, config.hidden_dim or (b - a)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -434,9 +441,12 @@ class SFNet(Localizer):
                                                   output.aux[f"class_scores/{name}"][..., self.offset:],
                                                   output.mask, present)
             centres = getattr(self, f"centres_{name}")
-            total = total + centre_loss(feats, cls, centres)
-            if self.training:
+            code = cfg.centre_update == "code_sgd"
+            total = total + centre_loss(feats, cls, centres, form="code" if code else "wen")
+            if self.training and not code:
                 update_centres(centres, feats, cls, cfg.centre_rate)
+            elif self.training and iteration > 0:  # main.py steps the centres from itr 1 on
+                sgd_step_centres(centres, feats, cls, cfg.centre_lr, cfg.gamma / cfg.beta)
         return total
 
     def _losses_one(self, C: torch.Tensor, A: torch.Tensor | None, mask: torch.Tensor, labelled: torch.Tensor,

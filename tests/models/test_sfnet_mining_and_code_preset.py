@@ -216,3 +216,38 @@ def test_weak_3cnet_row_trains_the_centres():
     single.train()
     # every block video holds 3 clicked classes: before iteration 500 no video takes part
     assert float(single.losses(single(batch.features, batch.mask), batch, iteration=0)["centre"].detach()) == 0
+
+
+def test_code_centre_loss_and_its_sgd_step_match_the_codes_autograd():
+    from clicktal.models.losses import centre_loss, sgd_step_centres
+
+    rng = np.random.default_rng(0)
+    feats, labels = torch.tensor(rng.normal(0, 1, (5, 3)), dtype=torch.float64), torch.tensor([0, 2, 2, 1, 2])
+    start = torch.tensor(rng.normal(0, 1, (4, 3)), dtype=torch.float64)
+    gamma, beta = 0.1, 2.0
+    # the code: CenterLoss (center_loss.py: distmat masked by class, summed, / batch) / N (train.py center_loss),
+    # times gamma; centre grads scaled by 1 / beta; optim.SGD(lr=0.1)
+    centres = torch.nn.Parameter(start.clone())
+    dist = (feats[:, None] - centres[None]).square().sum(-1) * (labels[:, None] == torch.arange(4)).double()
+    code_loss = dist.clamp(min=1e-12, max=1e12).sum() / 5 / 5
+    (gamma * code_loss).backward()
+    centres.grad *= 1 / beta
+    torch.optim.SGD([centres], lr=0.1).step()
+    ours = start.clone()
+    assert float(centre_loss(feats, labels, ours, form="code")) == pytest.approx(float(code_loss), rel=1e-9)
+    sgd_step_centres(ours, feats, labels, 0.1, gamma / beta)
+    torch.testing.assert_close(ours, centres.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_code_centre_variant_in_the_model_steps_from_the_second_iteration():
+    batch = block_batch()
+    model = sfnet(frame_loss=False, background=False, actionness=False, mining={"enabled": False},
+                  centre_loss=True, video_target="click_classes", centre_multi_class_from=0,
+                  centre_update="code_sgd")
+    before = model.centres_rgb.clone()
+    assert before.abs().sum() > 0  # drawn from N(0, 1), as center_loss.py's torch.randn
+    model.train()
+    model.losses(model(batch.features, batch.mask), batch, iteration=0)
+    assert torch.equal(model.centres_rgb, before)  # main.py: `if itr > centloss_itr` (0)
+    model.losses(model(batch.features, batch.mask), batch, iteration=1)
+    assert not torch.equal(model.centres_rgb, before)
