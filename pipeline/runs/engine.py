@@ -35,7 +35,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 
-from clicktal.models.base import Localizer
+from clicktal.models.base import Localizer, localizer_config
 from clicktal.pipeline.core.config import config_from_dict, config_to_dict, dump_config
 from clicktal.pipeline.core.files import atomic_write, atomic_write_text, naming_full_disk, sweep_temp_files
 from clicktal.pipeline.data.datasets import TrainingContext, VideoDataset, batch_rng, collate, sample_batch
@@ -191,6 +191,20 @@ class _Log:
 Validator = Callable[[Localizer, int], dict[str, float]]
 
 
+def _model_params_resolved(config: dict) -> dict:
+    """``config`` with ``model.params`` through today's schema of its localizer, so that an option added since a run
+    was saved takes its default (the behaviour the run trained with) on both sides of a resume check. Params that
+    today's schema rejects are compared as stored."""
+    model = config.get("model")
+    if not (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("params"), dict)):
+        return config
+    try:
+        params = config_to_dict(localizer_config(model["name"], model["params"]))
+    except (KeyError, ValueError):
+        return config
+    return {**config, "model": {**model, "params": params}}
+
+
 class Trainer:
     """Trains ``model`` on ``train_set`` under ``cfg``, writing into ``run_dir``.
 
@@ -274,6 +288,7 @@ class Trainer:
             self.note(f"{path}: records no config (an old checkpoint); the resume cannot check it")
             return
         current = self._config_dict() or {"train": config_to_dict(self.cfg)}
+        saved, current = _model_params_resolved(saved), _model_params_resolved(current)
         if set(saved) != set(current):  # one side is a bare Trainer's schedule: compare that
             saved, current = {"train": saved.get("train")}, {"train": current.get("train")}
         conflicts = resume_conflicts(saved, current)

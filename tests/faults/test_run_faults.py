@@ -175,6 +175,18 @@ def test_a_model_or_label_change_is_refused(data, tmp_path):
         run_experiment(cfg, run, resume=True, evaluate=False, log=lambda *_: None)
 
 
+def test_a_model_option_added_since_the_run_resumes_at_its_default_and_is_refused_otherwise(data, tmp_path):
+    run = stopped_run(data, tmp_path / "run")
+    ck = torch.load(run / "checkpoint_last.pt", weights_only=False)
+    del ck["config"]["model"]["params"]["video_min_length"]  # a run saved before the option existed
+    torch.save(ck, run / "checkpoint_last.pt")
+    changed = apply_overrides(experiment(data), {"model": {"params": {"video_min_length": 5}}})
+    with pytest.raises(ResumeError, match=r"model\.params\.video_min_length: 0 -> 5"):
+        run_experiment(changed, run, resume=True, evaluate=False, log=lambda *_: None)
+    res = run_experiment(experiment(data), run, resume=True, evaluate=False, log=lambda *_: None)
+    assert res.iterations == 6
+
+
 def test_a_longer_schedule_resumes_into_the_run_trained_that_long(data, tmp_path):
     long = tmp_path / "long"
     run_experiment(experiment(data, iterations=8), long, evaluate=False, log=lambda *_: None)
