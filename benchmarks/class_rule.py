@@ -5,8 +5,8 @@
     python benchmarks/class_rule.py --dataset gtea --iterations 300 --work runs/class_rule_quick
 
 Per dataset and seed, one SF-Net (SFBAE, the dataset's config) is trained on 75 % of the training subset with the
-real human clicks (random annotator per video); the other 25 % are held out (each seed holds out its own videos). Its test-time scores are then grouped with each
-candidate rule for which classes a video is localised in:
+real human clicks (random annotator per video); the other 25 % are held out (each seed holds out its own videos).
+Its test-time scores are then grouped with each candidate rule for which classes a video is localised in:
 
 * ``softmax >= t``: the softmax over the action classes of the top-k pooled activations (STPN's rule, t = 0.1);
 * ``softmax > r x max``: relative to the video's best class (the authors' code's rule, r = 1/1.5, is on raw
@@ -15,9 +15,10 @@ candidate rule for which classes a video is localised in:
 * ``pooled > r x max``: the code's rule on the raw pooled activations;
 * ``none``: every class.
 
-Per dataset, the rule with the best held-out AVG (mean over the seeds) is chosen (the first listed on a tie); across
-datasets, the rule with the best mean held-out AVG relative to each dataset's best (so that THUMOS14's larger mAP does not decide
-alone). The test columns are printed beside them for the record and take no part in either choice. Synthetic features (benchkit synth.py): not THUMOS14/GTEA results.
+Per dataset, the rule with the best held-out AVG (mean over the seeds) is chosen (the first listed on a tie);
+across datasets, the rule with the best mean held-out AVG relative to each dataset's best (so that THUMOS14's larger
+mAP does not decide alone). The test columns are printed beside them for the record and take no part in either
+choice. Synthetic features (benchkit synth.py): not THUMOS14/GTEA results.
 """
 from __future__ import annotations
 
