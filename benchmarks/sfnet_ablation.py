@@ -54,6 +54,7 @@ VARIANTS = {
     "SFBAE": {},
     "SFBAE-kept": {"model": {"params": {"mining": {"keep": True}}}},
 }
+HELDOUT = 0.25  # share of the training videos --heldout-curve holds out
 DATASETS = {
     "thumos14": {"config": "configs/sfnet_thumos14.yaml", "gt": "thumos14/groundtruth.json",
                  "clicks": "thumos14/action_clicks_A{}.txt", "ambiguous": "thumos14/ambiguous_test.txt",
@@ -88,9 +89,32 @@ def overrides(dataset: str, variant: str, seed: int, features: Path, args) -> di
                   "num_threads": args.threads, "checkpoint_every": min(iterations, 500)},
         "evaluation": {"without_class_selection": True},
     }
+    if args.heldout_curve:  # the same run on 75 % of the training videos, validated on the rest
+        base["name"] += f"-heldout{HELDOUT:g}"
+        base["data"]["val_fraction"] = HELDOUT
+        base["train"]["validate_every"] = args.heldout_curve
     from clicktal.pipeline.core.config import merge_overrides
 
     return merge_overrides(base, VARIANTS[variant])
+
+
+def heldout_curve_table(results: list[dict], work: Path, dataset: str, every: int) -> str:
+    """Per run, at every validation: the training frame loss (mean since the previous validation) beside the frame
+    loss, total loss and mAP of the held-out training videos (eval mode, whole videos)."""
+    lines = [f"**Held-out curve, {dataset}: {100 * HELDOUT:g} % of the training videos held out, validated every "
+             f"{every} iterations** (frame losses summed over the fused, RGB and flow score sets)", "",
+             "| run | iteration | training frame loss | held-out frame loss | held-out total loss | held-out mAP |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        folder = work / "runs" / r["name"]
+        train = [json.loads(x) for x in (folder / "train_log.jsonl").read_text().splitlines()]
+        for v in (json.loads(x) for x in (folder / "val_log.jsonl").read_text().splitlines()):
+            window = [t["frame"] for t in train if v["iteration"] - every < t["iteration"] <= v["iteration"]]
+            lines.append(f"| {r['variant']} seed {r['seed']} | {v['iteration']} | {sum(window) / len(window):.3f} | "
+                         f"{v['val_frame']:.3f} | {v['val_loss']:.3f} | {100 * v.get('val_map', float('nan')):.1f} |")
+    table = "\n".join(lines)
+    (work / f"heldout_{dataset}.md").write_text(table + "\n")
+    return table
 
 
 def details_table(results: list[dict], variants: list[str]) -> str:
@@ -234,6 +258,9 @@ def main(argv=None) -> int:
     p.add_argument("--time-full-size", action="store_true",
                    help="instead of the ablation: seconds per iteration at full size (2048-d THUMOS14, batch 32)")
     p.add_argument("--time-iterations", type=int, default=3)
+    p.add_argument("--heldout-curve", type=int, metavar="EVERY", default=0,
+                   help="instead of the table: the runs on 75 %% of the training videos, validated on the rest every "
+                        "EVERY iterations; prints training and held-out losses side by side")
     p.add_argument("--foreground-ap", action="store_true",
                    help="instead of training: AVG and class-agnostic foreground AP of the finished runs in --work")
     args = p.parse_args(argv)
@@ -257,6 +284,11 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         results = run_all(jobs, args.jobs)
         wall = (time.perf_counter() - t0) / 60
+        if args.heldout_curve:
+            for r, (_, (_, over, *_), _) in zip(results, jobs):
+                r["name"] = over["name"]
+            print(heldout_curve_table(results, args.work, dataset, args.heldout_curve), flush=True)
+            continue
         report = results[0]["report"]
         rows = [(v, [r["row"] for r in results if r["variant"] == v]) for v in args.variants]
         # training minutes from each run's log: a rerun that only re-evaluates finished runs keeps them

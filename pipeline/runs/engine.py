@@ -416,17 +416,18 @@ def _progress(start: int, total: int, enabled: bool):
     return tqdm(total=total, initial=start, desc="train", dynamic_ncols=True, leave=False)
 
 
-def validation_loss(model: Localizer, dataset: VideoDataset, iteration: int, device: torch.device | str = "cpu",
-                    sampler: Sampler | None = None) -> float:
-    """Mean total loss over the inference samples of ``dataset``'s videos (whole videos by default), one sample at a
-    time, in eval mode (no dropout)."""
+def validation_losses(model: Localizer, dataset: VideoDataset, iteration: int, device: torch.device | str = "cpu",
+                      sampler: Sampler | None = None) -> dict[str, float]:
+    """Each loss term (``total`` among them) averaged over the inference samples of ``dataset``'s videos (whole
+    videos by default), one sample at a time, in eval mode (no dropout); NaN for every term of an empty dataset."""
     sampler = sampler or Sampler()
     model.eval()
-    values = []
+    values: dict[str, list[float]] = {}
     with torch.no_grad():
         for item in dataset:
             for sample in sampler.inference_samples(item):
                 batch = collate([sample]).to(device)
                 terms = model.losses(model(batch.features, batch.mask), batch, iteration=iteration)
-                values.append(float(terms["total"]))
-    return float(np.mean(values)) if values else float("nan")
+                for name, value in terms.items():
+                    values.setdefault(name, []).append(float(value))
+    return {name: float(np.mean(v)) for name, v in values.items()} or {"total": float("nan")}

@@ -25,7 +25,7 @@ from clicktal.pipeline.data.datasets import DataBundle, load_data, label_counts
 from clicktal.pipeline.data.detections import Detection, write_detections
 from clicktal.pipeline.data.labels import format_label_summary, label_statistics
 from clicktal.pipeline.runs.engine import (TrainResult, Trainer, load_checkpoint, read_log, resolve_device,
-                                           seed_everything, validation_loss)
+                                           seed_everything, validation_losses)
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig
 from clicktal.pipeline.runs.schema import ExperimentConfig, postprocess_config
 from clicktal.pipeline.data.sampling import Sampler
@@ -157,7 +157,8 @@ def make_validator(cfg: ExperimentConfig, bundle: DataBundle, device):
     sampler = Sampler(cfg.data.sampling)
 
     def validate(model, iteration: int) -> dict[str, float]:
-        out = {"val_loss": validation_loss(model, bundle.val, iteration, device, sampler)}
+        terms = validation_losses(model, bundle.val, iteration, device, sampler)
+        out = {"val_loss": terms.pop("total"), **{f"val_{k}": v for k, v in terms.items()}}
         dets = infer_videos(model, bundle.source, bundle.val.ids, bundle.classes, post,
                             durations=_durations(bundle.gt, bundle.val.ids), sampler=sampler, device=device)
         if held.classes():

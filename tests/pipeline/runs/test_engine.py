@@ -170,3 +170,17 @@ def test_a_seeded_experiment_reproduces_its_initial_and_final_weights(data, tmp_
         run_experiment(cfg, tmp_path / run, evaluate=False)
         weights.append(load_checkpoint(tmp_path / run / "checkpoint_last.pt", "cpu")["model"])
     torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+
+
+def test_validation_losses_average_every_term_over_the_held_out_videos(data):
+    from clicktal.pipeline.data.datasets import collate
+    from clicktal.pipeline.runs.engine import validation_losses
+
+    bundle, _ = data
+    model = sfnet(bundle)
+    terms = validation_losses(model, bundle.train, 0)
+    assert {"total", "frame", "video", "actionness"} <= set(terms)
+    with torch.no_grad():
+        per_video = [float(model.losses(model(b.features, b.mask), b, iteration=0)["frame"])
+                     for b in (collate([item]) for item in bundle.train)]
+    assert terms["frame"] == pytest.approx(sum(per_video) / len(per_video), rel=1e-6)
