@@ -163,6 +163,7 @@ def foreground_table(args) -> int:
                  "background class / no actionness)", "",
                  "| row | seed | AVG | AP of 1 - P(background) | AP of sigma(actionness) |",
                  "|---|---:|---:|---:|---:|"]
+        bundle = None
         for v in args.variants:
             for seed in args.seeds:
                 folder = args.work / "runs" / f"{dataset}-{v}-seed{seed}"
@@ -170,7 +171,8 @@ def foreground_table(args) -> int:
                     print(f"{folder}: not finished, left out", file=sys.stderr)
                     continue
                 run = load_run(folder, device="cpu")
-                bundle = load_data(run.config.data, seed=run.config.train.seed, contract=run.contract)
+                if bundle is None:  # every run of the dataset reads the same features and ground truth
+                    bundle = load_data(run.config.data, seed=run.config.train.seed, contract=run.contract)
                 scores: dict = {}
                 run.detect(bundle.source, bundle.test_ids, scores_out=scores)
                 grid = next(iter(scores.values()))[1]

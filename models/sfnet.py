@@ -436,12 +436,12 @@ class SFNet(Localizer):
         if iteration < cfg.centre_multi_class_from:
             present = present & (present.sum(1, keepdim=True) == 1)
         total = output.class_scores.sum() * 0.0
+        code = cfg.centre_update == "code_sgd"
         for name in self.stream_slices:
             feats, cls = class_attention_features(output.aux[f"hidden/{name}"],
                                                   output.aux[f"class_scores/{name}"][..., self.offset:],
                                                   output.mask, present)
             centres = getattr(self, f"centres_{name}")
-            code = cfg.centre_update == "code_sgd"
             total = total + centre_loss(feats, cls, centres, form="code" if code else "wen")
             if self.training and not code:
                 update_centres(centres, feats, cls, cfg.centre_rate)
