@@ -304,7 +304,7 @@ def main(argv=None) -> int:
                     f"{args.batch_size}, crop "
                     f"{(d['max_length'] if args.max_length is None else args.max_length) or 'none'}, seeds "
                     f"{' '.join(map(str, args.seeds))}, {args.jobs} runs at a time x {args.threads} thread(s); "
-                    f"table wall time {wall:.1f} min")
+                    f"min/run = training minutes from each run's log; this invocation took {wall:.1f} min")
         table = format_results(rows, report, minutes=minutes, title=f"SF-Net ablation, {settings}")
         table += "\n\n" + details_table(results, args.variants)
         print(table, flush=True)
