@@ -27,11 +27,13 @@ def synthesize(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: 
 def run_config(config: str, overrides: dict, work: Path, threads: int, **tags) -> dict:
     """Train and evaluate ``config`` (relative to the repository) with ``overrides`` under ``work/runs/<name>``; a
     run folder with a checkpoint is resumed (a finished run is only evaluated again, with the current evaluation
-    settings; a changed training config is refused, naming the keys). Returns ``tags`` with the reported row (mAP in
-    %, AVG last), the minutes, the mAP per tIoU and the frame-level mAP in % (None unless the config reports it)."""
+    settings; a changed training config is refused, naming the keys). Returns ``tags`` with the run's name, the
+    reported row (mAP in %, AVG last), the minutes, the mAP per tIoU and the frame-level mAP in % (None unless the
+    config reports it)."""
     import torch
 
     from clicktal.pipeline.core.config import load_config
+    from clicktal.pipeline.runs.engine import read_log
     from clicktal.pipeline.runs.experiments import run_experiment
     from clicktal.pipeline.runs.schema import ExperimentConfig
 
@@ -43,11 +45,11 @@ def run_config(config: str, overrides: dict, work: Path, threads: int, **tags) -
     minutes = (time.perf_counter() - t0) / 60
     row = res.row(cfg.evaluation.report)
     print(f"  {cfg.name}: AVG {row[-1]:.1f}  ({minutes:.1f} min)", flush=True)
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    log = read_log(out / "train_log.jsonl", note=print)
     train_minutes = sum(r["seconds"] for r in log) / 60  # every iteration's time, across resumes
     frame = res.extra.get("frame_mAP")
     plain = res.extra.get("average_mAP_without_class_selection")
-    return {**tags, "row": row, "minutes": minutes, "train_minutes": train_minutes,
+    return {**tags, "name": cfg.name, "row": row, "minutes": minutes, "train_minutes": train_minutes,
             "report": cfg.evaluation.report, "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()},
             "frame_mAP": None if frame is None else 100 * frame["mAP"],
             "avg_without_class_selection": None if plain is None else 100 * plain,

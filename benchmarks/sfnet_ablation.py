@@ -105,10 +105,12 @@ def heldout_curve_table(results: list[dict], work: Path, dataset: str, every: in
              f"{every} iterations** (frame losses summed over the fused, RGB and flow score sets)", "",
              "| run | iteration | training frame loss | held-out frame loss | held-out total loss | held-out mAP |",
              "|---|---:|---:|---:|---:|---:|"]
+    from clicktal.pipeline.runs.engine import read_log
+
     for r in results:
         folder = work / "runs" / r["name"]
-        train = [json.loads(x) for x in (folder / "train_log.jsonl").read_text().splitlines()]
-        for v in (json.loads(x) for x in (folder / "val_log.jsonl").read_text().splitlines()):
+        train = read_log(folder / "train_log.jsonl", note=print)
+        for v in read_log(folder / "val_log.jsonl", note=print):
             window = [t["frame"] for t in train if v["iteration"] - every < t["iteration"] <= v["iteration"]]
             lines.append(f"| {r['variant']} seed {r['seed']} | {v['iteration']} | {sum(window) / len(window):.3f} | "
                          f"{v['val_frame']:.3f} | {v['val_loss']:.3f} | {100 * v.get('val_map', float('nan')):.1f} |")
@@ -287,8 +289,6 @@ def main(argv=None) -> int:
         results = run_all(jobs, args.jobs)
         wall = (time.perf_counter() - t0) / 60
         if args.heldout_curve:
-            for r, (_, (_, over, *_), _) in zip(results, jobs):
-                r["name"] = over["name"]
             print(heldout_curve_table(results, args.work, dataset, args.heldout_curve), flush=True)
             continue
         report = results[0]["report"]
