@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -32,6 +31,7 @@ import numpy as np
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.contract import FeatureContract
 from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta
+from clicktal.pipeline.data.provenance import source_change, source_fingerprint
 
 from .decode import BACKENDS, Video, VideoError
 from .diskio import DISK_FULL, describe_disk_full, disk_full_error, naming
@@ -44,7 +44,6 @@ FAILED_ERROR = "error"  # an unexpected exception (the message has its type)
 CACHE_CONFLICT = "cache_conflict"
 SOURCE_CHANGED = "source_changed"  # the video file is not the one the cached features were made from
 LOCKED = "locked"  # status (not a failure): another live process is extracting this video
-_FINGERPRINT_BYTES = 1 << 20  # the source's first and last MiB are hashed
 
 
 @dataclass(frozen=True)
@@ -317,40 +316,6 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
         writer.commit({"video_id": video_id or path.stem, "size": [config.crop, config.crop],
                        "fps": config.fps, "flow": flow_info})
     return features, meta
-
-
-def source_fingerprint(path: str | os.PathLike) -> dict:
-    """Size, modification time and the sha256 of the first and last MiB (the whole file when smaller)."""
-    st = os.stat(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        digest.update(f.read(_FINGERPRINT_BYTES))
-        if st.st_size > _FINGERPRINT_BYTES:
-            f.seek(max(_FINGERPRINT_BYTES, st.st_size - _FINGERPRINT_BYTES))
-            digest.update(f.read(_FINGERPRINT_BYTES))
-    return {"size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "head_tail_sha256": digest.hexdigest()}
-
-
-def source_change(recorded: dict, path: str | os.PathLike) -> str | None:
-    """Why ``path`` is not the file that a sidecar's ``source`` describes, or ``None``.
-
-    A different size is a different file. A different modification time is checked against the hash of the first
-    and last MiB (a copied or touched file with the same content is the same file). A source that is gone, or a
-    sidecar from before these fields, is not second-guessed (size only)."""
-    try:
-        st = os.stat(path)
-        size = recorded.get("size_bytes")
-        if size is not None and st.st_size != size:
-            return f"its size changed ({size} -> {st.st_size} bytes)"
-        mtime, sha = recorded.get("mtime_ns"), recorded.get("head_tail_sha256")
-        if mtime is None or sha is None or st.st_mtime_ns == mtime:
-            return None
-        if source_fingerprint(path)["head_tail_sha256"] == sha:
-            return None
-    except OSError:
-        return None
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime_ns / 1e9))
-    return f"its content changed (modified {when}; the sha256 of its first and last MiB differs)"
 
 
 def cached_state(cache: FeatureCache, video_id: str, config: ExtractionConfig, flow_root: Path,
