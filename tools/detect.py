@@ -11,7 +11,9 @@ weights' sha256, fps, window, stride, streams, width): a mismatch is an error na
 written as ActivityNet results JSON in seconds, the same rows as CSV beside it (``<out>.csv``: video, label, start_s,
 end_s, score), one timeline PNG per video (``<out>.timelines/<video>.png``: the detected classes' scores over time,
 the best segments and, with ``--gt``, the ground truth), and the best ones printed. Extraction failures are listed in
-the cache's ``failures.json``; the exit status is 1 when any video failed, 2 on a setup error.
+the cache's ``failures.json``; the exit status is 1 when any video failed, 2 on a setup error (run, checkpoint,
+options, an output that cannot be written: checked before any video is decoded), 4 on a full disk (naming the
+file).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from clicktal.extractors.flow import FLOW_DEVICES, FLOW_IMPLEMENTATIONS, FLOW_ME
 from clicktal.extractors.networks import FEATURES
 from clicktal.extractors.runner import extract_folder
 from clicktal.extractors.weights import WeightsError
-from clicktal.pipeline.data.cache import CacheSource
+from clicktal.pipeline.core.files import DiskFullError, check_writable
+from clicktal.pipeline.data.cache import CacheError, CacheSource
 from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth
 from clicktal.pipeline.data.detections import write_detections, write_detections_csv
 from clicktal.pipeline.runs.inference import load_run
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cache = args.cache or args.out.with_name(args.out.name + ".features")
     try:
+        for path in (args.out, args.out.with_suffix(".csv")):
+            check_writable(path)
         gt = load_ground_truth(args.gt) if args.gt else None
         run = load_run(args.run)
         config = extraction_config(run, args)
@@ -78,20 +83,26 @@ def main(argv: list[str] | None = None) -> int:
                            expected=f"the run {args.run}")
         paths = [p for v in args.videos for p in find_videos(v)]
         summary = extract_folder(paths, cache, config=config, workers=args.workers)
-    except (WeightsError, AnnotationError, ValueError, FileNotFoundError) as e:
+    except DiskFullError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 4
+    except (WeightsError, AnnotationError, ValueError, OSError, CacheError) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     print(summary.text())
     ids = [r.video_id for r in summary.results if r.status in ("done", "skipped")]
     scores: dict = {}
+    csv_path = args.out.with_suffix(".csv")
     try:
         detections = run.detect(CacheSource(cache), ids, scores_out=scores)
-    except ValueError as e:
+        write_detections(args.out, detections, version=run.config.name)
+        write_detections_csv(csv_path, detections)
+    except DiskFullError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 4
+    except (ValueError, CacheError) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
-    write_detections(args.out, detections, version=run.config.name)
-    csv_path = args.out.with_suffix(".csv")
-    write_detections_csv(csv_path, detections)
     pictures = args.out.with_name(args.out.stem + ".timelines")
     source = CacheSource(cache)
     for vid in ids:

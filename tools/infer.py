@@ -6,16 +6,18 @@
 
 The run's post-processing (config.yaml ``postprocess``) is used unless ``--preset``/``--set`` change it; times in
 the output are seconds (through the features' geometry). To evaluate a run on its test subset use
-``tools/train_localizer.py --out RUN --eval-only``. Exit status: 0 done, 2 a setup error (run, features, contract,
-options), 4 a full disk (the path is named).
+``tools/train_localizer.py --out RUN --eval-only``. Features made from a video file that has been replaced since
+are refused, naming the video, unless ``--accept-changed-sources``. Exit status: 0 done, 2 a setup error (run,
+checkpoint, features, contract, options, an output that cannot be written: checked before any work), 4 a full disk
+(the path is named).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from clicktal.pipeline.core.files import DiskFullError
-from clicktal.pipeline.data.cache import open_features
+from clicktal.pipeline.core.files import DiskFullError, check_writable
+from clicktal.pipeline.data.cache import CacheError, describe_no_features, open_features
 from clicktal.pipeline.data.detections import write_detections
 from clicktal.pipeline.runs.experiments import parse_set
 from clicktal.pipeline.runs.inference import load_run
@@ -31,14 +33,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", help="post-processing preset instead of the run's")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a post-processing field")
+    p.add_argument("--accept-changed-sources", action="store_true",
+                   help="use features whose source video file was replaced since extraction (named on stderr)")
     args = p.parse_args(argv)
     try:
+        check_writable(args.out)
         run = load_run(args.run, checkpoint=args.checkpoint)
         source = open_features(args.features)
         ids = args.videos or source.ids()
-        dets = run.detect(source, ids, preset=args.preset, overrides=parse_set(args.set))
-    except (ValueError, FileNotFoundError, KeyError) as e:
+        if not ids:
+            raise CacheError(describe_no_features(args.features))
+        dets = run.detect(source, ids, preset=args.preset, overrides=parse_set(args.set),
+                          accept_changed_sources=args.accept_changed_sources,
+                          note=lambda line: print(f"note: {line}", file=sys.stderr))
+    except DiskFullError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 4
+    except (ValueError, OSError, KeyError, CacheError) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     try:
         write_detections(args.out, dets, version=run.config.name)

@@ -12,9 +12,12 @@ test subset (train.select: last, or val_loss / val_map on data.val_fraction of t
 
 ``--resume`` continues from the run's last checkpoint with the run's own config.yaml (or ``--config``); a config
 that changes what the run trains is refused, naming the keys; train.iterations may grow (docs/sfnet.md lists what
-may change). Exit status: 0 done; 2 a config, data or run-folder error (one line naming the file and key);
-3 a non-finite loss (naming the iteration and loss term); 4 the disk is full (naming the file; the run resumes
-from its last checkpoint once there is space).
+may change). A folder that already holds a run is refused (naming it and its last iteration) unless ``--resume``
+or ``--overwrite`` is given; one training or evaluation writes a run folder at a time (a second is refused naming
+the first). Exit status: 0 done; 2 a config, data, checkpoint or run-folder error (one line naming the file and
+key); 3 a non-finite loss (naming the iteration and loss term); 4 the disk is full (naming the file; the run
+resumes from its last checkpoint once there is space); 130 interrupted (Ctrl-C; ``--resume`` continues from the
+last checkpoint).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from pathlib import Path
 
 from clicktal.pipeline.core.config import ConfigError, load_config
 from clicktal.pipeline.core.files import DiskFullError
+from clicktal.pipeline.core.locks import FolderBusyError
+from clicktal.pipeline.data.cache import CacheError
 from clicktal.pipeline.runs.engine import NonFiniteLossError
 from clicktal.pipeline.runs.schema import ExperimentConfig
 from clicktal.pipeline.runs.experiments import apply_overrides, evaluate_run, parse_set, run_experiment
@@ -42,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", help="feature folder (cache or synthesizer output); overrides data.features")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint_last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out (without it, refused)")
     p.add_argument("--eval-only", action="store_true", help="detect + evaluate with a trained run's weights")
     p.add_argument("--checkpoint", help="with --eval-only: weights to use (default: the run's selected ones)")
     p.add_argument("--subset", help="with --eval-only: evaluate this subset instead of data.test_subset")
@@ -69,14 +75,16 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.setdefault("train", {})["seed"] = args.seed
             cfg = apply_overrides(load_config(ExperimentConfig, config), overrides, "command line")
             out = Path(args.out or Path("runs") / cfg.name)
-            result = run_experiment(cfg, out, resume=args.resume)
+            result = run_experiment(cfg, out, resume=args.resume, overwrite=args.overwrite)
             report = cfg.evaluation.report
     except DiskFullError as e:
         return _fail(e, 4)
-    except (ConfigError, ValueError, OSError) as e:  # FileNotFoundError, a checkpoint or resume refused, ...
+    except (ConfigError, ValueError, OSError, CacheError, FolderBusyError) as e:  # a checkpoint or resume refused, ...
         return _fail(e, 2)
     except NonFiniteLossError as e:
         return _fail(e, 3)
+    except KeyboardInterrupt:
+        return _fail(KeyboardInterrupt("interrupted; --resume continues from the last checkpoint"), 130)
     print(format_results([(result.name, [result.row(report)])], report,
                          title=f"{result.name}: test mAP (%), weights: {result.selected}"))
     print(f"detections: {result.detections}\nresults: {result.run_dir / 'results.json'}")

@@ -37,6 +37,7 @@ from clicktal.pipeline.data.annotations import GroundTruth, Segment, load_ground
 from clicktal.pipeline.data.cache import FeatureSource, SynthSource, open_features
 from clicktal.pipeline.data.contract import FeatureContract, source_contract
 from clicktal.pipeline.data.labels import LabelConfig, LabelSet, training_supervision
+from clicktal.pipeline.data.provenance import check_sources
 from clicktal.pipeline.data.sampling import (SampleGrid, Sampler, SamplingConfig, resample_features,
                                              resample_targets, whole_grid)
 from clicktal.pipeline.data.supervision import Supervision
@@ -50,7 +51,8 @@ class DataConfig:
     it). ``ground_truth``: ActivityNet-schema file; empty means the synthesizer's ``annotations.json``.
     ``sampling``: the temporal sampling of training and of validation/inference (default: whole videos).
     ``val_fraction``: share of the training subset held out for validation (never the test subset).
-    Relative paths are taken from the current directory.
+    ``accept_changed_sources``: use features whose source video file was replaced since extraction (refused by
+    default, naming the video). Relative paths are taken from the current directory.
     """
 
     features: str = ""
@@ -62,6 +64,7 @@ class DataConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     val_fraction: float = 0.0
     preload: bool = True
+    accept_changed_sources: bool = False
 
 
 @dataclass
@@ -368,7 +371,8 @@ def resolve_ground_truth(cfg: DataConfig, source: FeatureSource) -> GroundTruth:
 @dataclass
 class DataBundle:
     """Everything a run reads: the ground truth, class list, the training / held-out / test datasets, the feature
-    contract every one of their videos shares and the labels read for training."""
+    contract every one of their videos shares, the labels read for training, and the ground-truth videos of each
+    subset that have no features (left out of training; scored as misses in test mAP)."""
 
     gt: GroundTruth
     classes: list[str]
@@ -378,25 +382,54 @@ class DataBundle:
     test_ids: list[str]
     contract: FeatureContract
     labels: LabelSet
+    without_features: dict[str, list[str]] = field(default_factory=dict)
+    changed_sources: dict[str, str] = field(default_factory=dict)
+
+    def missing_summary(self, where: str) -> str | None:
+        """One line counting and naming the ground-truth videos without features in ``where``, or None."""
+        parts = [f"{len(ids)} of the {len(self.gt.subset(subset))} {subset!r} videos "
+                 f"({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})"
+                 for subset, ids in self.without_features.items() if ids]
+        if not parts:
+            return None
+        return (f"{where}: no features for {'; '.join(parts)}: left out of training, and scored as "
+                f"misses in test mAP; the lists are in run_meta.json and results.json")
 
 
-def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = None) -> DataBundle:
+def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = None, note=None) -> DataBundle:
     """Open the features and labels of ``cfg``. Test videos are listed, never given labels here. Every video used
     must share one feature contract, and ``contract`` (a trained run's) when given; an error names the video and
-    the field that differs."""
+    the field that differs. Before any training, every video used is checked: its features finite (test videos
+    too: a NaN found after training would waste it) and made from the source file still at its path
+    (:func:`~clicktal.pipeline.data.provenance.check_sources`). A subset whose every video lacks features is
+    refused; ground-truth videos without features are listed in ``without_features`` and ``note`` says so."""
     if not cfg.features:
         raise ValueError("data.features is empty: give a feature folder (config or --features)")
     source = open_features(Path(os.path.expanduser(cfg.features)))
     gt = resolve_ground_truth(cfg, source)
     classes = gt.classes()
     available = set(source.ids())
-    train_ids = [v for v in sorted(gt.subset(cfg.train_subset)) if v in available]
+    without: dict[str, list[str]] = {}
+    kept: dict[str, list[str]] = {}
+    for subset in dict.fromkeys((cfg.train_subset, cfg.test_subset)):
+        listed = sorted(gt.subset(subset))
+        kept[subset] = [v for v in listed if v in available]
+        without[subset] = [v for v in listed if v not in available]
+        if listed and not kept[subset]:
+            raise ValueError(f"no video of subset {subset!r} has features in {cfg.features} (the ground truth "
+                             f"lists {len(listed)}, e.g. {listed[0]!r}; the folder holds {len(available)} "
+                             f"video(s))")
+    train_ids, test_ids = kept[cfg.train_subset], kept[cfg.test_subset]
     if not train_ids:
         raise ValueError(f"no video of subset {cfg.train_subset!r} has features in {cfg.features}")
-    test_ids = [v for v in sorted(gt.subset(cfg.test_subset)) if v in available]
-    found = source_contract(source, train_ids + [v for v in test_ids if v not in set(train_ids)])
+    used = train_ids + [v for v in test_ids if v not in set(train_ids)]
+    metas = {v: source.meta(v) for v in used}
+    found = source_contract(source, used)
     if contract is not None:
         contract.check(found, f"{cfg.features}")
+    changed = check_sources(metas, accept=cfg.accept_changed_sources, where=str(cfg.features), note=note)
+    for v in used:
+        source.load(v)  # refuses NaN / inf naming the file (memory-mapped, checked once per process)
     labels = training_supervision(gt, cfg.train_subset, cfg.labels, seed=seed, geometry=found.geometry)
     sup = labels.supervision
     train_ids, val_ids = split_holdout(train_ids, cfg.val_fraction, seed)
@@ -404,7 +437,12 @@ def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = 
     train = VideoDataset(source, sup, classes, video_ids=train_ids, **kw)
     # held-out videos keep their labels (validation loss); their boundaries stay in ``gt`` (validation mAP)
     val = VideoDataset(source, sup, classes, video_ids=val_ids, **kw) if val_ids else None
-    return DataBundle(gt, classes, source, train, val, test_ids, found, labels)
+    bundle = DataBundle(gt, classes, source, train, val, test_ids, found, labels,
+                        {k: v for k, v in without.items() if v}, changed)
+    summary = bundle.missing_summary(str(cfg.features))
+    if summary and note is not None:
+        note(summary)
+    return bundle
 
 
 def label_counts(dataset: VideoDataset) -> dict[str, int]:

@@ -42,3 +42,38 @@ def source_change(recorded: dict, path: str | os.PathLike) -> str | None:
         return None
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime_ns / 1e9))
     return f"its content changed (modified {when}; the sha256 of its first and last MiB differs)"
+
+
+class SourceChangedError(ValueError):
+    """Features whose source video was replaced since they were extracted; the message names the video."""
+
+
+def changed_sources(metas: dict) -> dict[str, str]:
+    """``{video: why}`` for each ``FeatureMeta`` in ``metas`` (video -> meta) whose recorded source file is still
+    at its path but is no longer the file the features were made from (:func:`source_change`). A source that is
+    gone (features moved to another machine) is not second-guessed."""
+    out = {}
+    for video, meta in metas.items():
+        path = (meta.source or {}).get("path")
+        why = source_change(meta.source, path) if isinstance(path, str) and path else None
+        if why:
+            out[video] = f"{path}: {why}"
+    return out
+
+
+def check_sources(metas: dict, *, accept: bool, where: str, note=None) -> dict[str, str]:
+    """Refuse (:class:`SourceChangedError`, naming the first video and how many more) features made from a video
+    file that has been replaced since (:func:`changed_sources`), unless ``accept``; then ``note`` says which were
+    accepted. Returns the changed ones."""
+    changed = changed_sources(metas)
+    if changed and not accept:
+        video, why = next(iter(changed.items()))
+        more = f" (and {len(changed) - 1} more video(s))" if len(changed) > 1 else ""
+        raise SourceChangedError(
+            f"{where}: the features of video {video!r} were extracted from another file than the one now at its "
+            f"path ({why}){more}; re-extract them (tools/extract_features.py --overwrite), or accept the old "
+            f"features with data.accept_changed_sources: true (recorded in the run's config)")
+    if changed and note is not None:
+        note(f"{where}: {len(changed)} video(s) whose source file changed since extraction used as extracted "
+             f"(data.accept_changed_sources): {', '.join(sorted(changed)[:5])}{', ...' if len(changed) > 5 else ''}")
+    return changed

@@ -25,7 +25,9 @@ import io
 import json
 import math
 import os
+import pickle
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -100,21 +102,66 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def _numpy_array_globals() -> list:
+    """The pickle globals of a plain numpy array (its constructor, class and dtypes), which checkpoints written
+    before the numpy RNG state was stored as a tensor hold. Allowing them lets no code run: they only rebuild an
+    array, and any object inside one goes through the same restricted unpickler."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, np.ndarray, np.dtype, *{type(np.dtype(t)) for t in ("uint32", "float64", "int64")}]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """A checkpoint written by :class:`Trainer`; :class:`CheckpointError` naming the file when it is truncated,
-    damaged or not a checkpoint, FileNotFoundError when it is missing."""
+    """A checkpoint written by :class:`Trainer`, read with torch's restricted unpickler: tensors, plain values and
+    numpy arrays only, so no code in the file can run. :class:`CheckpointError` naming the file when it holds
+    anything else (a pickled callable: refused before it runs), is truncated, damaged or not a checkpoint;
+    FileNotFoundError when it is missing."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        ck = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # torch reports a truncated zip, a bad pickle, ... each its own way
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            ck = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = re.search(r"(?:Unsupported global|Unsupported operand|unsupported)[^\n]*", str(e))
+        raise CheckpointError(
+            f"{path}: refused: it holds objects other than tensors and plain values "
+            f"({refused.group(0).strip() if refused else _first_line(e)}), which a clicktal checkpoint never does; "
+            f"it was not run. Do not use a file from an untrusted source; retrain, or convert it with trusted "
+            f"code into tensors and plain values") from None
+    except Exception as e:  # torch reports a truncated zip, a damaged file, ... each its own way
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or damaged?): "
-                              f"{type(e).__name__}: {_first_line(e)}") from e
+                              f"{type(e).__name__}: {_first_line(e)}") from None
     missing = [k for k in ("iteration", "model") if not isinstance(ck, dict) or k not in ck]
     if missing:
         raise CheckpointError(f"{path}: not a clicktal checkpoint: missing {', '.join(missing)}")
     return ck
+
+
+def _rng_state() -> dict:
+    """The torch / numpy / python / CUDA RNG states as tensors and plain values (what :func:`load_checkpoint`
+    reads without allowing anything else)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"bit_generator": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(rng: dict) -> None:
+    """Restore :func:`_rng_state`'s states (the numpy one also as the tuple older checkpoints hold)."""
+    torch.set_rng_state(rng["torch"])
+    state = rng["numpy"]
+    if isinstance(state, dict):
+        state = (state["bit_generator"], np.asarray(state["keys"], dtype=np.int64).astype(np.uint32), state["pos"],
+                 state["has_gauss"], state["cached_gaussian"])
+    np.random.set_state(state)
+    random.setstate(rng["python"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 _RESUME_KEYS = ("iteration", "model", "optimizer", "rng")
@@ -243,8 +290,7 @@ class Trainer:
 
     def _state(self, iteration: int, optimizer, best: dict) -> dict:
         return {"iteration": iteration, "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                "rng": _rng_state(),
                 "best": best, "config": self._config_dict(), "train_config": config_to_dict(self.cfg),
                 "meta": self.metadata}
 
@@ -334,11 +380,7 @@ class Trainer:
             except (RuntimeError, ValueError, KeyError) as e:
                 raise CheckpointError(f"{self.last_path}: its weights or optimiser state do not fit this model: "
                                       f"{_first_line(e)}") from e
-            torch.set_rng_state(ck["rng"]["torch"])
-            np.random.set_state(ck["rng"]["numpy"])
-            random.setstate(ck["rng"]["python"])
-            if ck["rng"].get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
+            _set_rng_state(ck["rng"])
             start, best = int(ck["iteration"]), dict(ck.get("best") or {})
         if self.resolved_config is not None:
             dump_config(self.resolved_config, self.run_dir / "config.yaml")

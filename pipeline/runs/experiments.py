@@ -19,8 +19,10 @@ import numpy as np
 from clicktal.models import build_localizer
 
 from clicktal.pipeline.data.annotations import GroundTruth, read_ambiguous
-from clicktal.pipeline.core.config import config_from_dict, config_to_dict, merge_overrides
+from clicktal.pipeline.core.config import (ConfigError, config_from_dict, config_to_dict, merge_overrides,
+                                          parse_yaml_value)
 from clicktal.pipeline.core.files import atomic_write_text, sweep_temp_files
+from clicktal.pipeline.core.locks import FolderLock
 from clicktal.pipeline.data.datasets import DataBundle, load_data, label_counts
 from clicktal.pipeline.data.detections import Detection, write_detections
 from clicktal.pipeline.data.labels import format_label_summary, label_statistics
@@ -68,29 +70,30 @@ def apply_overrides(cfg: ExperimentConfig, overrides: dict | None, source: str =
 
 
 def parse_set(items: list[str]) -> dict:
-    """``["train.iterations=500", "model.params.eta=7"]`` -> nested mapping (values parsed as YAML)."""
-    import yaml
-
+    """``["train.iterations=500", "model.params.eta=7"]`` -> nested mapping (values parsed as YAML); a malformed item
+    or value is a :class:`ConfigError` naming it."""
     out: dict = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected key.path=value")
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
         key, value = item.split("=", 1)
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = parse_yaml_value(value, f"--set {item}")
     return out
 
 
 def _metadata(bundle: DataBundle) -> dict:
     """What rebuilding and applying the model needs: its classes, the whole feature contract and the extraction
-    options of its features (``tools/detect.py`` extracts new videos with them)."""
+    options of its features (``tools/detect.py`` extracts new videos with them); and which videos it saw, which
+    ground-truth videos had no features and which were used although their source file changed."""
     options = bundle.source.meta(bundle.train.ids[0]).options
     return {"classes": bundle.classes, "contract": bundle.contract.to_dict(),
             "extraction": options.get("signature"), "train_videos": list(bundle.train.ids),
-            "heldout_videos": list(bundle.val.ids) if bundle.val else []}
+            "heldout_videos": list(bundle.val.ids) if bundle.val else [],
+            "videos_without_features": bundle.without_features, "changed_sources": bundle.changed_sources}
 
 
 def _durations(gt: GroundTruth, ids) -> dict[str, float]:
@@ -183,20 +186,46 @@ def write_label_report(bundle: DataBundle, out: Path, *, log=print) -> dict:
 
 
 RUN_FILES = ("labels.json", "run_meta.json", "detections.json", "results.json")  # besides the trainer's
+TRAINER_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "config.yaml", "train_log.jsonl", "train_log.csv",
+                 "val_log.jsonl", "val_log.csv")
+
+
+class RunExistsError(ValueError):
+    """Training into a folder that already holds a run, without ``resume`` or ``overwrite``."""
+
+
+def _existing_run(out: Path) -> str | None:
+    """What ``out`` already holds of a run, in words (its last iteration), or None when it holds none."""
+    found = [name for name in ("checkpoint_last.pt", "checkpoint_best.pt", "train_log.jsonl", "results.json",
+                               "detections.json") if (out / name).exists()]
+    if not found:
+        return None
+    try:
+        rows = read_log(out / "train_log.jsonl", lambda _: None) if (out / "train_log.jsonl").exists() else []
+        last = f"trained to iteration {rows[-1]['iteration']}" if rows else "no logged iteration"
+    except (OSError, ValueError) as e:
+        last = f"an unreadable log ({e})"
+    return f"a run ({last}; {', '.join(found)})"
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume: bool = False,
-                   evaluate: bool = True, stop_after: int | None = None, log=print) -> ExperimentResult | TrainResult:
+                   overwrite: bool = False, evaluate: bool = True, stop_after: int | None = None,
+                   log=print) -> ExperimentResult | TrainResult:
     """Train ``cfg`` into ``out_dir``; then (``evaluate``) detect on ``cfg.data.test_subset``, write
     ``detections.json`` and ``results.json`` and return the :class:`ExperimentResult`. ``stop_after`` ends training
     early with a checkpoint (for tests of resuming) and returns the :class:`TrainResult`. ``log`` prints the label
-    summary (``labels.json`` has the details) and what the trainer repairs on its own.
+    summary (``labels.json`` has the details), the ground-truth videos without features and what the trainer
+    repairs on its own.
 
-    ``resume`` first checks the run's checkpoint against ``cfg`` (:meth:`Trainer.resume_checkpoint`: a config
-    that changes training is refused, naming the keys) and writes nothing into the run folder before that."""
+    The run folder has one writer: its lock (:class:`~clicktal.pipeline.core.locks.FolderLock`) is held throughout,
+    and a second run on it is refused naming the holder. A folder that already holds a run is refused
+    (:class:`RunExistsError`, naming it and its last iteration) unless ``resume`` continues it or ``overwrite``
+    replaces it. ``resume`` first checks the run's checkpoint against ``cfg`` (:meth:`Trainer.resume_checkpoint`:
+    a config that changes training is refused, naming the keys) and writes nothing into the run folder before
+    that."""
     out = Path(out_dir)
     seed = cfg.train.seed
-    bundle = load_data(cfg.data, seed=seed)
+    bundle = load_data(cfg.data, seed=seed, note=log)
     meta = _metadata(bundle)
     seed_everything(seed, cfg.train.deterministic)  # the initial weights are part of what the seed reproduces
     contract = bundle.contract
@@ -208,21 +237,28 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
     device = resolve_device(cfg.train.device)
     trainer = Trainer(model, bundle.train, cfg.train, out, sampler=Sampler(cfg.data.sampling),
                       validator=make_validator(cfg, bundle, device), resolved_config=cfg, metadata=meta, note=log)
-    if resume:
-        trainer.resume_checkpoint()
-    out.mkdir(parents=True, exist_ok=True)
-    stale = sweep_temp_files(out, list(RUN_FILES))  # the run folder's one writer is starting
-    if stale:
-        log(f"{out}: removed {len(stale)} temp file(s) a killed run left: {', '.join(p.name for p in stale)}")
-    write_label_report(bundle, out, log=log)
-    atomic_write_text(out / "run_meta.json", json.dumps(meta, indent=1))
-    result = trainer.fit(resume=resume, stop_after=stop_after)
-    if stop_after is not None and result.iterations < cfg.train.iterations or not evaluate:
-        return result
-    ck = load_checkpoint(result.checkpoint, trainer.device)
-    model.load_state_dict(ck["model"])
-    return _detect_and_evaluate(model, cfg, bundle, out, result.selected, result.seconds, result.iterations,
-                                trainer.device, log)
+    with FolderLock(out, what="training"):
+        if resume:
+            trainer.resume_checkpoint()
+        elif (held := _existing_run(out)) is not None:
+            if not overwrite:
+                raise RunExistsError(f"{out}: already holds {held}; continue it with --resume, replace it with "
+                                     f"--overwrite, or train into another folder")
+            for name in RUN_FILES + TRAINER_FILES:
+                (out / name).unlink(missing_ok=True)
+            log(f"{out}: replaced {held} (--overwrite)")
+        stale = sweep_temp_files(out, list(RUN_FILES))  # the run folder's one writer is starting
+        if stale:
+            log(f"{out}: removed {len(stale)} temp file(s) a killed run left: {', '.join(p.name for p in stale)}")
+        write_label_report(bundle, out, log=log)
+        atomic_write_text(out / "run_meta.json", json.dumps(meta, indent=1))
+        result = trainer.fit(resume=resume, stop_after=stop_after)
+        if stop_after is not None and result.iterations < cfg.train.iterations or not evaluate:
+            return result
+        ck = load_checkpoint(result.checkpoint, trainer.device)
+        model.load_state_dict(ck["model"])
+        return _detect_and_evaluate(model, cfg, bundle, out, result.selected, result.seconds, result.iterations,
+                                    trainer.device, log)
 
 
 def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: Path, selected: str,
@@ -239,7 +275,9 @@ def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: 
     ambiguous = read_ambiguous(cfg.data.ambiguous) if cfg.data.ambiguous and cfg.evaluation.use_ambiguous else None
     res, mAP, avg = _evaluate(cfg, bundle.gt, dets, cfg.data.test_subset, ambiguous)
     extra = {"n_detections": len(dets), "inference_seconds": infer_s, "n_ambiguous_dropped": res.n_ambiguous,
-             "n_outside_video": res.n_outside_video}
+             "n_outside_video": res.n_outside_video,
+             "test_videos_without_features": bundle.without_features.get(cfg.data.test_subset, []),
+             "changed_sources": bundle.changed_sources}
     evaluation = res.to_json()
     if post.nms_tiou_offset is not None:
         mAP, avg, evaluation = _evaluate_nms_per_tiou(cfg, bundle, scores, post, ambiguous)
@@ -273,7 +311,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, che
     data = replace(cfg.data, features=features or cfg.data.features,
                    test_subset=subset or cfg.data.test_subset)
     cfg = replace(cfg, data=data)
-    bundle = load_data(cfg.data, seed=cfg.train.seed, contract=run.contract)
+    bundle = load_data(cfg.data, seed=cfg.train.seed, contract=run.contract, note=log)
     if bundle.classes != run.classes:
         raise ValueError(f"the run was trained on classes {run.classes}, the data has {bundle.classes}")
     ck = load_checkpoint(run.checkpoint, "cpu")
@@ -285,8 +323,9 @@ def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, che
             log(f"{previous}: not readable ({e}); its training time is lost, recorded as 0")
     selected = {"checkpoint_best.pt": "best", "checkpoint_last.pt": "last"}.get(run.checkpoint.name,
                                                                                 str(run.checkpoint))
-    return _detect_and_evaluate(run.model, cfg, bundle, Path(run_dir), selected, train_s, int(ck["iteration"]),
-                                run.device, log)
+    with FolderLock(run_dir, what="evaluation"):
+        return _detect_and_evaluate(run.model, cfg, bundle, Path(run_dir), selected, train_s, int(ck["iteration"]),
+                                    run.device, log)
 
 
-__all__ = ["ExperimentResult", "run_experiment", "evaluate_run", "apply_overrides", "parse_set", "make_validator"]
+__all__ = ["ExperimentResult", "RunExistsError", "run_experiment", "evaluate_run", "apply_overrides", "parse_set", "make_validator"]

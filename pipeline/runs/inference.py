@@ -25,6 +25,7 @@ from clicktal.pipeline.data.cache import FeatureMeta, FeatureSource
 from clicktal.pipeline.data.contract import FeatureContract
 from clicktal.pipeline.data.datasets import VideoItem
 from clicktal.pipeline.data.detections import Detection
+from clicktal.pipeline.data.provenance import check_sources
 from clicktal.pipeline.data.sampling import Sampler, to_native
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig, detect_segments
 from clicktal.pipeline.runs.engine import atomic_torch_save, load_checkpoint, resolve_device
@@ -120,21 +121,29 @@ class LoadedRun:
     def sampler(self) -> Sampler:
         return Sampler(self.config.data.sampling)
 
-    def check_features(self, source: FeatureSource, video_ids: Iterable[str]) -> dict[str, FeatureMeta]:
-        """Each video's metadata, after checking it keeps the run's contract: a
+    def check_features(self, source: FeatureSource, video_ids: Iterable[str], *, accept_changed_sources: bool = False,
+                       note=None) -> dict[str, FeatureMeta]:
+        """Each video's metadata, after checking it keeps the run's contract (a
         :class:`~clicktal.pipeline.data.contract.ContractError` names the first video that breaks it and the
-        fields that differ."""
+        fields that differ) and was made from the source file still at its path
+        (:func:`~clicktal.pipeline.data.provenance.check_sources`; ``accept_changed_sources`` uses them anyway and
+        ``note`` names them)."""
         metas = {vid: source.meta(vid) for vid in video_ids}
         for vid, meta in metas.items():
             self.contract.check(FeatureContract.of(meta), f"video {vid}", expected=f"the run {self.checkpoint.parent}")
+        check_sources(metas, accept=accept_changed_sources, where=str(getattr(source, "root", "the features")),
+                      note=note)
         return metas
 
     def detect(self, source: FeatureSource, video_ids: Iterable[str], *, preset: str | None = None,
-               overrides: dict | None = None, scores_out: dict | None = None) -> list[Detection]:
+               overrides: dict | None = None, scores_out: dict | None = None, accept_changed_sources: bool = False,
+               note=None) -> list[Detection]:
         """Detections (seconds) of ``video_ids`` from ``source`` with the run's post-processing, or ``preset``
         with the run's own overrides kept (a preset asked for on a tuned run must not silently drop its tuning),
         with ``overrides`` replacing fields on top. Each video's segments are clipped to its duration when its features
-        record one. ``scores_out[video]`` receives each video's :class:`FrameScores` and their grid."""
+        record one. ``scores_out[video]`` receives each video's :class:`FrameScores` and their grid. Features made
+        from a source file replaced since are refused unless ``accept_changed_sources`` (see
+        :meth:`check_features`)."""
         spec = self.config.postprocess
         try:
             spec = PostprocessSpec(preset or spec.preset, {**spec.params, **(overrides or {})})
@@ -143,7 +152,7 @@ class LoadedRun:
                               f"{e.reason}") from None
         post = postprocess_config(spec)
         ids = list(video_ids)
-        metas = self.check_features(source, ids)
+        metas = self.check_features(source, ids, accept_changed_sources=accept_changed_sources, note=note)
         durations = {vid: float(d) for vid, meta in metas.items() if (d := meta.source.get("duration_s"))}
         return infer_videos(self.model, source, ids, self.classes, post, durations=durations, sampler=self.sampler,
                             device=self.device, scores_out=scores_out)

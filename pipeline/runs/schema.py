@@ -216,7 +216,8 @@ class ExperimentConfig:
 # Everything else (seed, model, optimiser, data, labels, sampling, batch size, validation schedule, selection,
 # determinism) changes what is trained and is refused, naming the keys.
 RESUME_MAY_CHANGE = ("name", "train.progress", "train.checkpoint_every", "train.device", "train.num_threads",
-                     "train.iterations", "data.test_subset", "data.ambiguous", "data.preload", "evaluation.report",
+                     "train.iterations", "data.test_subset", "data.ambiguous", "data.preload",
+                     "data.accept_changed_sources", "evaluation.report",
                      "evaluation.use_ambiguous", "evaluation.frame_map", "evaluation.without_class_selection")
 RESUME_MAY_CHANGE_WITHOUT_VALIDATION = ("postprocess", "evaluation.tiou_thresholds", "evaluation.average_over")
 
