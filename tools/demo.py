@@ -186,7 +186,8 @@ def demo_sfnet(features: str | os.PathLike, out_dir: str | os.PathLike, *,
         "postprocess": {"preset": "sfnet", "params": {"class_ratio": None, "class_threshold": 0.1}},
     }
     cfg = apply_overrides(apply_overrides(cfg, short, "demo defaults"), overrides, "demo overrides")
-    result = run_experiment(cfg, out_dir)
+    # a demo run already there (an earlier `make demo`) is continued, not replaced: a finished one is evaluated again
+    result = run_experiment(cfg, out_dir, resume=(out_dir / "checkpoint_last.pt").exists())
     table = format_results([("SF-Net (SFBAE)", [result.row(cfg.evaluation.report)])], cfg.evaluation.report,
                            minutes={"SF-Net (SFBAE)": result.train_seconds / 60},
                            title=f"SF-Net, {cfg.train.iterations} iterations, test subset '{test_subset}'"
