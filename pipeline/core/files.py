@@ -2,7 +2,8 @@
 
 A write that finds the disk (or the user's quota) full raises :class:`DiskFullError`, naming the path, and leaves
 no temp file behind. Files are created with the mode an ordinary ``open`` gives (``0o666`` minus the umask), so a
-cache shared by a group stays readable to it.
+cache shared by a group stays readable to it. :func:`check_writable` tells a tool before any work that its output
+could not be written; :func:`not_utf8` says where a file being read stops being UTF-8.
 """
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ class DiskFullError(OSError):
 
     def __reduce__(self):  # pickled across worker processes
         return type(self), (self.path, self.errno)
+
+
+class UnwritablePathError(OSError):
+    """``path`` cannot be written: ``reason`` says why (a parent is a file, no permission, a read-only file system)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, code: int = errno.EACCES):
+        self.path, self.reason = Path(path), reason
+        super().__init__(code, f"{self.path}: cannot write it: {reason}")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def __reduce__(self):  # pickled across worker processes
+        return type(self), (self.path, self.reason, self.errno)
 
 
 def _full_disk_cause(error: BaseException | None) -> OSError | None:
@@ -92,6 +107,39 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             raise
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Check, before any work, that :func:`atomic_write` could write ``path``.
+
+    Creates ``path``'s folder (and its parents) as the write would, then creates, writes one byte to, fsyncs and
+    removes a temp file beside ``path``; ``path`` itself is neither created nor changed. Raises
+    :class:`DiskFullError` when the file system or quota is full, :class:`UnwritablePathError` (an ``OSError``)
+    naming ``path`` and the reason for anything else: ``path`` is a folder, a parent is a file, no permission, a
+    read-only file system."""
+    path = Path(path)
+    try:
+        with naming_full_disk(path):
+            if path.is_dir():
+                raise UnwritablePathError(path, "it is a folder", errno.EISDIR)
+            blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+            if blocking is not None:  # mkdir would say "File exists" or "Not a directory" without naming it
+                raise UnwritablePathError(path, f"{blocking} is a file, not a folder", errno.ENOTDIR)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                os.write(fd, b"\0")
+                os.fsync(fd)  # a network file system may report a full disk only here
+            finally:
+                os.close(fd)
+                os.unlink(tmp)
+    except (DiskFullError, UnwritablePathError):
+        raise
+    except OSError as e:
+        # mkdir names the folder it could not create; mkstemp names a random temp file, so name its folder
+        where = e.filename if e.filename is not None and Path(e.filename) in path.parents else path.parent
+        raise UnwritablePathError(path, f"{(e.strerror or str(e)).lower()} ({where})", e.errno or errno.EACCES
+                                  ) from None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """``text`` (UTF-8) written to ``path`` with :func:`atomic_write`."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
@@ -107,3 +155,11 @@ def sweep_temp_files(folder: str | os.PathLike, names: list[str]) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return sorted(removed)
+
+
+def not_utf8(error: UnicodeDecodeError) -> str:
+    """Where and why decoding bytes stopped, for a message after the file's name: ``line N: not UTF-8 text (byte
+    0xe9 at offset K); save the file as UTF-8``."""
+    raw, start = error.object, error.start
+    line = raw.count(b"\n", 0, start) + 1
+    return f"line {line}: not UTF-8 text (byte 0x{raw[start]:02x} at offset {start}); save the file as UTF-8"
