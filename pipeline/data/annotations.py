@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from clicktal.pipeline.core.files import not_utf8
+
 
 class AnnotationError(ValueError):
     """A malformed annotation file; the message names the file and line."""
@@ -104,14 +106,30 @@ def _number(value, where: str, what: str) -> float:
     return x
 
 
-def _read_database(path: Path, what: str) -> dict:
-    """The ``database`` mapping of an ActivityNet-schema file; ``what`` names the file's kind in errors."""
+def _read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path`` (a byte-order mark dropped); ``what`` names the file's kind in errors."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise AnnotationError(f"{path}: no such {what} file") from None
+    except OSError as e:
+        raise AnnotationError(f"{path}: cannot read the {what} file ({e.strerror})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f"{path}: {not_utf8(e)}") from None
+
+
+def _read_database(path: Path, what: str) -> dict:
+    """The ``database`` mapping of an ActivityNet-schema file; ``what`` names the file's kind in errors."""
+    text = _read_text(path, what)
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:  # Python's parser recurses per level; no ActivityNet file nests more than 6
+        raise AnnotationError(f"{path}: JSON nested too deeply to read (the ActivityNet schema nests 6 "
+                              f"levels)") from None
     database = data.get("database") if isinstance(data, dict) else None
     if not isinstance(database, dict):
         raise AnnotationError(f"{path}: no 'database' mapping (ActivityNet schema expected)")
@@ -164,7 +182,7 @@ def read_ambiguous(path: str | os.PathLike) -> dict[str, list[tuple[float, float
     """THUMOS14's ambiguous segments: ``video start end`` per line."""
     path = Path(path)
     out: dict[str, list[tuple[float, float]]] = {}
-    for lineno, line in _lines(path):
+    for lineno, line in _lines(path, "ambiguous-segment"):
         parts = line.split()
         where = f"{path}: line {lineno}"
         if len(parts) != 3:
@@ -176,15 +194,10 @@ def read_ambiguous(path: str | os.PathLike) -> dict[str, list[tuple[float, float
     return out
 
 
-def _lines(path: Path):
-    """Non-blank lines with their 1-based numbers; BOM, CRLF and surrounding spaces removed."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise AnnotationError(f"{path}: not UTF-8 text ({e})") from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
+def _lines(path: Path, what: str):
+    """Non-blank lines with their 1-based numbers; BOM, CRLF and surrounding spaces removed. ``what`` names the
+    file's kind in errors."""
+    for lineno, line in enumerate(_read_text(path, what).splitlines(), start=1):
         line = line.strip()
         if line:
             yield lineno, line
@@ -328,7 +341,7 @@ def read_action_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: bool
     known = set(gt.classes())
     report = ReadReport(str(path))
     clicks: dict[str, list[ActionClick]] = {}
-    for lineno, line in _lines(path):
+    for lineno, line in _lines(path, "click"):
         where = f"{path}: line {lineno}"
         parts = [p.strip() for p in line.split(",")]
         if len(parts) != 3 or not parts[0] or not parts[2]:
@@ -352,7 +365,7 @@ def read_background_clicks(path: str | os.PathLike, gt: GroundTruth, *, strict: 
     checks times past a video's end."""
     path = Path(path)
     report = ReadReport(str(path))
-    rows = list(_lines(path))
+    rows = list(_lines(path, "click"))
     if not rows:
         raise AnnotationError(f"{path}: empty file (a header with '{video_column}' and '{time_column}' expected)")
     header_line, header = rows[0][0], next(csv.reader([rows[0][1]]))

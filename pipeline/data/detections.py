@@ -29,7 +29,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from clicktal.pipeline.core.files import atomic_write
+from clicktal.pipeline.core.files import atomic_write, not_utf8
 
 
 class DetectionFileError(ValueError):
@@ -174,11 +174,16 @@ def read_detection_table(path: str | os.PathLike) -> DetectionTable:
     except OSError as e:
         raise DetectionFileError(f"{path}: cannot read ({e.strerror})") from None
     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as utf-8-sig reads it
+    if not raw.isascii():  # msgspec checks only the strings it keeps: bad bytes elsewhere would pass unseen
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DetectionFileError(f"{path}: {not_utf8(e)}") from None
     collecting = gc.isenabled()
     gc.disable()  # the decoded lists would trigger collections that find nothing to free
     try:
         results = _DECODER.decode(raw).results
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):  # too deep for msgspec: the fallback below names it
         results = None
     finally:
         if collecting:
@@ -199,11 +204,12 @@ def read_detection_table(path: str | os.PathLike) -> DetectionTable:
 
 def _parse_json(raw: bytes, path: Path) -> object:
     try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise DetectionFileError(f"{path}: not UTF-8 text ({e})") from None
+        return json.loads(raw.decode("utf-8"))  # checked as UTF-8 by read_detection_table
     except json.JSONDecodeError as e:
         raise DetectionFileError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:  # Python's parser recurses per level; the results schema nests 5
+        raise DetectionFileError(f"{path}: JSON nested too deeply to read (the ActivityNet results schema nests 5 "
+                                 f"levels)") from None
 
 
 def read_detections(path: str | os.PathLike) -> list[Detection]:
