@@ -4,8 +4,10 @@
     python tools/evaluate.py --gt groundtruth.json --pred detections.json --subset test \\
         [--tiou 0.1:0.1:0.7] [--ambiguous ambiguous_test.txt] [--per-class] [--out results.json]
 
-Prints mAP per tIoU and the averages (in %); ``--out`` writes the APs as fractions. Bad input: a message naming
-the file on stderr and exit code 2.
+Prints mAP per tIoU and the averages (in %); ``--out`` writes the APs as fractions, atomically. Exit status: 0 done;
+2 bad input (a missing, unreadable or malformed file, an unknown subset or label, a bad ``--tiou``) or an ``--out``
+that cannot be written, checked before any work; 4 the disk is full (naming the file; an existing ``--out`` file
+keeps its old content). Every error is one line on stderr naming the file (a bad option also prints the usage).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from clicktal.pipeline.core.files import DiskFullError, atomic_write_text, check_writable
 from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth, read_ambiguous
 from clicktal.pipeline.data.detections import DetectionFileError, read_detection_table
 from clicktal.pipeline.evaluation.detection import (EvaluationError, EvaluationResult, EvaluationWarning,
@@ -32,6 +35,11 @@ def format_table(result: EvaluationResult, per_class: bool) -> str:
                                                                       result.tiou_thresholds)]
         lines += [f"{c:<{width}} " + " ".join(f"{100 * a:6.2f}" for a in ap) for c, ap in result.per_class_AP.items()]
     return "\n".join(lines)
+
+
+def _fail(error: BaseException | str, status: int) -> int:
+    print("evaluate.py: error: " + " ".join(str(error).split()), file=sys.stderr)  # one line
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         tiou = parse_tiou(args.tiou)
     except ValueError as e:
         parser.error(f"--tiou: {e}")  # exits with 2
+    if args.out:
+        try:
+            check_writable(args.out)  # before the work, not after it
+        except DiskFullError as e:
+            return _fail(e, 4)
+        except OSError as e:
+            return _fail(e, 2)
     try:
         gt = load_ground_truth(args.gt)
         subsets = gt.subsets()
@@ -70,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         except EvaluationError as e:
             raise EvaluationError(f"{args.pred}: {e}") from None
     except (AnnotationError, DetectionFileError, EvaluationError) as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e, 2)
 
     notes = [f"{result.n_detections} detections evaluated"]
     if result.n_ambiguous:
@@ -86,8 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     print("; ".join(notes))
     print(format_table(result, args.per_class))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result.to_json(), indent=1))
+        try:
+            atomic_write_text(args.out, json.dumps(result.to_json(), indent=1))
+        except DiskFullError as e:
+            return _fail(e, 4)
+        except OSError as e:  # the folder changed since the check
+            return _fail(f"{args.out}: cannot write it: {e.strerror or e}", 2)
     return 0
 
 
