@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
-from clicktal.pipeline.core.files import atomic_write_text
+from clicktal.pipeline.core.files import atomic_write_text, not_utf8
 
 C = TypeVar("C")
 
@@ -48,6 +48,26 @@ def nested_error(key: str, error: ValueError) -> FieldError:
     return FieldError(f"{key}.{inner[1]}", inner[2]) if inner else FieldError(key, text)
 
 
+# A number as Python writes it; YAML 1.1 (PyYAML) reads it as text unless the mantissa has a dot and the
+# exponent a sign (1e-3, 5E4)
+_NUMBER_TEXT = re.compile(r"([-+]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([-+]?)([0-9]+))?")
+
+
+def _number_read_as_text(value: Any, where: str) -> ConfigError | None:
+    """The error for a float field given ``value``, a string that spells a number (``1e-3``: YAML 1.1 reads it as
+    text), suggesting the spelling YAML reads as a float (``1.0e-3``); None for any other value."""
+    m = _NUMBER_TEXT.fullmatch(value.strip()) if isinstance(value, str) else None
+    if m is None or not (m[2] or m[3]):
+        return None
+    sign, whole, fraction, exp_sign, exponent = m.groups()
+    spelling = f"{sign}{whole or 0}.{fraction or 0}" + (f"e{exp_sign or '+'}{exponent}" if exponent else "")
+    if spelling == value.strip():  # already a YAML float: it was quoted
+        return ConfigError(f"{where}: expected a number, got the quoted text {value!r}; write {spelling} without "
+                           f"quotes")
+    return ConfigError(f"{where}: YAML read {value.strip()} as text, not a number; write {spelling} (YAML 1.1 reads "
+                       f"a float only with a dot and a signed exponent)")
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -60,15 +80,15 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(value, arg, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+            except ConfigError:
+                continue
+        text = _number_read_as_text(value, where) if float in args else None
+        raise text or ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
             raise ConfigError(f"{where}: expected one of {list(get_args(tp))}, got {value!r}")
@@ -95,7 +115,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return {_convert(k, kt, where): _convert(v, vt, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise _number_read_as_text(value, where) or ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -139,13 +159,37 @@ def config_from_dict(cls: type[C], data: dict, source: str = "<dict>") -> C:
         raise ConfigError(f"{source}: {e}") from None
 
 
+def _yaml_problem(error: yaml.YAMLError, text: str) -> str:
+    """PyYAML's ``error`` on ``text`` as one line: where (the line when ``text`` has several, the column) and what."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if mark is None:
+        return problem
+    at = f"column {mark.column + 1}"
+    if "\n" in text.strip():
+        at = f"line {mark.line + 1}, {at}"
+    return f"{at}: {problem}"
+
+
+def parse_yaml_value(text: str, where: str) -> object:
+    """``text`` read with ``yaml.safe_load``; bad YAML raises :class:`ConfigError`, one line naming ``where`` (e.g.
+    ``--set train.lr=[1,``) and the problem with its column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML ({_yaml_problem(e, text)})") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"{where}: not valid YAML (nested too deeply to read)") from None
+
+
 def load_config(cls: type[C], path: str | os.PathLike, overrides: dict | None = None) -> C:
     """Load ``cls`` from a YAML file; ``overrides`` (nested dict) are merged on top before checking."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: {not_utf8(e)}") from None
+    data = parse_yaml_value(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     if overrides:
@@ -182,4 +226,4 @@ def dump_config(cfg: Any, path: str | os.PathLike) -> None:
 
 
 __all__ = ["ConfigError", "FieldError", "nested_error", "load_config", "config_from_dict", "config_to_dict",
-           "dump_config", "merge_overrides"]
+           "dump_config", "merge_overrides", "parse_yaml_value"]
