@@ -81,8 +81,9 @@ class _Payload:
 
 
 def poison(checkpoint: Path, marker: Path) -> None:
-    """Rewrite a real checkpoint with a payload beside its tensors (what a shared run folder could hold)."""
-    ck = torch.load(checkpoint, weights_only=True)
+    """Rewrite a real checkpoint with a payload beside its tensors (what a shared run folder could hold). The test
+    wrote this checkpoint itself, so it reads it unrestricted (checkpoints of older versions hold numpy arrays)."""
+    ck = torch.load(checkpoint, weights_only=False)
     ck["meta"]["note"] = _Payload(marker)
     torch.save(ck, checkpoint)
 
