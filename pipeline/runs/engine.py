@@ -4,7 +4,9 @@ a NaN/inf guard, periodic validation and a log of every loss term.
 Exact resume: the batch of iteration ``i`` is drawn from a generator that is a pure function of ``(seed, i)``
 (:func:`~clicktal.pipeline.data.datasets.batch_rng`), and a checkpoint holds the model (with any state it keeps, such as
 mined labels), the optimiser, the torch / numpy / python RNG states and the iteration; so a run killed and resumed
-ends with the same weights as one that was never interrupted.
+ends with the same weights as one that was never interrupted. A checkpoint holds tensors and plain values only and
+is read with torch's restricted unpickler (:func:`load_checkpoint`): run folders are shared, and a pickle that
+names a callable is refused before anything in it runs.
 
 Run folder layout (``out``): ``config.yaml`` (the full resolved config), ``checkpoint_last.pt``
 (``checkpoint_best.pt`` when selecting on validation), ``train_log.jsonl`` and ``train_log.csv`` (one row per
