@@ -90,7 +90,8 @@ def test_ground_truth_not_utf8_names_the_file_and_line(inputs, load_tool, capsys
 def test_results_not_utf8_outside_the_results_are_refused_too(inputs, load_tool, capsys):
     # msgspec decodes only the strings it keeps; the bad byte sits in "version", which the json fallback refused
     pred = inputs / "latin1_pred.json"
-    pred.write_bytes(json.dumps({**RESULTS, "version": "é"}, ensure_ascii=False).encode("latin-1"))
+    pred.write_bytes(json.dumps(RESULTS).replace('"version": "t"', '"version": "\xe9"').encode("latin-1"))
+    assert pred.read_bytes().count(b"\xe9") == 1  # the label's é is escaped: ASCII
     with pytest.raises(DetectionFileError, match=rf"^{pred}: line 1: not UTF-8 text \(byte 0xe9 at offset \d+\)"):
         read_detection_table(pred)
     code, err = _evaluate(load_tool, capsys, "--gt", inputs / "gt.json", "--pred", pred)
