@@ -14,6 +14,12 @@ player is ``duration_s = start_offset_s + last_pts - first_pts + last_interval``
 Odd (981/50) and variable frame rates work the same way; the rule only reads timestamps, so both decoders give the
 same frames.
 
+Timestamps are trusted only so far: a frame more than ``max_gap_s`` (:data:`MAX_FRAME_GAP_S`, 60 s, by default)
+after the previous one (or, for the first frame, after the container's start), or more than ``max_gap_s`` past the
+stream's declared duration, fails the video as ``bad_timestamps`` naming the timestamp, the gap and the limit. A
+damaged or hostile file of a few frames with a last timestamp at 10 hours would otherwise be held for 900 000
+output frames (hours of TV-L1 on one still frame) before anything is written.
+
 Orientation. Rotation metadata (the display matrix, read through PyAV for both decoders) is honoured: frames come
 out as a player shows them.
 
@@ -42,6 +48,12 @@ ZERO_FRAMES = "zero_frames"
 TRUNCATED = "truncated"
 MISSING = "missing"
 EMPTY = "empty"
+BAD_TIMESTAMPS = "bad_timestamps"
+
+# Default bound (seconds) on the gap between consecutive frames' timestamps, and on how far the decoded stream may
+# run past its declared duration; beyond it the video fails as bad_timestamps (ExtractionConfig.max_frame_gap_s,
+# --max-frame-gap). A minute is far more than any real frame interval, even of a time lapse.
+MAX_FRAME_GAP_S = 60.0
 
 # A target time that equals a frame's timestamp up to this many seconds belongs to that frame.
 _PTS_TOLERANCE_S = 1e-6
@@ -189,13 +201,20 @@ def _probe(path: Path, backend: str):
 
 
 class _Resampler:
-    """Pick, for each output time ``k / fps``, the source frame displayed then (see the module docstring)."""
+    """Pick, for each output time ``k / fps``, the source frame displayed then (see the module docstring).
 
-    def __init__(self, fps: float, stride: int, native_fps: float | None, origin: float | None = None):
+    A timestamp gap over ``max_gap_s`` (or a frame over ``max_gap_s`` past ``declared_s``) raises
+    :class:`VideoError` (``bad_timestamps``) for ``path`` before any of the frames it would add is emitted."""
+
+    def __init__(self, fps: float, stride: int, native_fps: float | None, origin: float | None = None, *,
+                 path: str | os.PathLike = "", max_gap_s: float = MAX_FRAME_GAP_S, declared_s: float | None = None):
         self.fps = fps
         self.stride = stride
         self.native_fps = native_fps
         self.origin = origin  # the player's time 0 in stream seconds (None: the first frame)
+        self.path = path
+        self.max_gap_s = max_gap_s
+        self.declared_s = declared_s
         self.k = 0
         self.t0: float | None = None  # stream time of the player's time 0
         self.start_offset_s = 0.0
@@ -222,14 +241,28 @@ class _Resampler:
             offset = t - self.origin if self.origin is not None else 0.0
             self.start_offset_s = offset if offset > _PTS_TOLERANCE_S else 0.0
             self.t0 = t - self.start_offset_s
+            if self.start_offset_s > self.max_gap_s:
+                self._refuse(f"the first frame's timestamp {t:.3f} s is {self.start_offset_s:.3f} s after the "
+                             f"container's start {self.origin:.3f} s")
         rel = t - self.t0
         if self.prev_t is not None and rel <= self.prev_t:
             return  # a repeated or backwards timestamp: keep the frame already on screen
+        if self.prev_t is not None and rel - self.prev_t > self.max_gap_s:
+            self._refuse(f"frame {self.decoded} has timestamp {t:.3f} s, {rel - self.prev_t:.3f} s after the "
+                         f"previous frame's {self.prev_t + self.t0:.3f} s")
+        past = rel - self.start_offset_s - (self.declared_s or 0.0)
+        if self.declared_s and past > self.max_gap_s:
+            self._refuse(f"frame {self.decoded} has timestamp {t:.3f} s, {past:.3f} s past the stream's declared "
+                         f"duration of {self.declared_s:.3f} s")
         self.decoded += 1
         if self.prev_t is not None:
             yield from self._emit_prev_until(rel * self.fps - _PTS_TOLERANCE_S * self.fps)
             self.prev_interval = rel - self.prev_t
         self.prev_t, self.prev_get, self._prev_arr = rel, get, None
+
+    def _refuse(self, what: str) -> None:
+        raise VideoError(self.path, BAD_TIMESTAMPS, f"{what}: more than the limit of {self.max_gap_s:g} s "
+                                                    "(--max-frame-gap); the file's timestamps are damaged")
 
     def finish(self) -> Iterator[np.ndarray]:
         if self.prev_t is None:
@@ -265,8 +298,10 @@ class Video:
         self.close()
 
     # -- frames ------------------------------------------------------------------------------------------------
-    def frames(self, fps: float = 25.0, *, short_side: int | None = None, stride: int = 16) -> Iterator[np.ndarray]:
-        """Resampled, upright, optionally resized RGB frames ``[H, W, 3]`` uint8, one at a time."""
+    def frames(self, fps: float = 25.0, *, short_side: int | None = None, stride: int = 16,
+               max_gap_s: float = MAX_FRAME_GAP_S) -> Iterator[np.ndarray]:
+        """Resampled, upright, optionally resized RGB frames ``[H, W, 3]`` uint8, one at a time; damaged timestamps
+        (a gap over ``max_gap_s``, see the module docstring) raise :class:`VideoError` ``bad_timestamps``."""
         size: list[tuple[int, int]] = []  # the first frame's output (h, w): mid-stream resolution changes follow it
 
         def convert(arr: np.ndarray) -> np.ndarray:
@@ -279,7 +314,8 @@ class Video:
                 arr = cv2.resize(arr, size[0][::-1], interpolation=cv2.INTER_AREA)
             return arr
 
-        resampler = _Resampler(fps, stride, self.info.native_fps, self.info.container_start_s)
+        resampler = _Resampler(fps, stride, self.info.native_fps, self.info.container_start_s, path=self.path,
+                               max_gap_s=max_gap_s, declared_s=self.info.declared_duration_s)
         source = self._pyav_frames if self.backend == "pyav" else self._decord_frames
         for t, get in source(convert):
             yield from resampler.push(t, get)
@@ -293,10 +329,10 @@ class Video:
             raise VideoError(self.path, TRUNCATED, f"decoded {decoded_s:.2f} s of a declared {declared:.2f} s")
 
     def chunks(self, fps: float = 25.0, chunk_frames: int = 64, *, short_side: int | None = None,
-               stride: int = 16) -> Iterator[np.ndarray]:
+               stride: int = 16, max_gap_s: float = MAX_FRAME_GAP_S) -> Iterator[np.ndarray]:
         """:meth:`frames` grouped into arrays of at most ``chunk_frames`` frames ``[n, H, W, 3]``."""
         buf: list[np.ndarray] = []
-        for frame in self.frames(fps, short_side=short_side, stride=stride):
+        for frame in self.frames(fps, short_side=short_side, stride=stride, max_gap_s=max_gap_s):
             buf.append(frame)
             if len(buf) == chunk_frames:
                 yield np.stack(buf)
@@ -361,12 +397,37 @@ class Video:
                 yield float(starts[i]), (lambda a=arr: convert(a))
 
 
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Every file under ``root``, following symlinked folders; a folder reached again (a link loop, or a second link
+    to one folder) is entered only the first time, in sorted order, so the result does not depend on the file
+    system's listing order."""
+    def key(folder: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(folder)
+        except OSError:  # a dangling link or an unreadable entry: nothing to enter
+            return None
+        return st.st_dev, st.st_ino
+
+    seen = {key(str(root))}
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        kept = []
+        for d in sorted(dirs):
+            k = key(os.path.join(folder, d))
+            if k is not None and k not in seen:
+                seen.add(k)
+                kept.append(d)
+        dirs[:] = kept
+        for f in files:
+            yield Path(folder, f)
+
+
 def find_videos(root: str | os.PathLike) -> list[Path]:
-    """Videos under a folder (recursively, by extension), or listed in a text file (one path a line, relative to
-    the file's folder; blank lines and ``#`` comments skipped). Sorted, so every run sees the same order."""
+    """Videos under a folder (recursively, by extension, symlinked sub-folders followed once each), or listed in a
+    text file (one path a line, relative to the file's folder; blank lines and ``#`` comments skipped). Sorted, so
+    every run sees the same order."""
     root = Path(root)
     if root.is_dir():
-        return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        return sorted(p for p in _walk_files(root) if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
     if root.is_file():
         if root.suffix.lower() in VIDEO_EXTENSIONS:
             return [root]

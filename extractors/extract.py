@@ -9,7 +9,10 @@ Several processes may share one cache: a video is extracted under its lock (:mod
 video locked by another live process is left to it (``status="locked"``), and only the lock holder removes a
 video's leftover temporary files. A cached video is reused only when the options (the flow implementation that
 runs included), the weights and the source file (size, modification time, and the sha256 of its first and last
-MiB) are the ones it was made from.
+MiB) are the ones it was made from, and its array is whole (a truncated ``.npy`` is extracted again, the result
+saying so). A video id the cache cannot hold (``.``, ``..``, a leading dot, a path separator:
+:func:`~clicktal.pipeline.data.cache.bad_video_id`) fails the video with reason ``bad_id`` before anything is read
+or written.
 """
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import sys
 import time
 import traceback
@@ -30,13 +32,13 @@ import numpy as np
 
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.contract import FeatureContract
-from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta
+from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta, bad_video_id
 from clicktal.pipeline.data.provenance import source_change, source_fingerprint
 
-from .decode import BACKENDS, Video, VideoError
+from .decode import BACKENDS, MAX_FRAME_GAP_S, Video, VideoError
 from .diskio import DISK_FULL, describe_disk_full, disk_full_error, naming
 from .flow import FLOW_DEVICES, FLOW_IMPLEMENTATIONS, FLOW_METHODS, FlowComputer, flow_implementation
-from .flowio import SAVE_FLOW_FORMATS, FlowWriter
+from .flowio import SAVE_FLOW_FORMATS, FlowWriter, remove_entry
 from .locks import VideoLock
 from .snippets import SnippetAssembler, centre_crop
 
@@ -44,6 +46,7 @@ FAILED_ERROR = "error"  # an unexpected exception (the message has its type)
 CACHE_CONFLICT = "cache_conflict"
 SOURCE_CHANGED = "source_changed"  # the video file is not the one the cached features were made from
 LOCKED = "locked"  # status (not a failure): another live process is extracting this video
+BAD_ID = "bad_id"  # the video id (file name without extension) cannot name a video in the cache
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class ExtractionConfig:
     tsn_arch: str = "resnet50"
     save_flow: str | None = None  # None | jpg | png | npz: also keep the flow (uint8) under <out>/flow/<video>/
     torch_threads: int | None = None  # torch intra-op threads in the worker (None: torch's default)
+    max_frame_gap_s: float = MAX_FRAME_GAP_S  # a larger gap between timestamps fails the video (bad_timestamps)
 
     def __post_init__(self) -> None:
         from .networks import FEATURES, PRECISIONS
@@ -90,6 +94,8 @@ class ExtractionConfig:
             problems.append(f"save_flow {self.save_flow!r} (choose from {SAVE_FLOW_FORMATS})")
         if not 0 < self.crop <= self.resize:
             problems.append(f"crop {self.crop} must be positive and at most resize {self.resize}")
+        if not self.max_frame_gap_s > 0:
+            problems.append(f"max_frame_gap_s {self.max_frame_gap_s} must be positive")
         if self.flow_size is not None and not 8 <= self.flow_size:
             problems.append(f"flow_size {self.flow_size} must be at least 8")
         for name in ("window", "stride", "batch_size", "chunk_frames", "flow_workers"):
@@ -136,6 +142,7 @@ class VideoResult:
     seconds: float = 0.0  # wall time spent
     duration_s: float = 0.0  # video duration (done / skipped)
     num_snippets: int = 0
+    note: str | None = None  # said of a video done: why it was extracted again ("re-extracted: <file>: truncated ...")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -240,7 +247,7 @@ def compute_features(path: str | os.PathLike, config: ExtractionConfig, *, flow_
         with Video(path, config.decoder) as video, flow_cm as flow:
             shape = None
             for chunk in video.chunks(config.fps, config.chunk_frames, short_side=config.resize,
-                                      stride=config.stride):
+                                      stride=config.stride, max_gap_s=config.max_frame_gap_s):
                 shape = chunk.shape[1:3]
                 flows = centre_crop(flow.push(chunk), config.crop) if needs_flow else None
                 if writer is not None:
@@ -348,9 +355,11 @@ def cached_state(cache: FeatureCache, video_id: str, config: ExtractionConfig, f
     return "complete"
 
 
-def _clean_stale(cache: FeatureCache, video_id: str, flow_root: Path) -> None:
+def clean_leftovers(cache: FeatureCache, video_id: str, flow_root: Path) -> None:
     """Leftovers of a dead run for this video (its temp files). Called only by the holder of the video's lock, so
-    no live process is writing them; other videos' files are not touched (``v`` never matches ``v.npy.x``'s)."""
+    no live process is writing them; other videos' files are not touched (``v`` never matches ``v.npy.x``'s, and
+    no video id begins with a dot, so no video's own name looks like another's temp file). A flow folder is
+    removed only through :func:`~clicktal.extractors.flowio.remove_entry` (inside ``flow_root``, nowhere else)."""
     vid = re.escape(video_id)
     temp, flow_temp = re.compile(rf"\.{vid}\.(npy|json)\.[^.]+\.tmp"), re.compile(rf"\.{vid}\.tmp-\d+")
     for p in cache.root.glob(".*.tmp"):
@@ -359,7 +368,16 @@ def _clean_stale(cache: FeatureCache, video_id: str, flow_root: Path) -> None:
     if flow_root.is_dir():
         for p in flow_root.glob(".*.tmp-*"):
             if flow_temp.fullmatch(p.name):
-                shutil.rmtree(p, ignore_errors=True)
+                remove_entry(flow_root, p.name)
+
+
+def bad_id_result(video_id: str, path: str | os.PathLike) -> VideoResult | None:
+    """The ``bad_id`` failure of a video whose id the cache cannot hold, else ``None``."""
+    why = bad_video_id(video_id)
+    if why is None:
+        return None
+    return VideoResult(video_id, str(path), "failed", BAD_ID,
+                       f"{why}; rename the file (the video id is its name without the extension)")
 
 
 def skipped_result(cache: FeatureCache, video_id: str, path: Path) -> VideoResult:
@@ -408,11 +426,15 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, config: E
 
     A video already complete in the cache with the same signature, from the same source file, is skipped
     (``status="skipped"``); one that another live process holds the lock of is left to it (``status="locked"``).
-    A full disk fails the video with reason ``disk_full`` naming the file. This is the function the local pool,
-    Dask and Ray run; everything it needs travels in its (picklable) arguments.
+    A full disk fails the video with reason ``disk_full`` naming the file; an id the cache cannot hold, with
+    ``bad_id``. An entry whose array is not whole is extracted again (``note`` says why). This is the function the
+    local pool, Dask and Ray run; everything it needs travels in its (picklable) arguments.
     """
     path = Path(path)
-    video_id = video_id or path.stem
+    video_id = video_id if video_id is not None else path.stem
+    refused = bad_id_result(video_id, path)
+    if refused is not None:
+        return refused
     cache = FeatureCache(out_dir)
     flow_root = Path(out_dir) / "flow"
     t0 = time.perf_counter()
@@ -430,12 +452,14 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, config: E
         if early is not None:
             return early
         cache.root.mkdir(parents=True, exist_ok=True)
-        _clean_stale(cache, video_id, flow_root)
+        clean_leftovers(cache, video_id, flow_root)
+        damaged = None if overwrite else cache.incomplete(video_id)
         features, meta = compute_features(path, config, flow_dir=flow_root if config.save_flow else None,
                                           video_id=video_id)
         write_features(cache, video_id, features, meta)
         return VideoResult(video_id, str(path), "done", seconds=time.perf_counter() - t0,
-                           duration_s=float(meta.source["duration_s"]), num_snippets=int(features.shape[0]))
+                           duration_s=float(meta.source["duration_s"]), num_snippets=int(features.shape[0]),
+                           note=f"re-extracted: {damaged}" if damaged else None)
     except VideoError as e:
         return VideoResult(video_id, str(path), "failed", e.reason, e.detail, time.perf_counter() - t0)
     except (KeyboardInterrupt, SystemExit):

@@ -15,18 +15,34 @@ from .flow import dequantize_flow, quantize_flow
 SAVE_FLOW_FORMATS = ("jpg", "png", "npz")
 
 
+def remove_entry(root: Path, name: str, *, missing_ok: bool = True) -> None:
+    """Delete the folder ``root / name`` (one video's saved flow or its temporary folder), after checking that it is
+    an entry directly inside ``root`` once links are resolved: a video id such as ``..`` must never turn this into
+    deleting the flow folder, the cache or anything else (``ValueError`` naming the path)."""
+    target = root / name
+    if (name in ("", ".", "..") or "\0" in name or os.sep in name or (os.altsep and os.altsep in name)
+            or target.resolve().parent != root.resolve()):
+        raise ValueError(f"{target}: refusing to delete it: not one video's own folder directly inside {root}")
+    try:
+        shutil.rmtree(target)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise
+
+
 class FlowWriter:
     """Saves the (cropped) flow as uint8 while it streams: ``x_%06d.<ext>`` / ``y_%06d.<ext>`` images, or
     ``flow_%06d.npz`` chunks (``flow [n, H, W, 2]`` uint8, first frame index in the name). Written to a hidden
     temporary folder that is renamed into place by :meth:`commit`. A failed write raises an ``OSError`` naming the
-    file (``ENOSPC`` when the disk is full)."""
+    file (``ENOSPC`` when the disk is full). Everything it deletes goes through :func:`remove_entry`."""
 
     ENCODING = "uint8 q = round((clip(f, -20, 20) / 20 + 1) * 127.5); f = (q / 127.5 - 1) * 20 pixels"
 
     def __init__(self, root: Path, video_id: str, fmt: str):
-        self.final = root / video_id
-        self.tmp = root / f".{video_id}.tmp-{os.getpid()}"
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.root = Path(root)
+        self.name, self.tmp_name = video_id, f".{video_id}.tmp-{os.getpid()}"
+        self.final, self.tmp = self.root / self.name, self.root / self.tmp_name
+        remove_entry(self.root, self.tmp_name)
         self.tmp.mkdir(parents=True)
         self.fmt = fmt
         self.count = 0
@@ -53,12 +69,14 @@ class FlowWriter:
         with naming(self.tmp / "flow.json"):
             (self.tmp / "flow.json").write_text(json.dumps(dict(info, frames=self.count, encoding=self.ENCODING,
                                                                 format=self.fmt), indent=1))
-        if self.final.exists():
-            shutil.rmtree(self.final)
+        remove_entry(self.root, self.name)
         os.replace(self.tmp, self.final)
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        try:
+            remove_entry(self.root, self.tmp_name)
+        except OSError:  # the video's own error is the one to report
+            pass
 
 
 def read_saved_flow(folder: str | os.PathLike) -> np.ndarray:

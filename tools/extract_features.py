@@ -5,11 +5,18 @@
     python tools/extract_features.py videos/ --out cache/ --random-init          # smoke test, untrained networks
     python tools/extract_features.py list.txt --out cache/ --shard 3/8          # one of 8 batch jobs
 
-Exit status: 0 when every video is in the cache or being extracted by another live process on the same cache
-(listed as locked), 1 when any failed (see <out>/failures.json; a full disk fails the video being written with
-reason disk_full, naming the file, and stops the run) or failures.json could not be written, 2 on a setup error
-before any video (missing weights, bad arguments, an output folder that cannot be created). See
-docs/extraction.md for every choice.
+Exit status:
+  0    every video is in the cache.
+  1    some video failed (listed with its reason in the summary and in <out>/.clicktal/failures.json; a full disk
+       fails the video being written with reason disk_full, naming the file, and stops the run; a file name the
+       cache cannot hold, such as ..mp4, fails as bad_id), or failures.json could not be written.
+  2    a setup error before any video: missing weights, bad arguments, a folder with no video files, an output
+       folder that cannot be created.
+  3    incomplete: no video failed, but some are being extracted by other live processes on the same cache
+       (listed as LOCKED); rerun after they finish.
+  130  interrupted (Ctrl-C): "interrupted; rerun the same command to resume". Locks are released and nothing
+       half-written counts as complete.
+See docs/extraction.md for every choice.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import argparse
 import sys
 import warnings
 
+from clicktal.extractors.decode import MAX_FRAME_GAP_S
 from clicktal.extractors.diskio import describe_os_error
 from clicktal.extractors.extract import ExtractionConfig
 from clicktal.extractors.flow import FLOW_DEVICES, FLOW_METHODS
@@ -24,6 +32,8 @@ from clicktal.extractors.flowio import SAVE_FLOW_FORMATS
 from clicktal.extractors.networks import FEATURES
 from clicktal.extractors.runner import PARALLEL_BACKENDS, extract_folder
 from clicktal.extractors.weights import WeightsError
+
+EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="snippets per network call")
     p.add_argument("--save-flow", nargs="?", const="jpg", choices=SAVE_FLOW_FORMATS, default=None,
                    help="also keep the flow as uint8 under <out>/flow/<video>/ (jpg images by default)")
+    p.add_argument("--max-frame-gap", type=float, default=MAX_FRAME_GAP_S, metavar="SECONDS",
+                   help="fail a video (bad_timestamps) whose timestamps jump by more than this, or run this far past "
+                        "its declared duration (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="recompute videos already in the cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -75,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _extract(args)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _extract(args: argparse.Namespace) -> int:
     if args.random_init:
         print("WARNING: --random-init: the networks are UNTRAINED; these features are for smoke tests only and "
               "are marked 'untrained' in the cache metadata.", file=sys.stderr, flush=True)
@@ -87,19 +108,18 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision, flow=args.flow, flow_device=args.flow_device, weights_dir=args.weights_dir,
             random_init=args.random_init, seed=args.seed, decoder=args.decoder, resize=args.resize, crop=args.crop,
             flow_size=args.flow_size, chunk_frames=args.chunk_frames, tsn_arch=args.tsn_arch,
-            batch_size=args.batch_size, save_flow=args.save_flow,
+            batch_size=args.batch_size, save_flow=args.save_flow, max_frame_gap_s=args.max_frame_gap,
         )
-    except WeightsError as e:
+    except (WeightsError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_SETUP
     except OSError as e:  # before any video: the output folder cannot be created, a sidecar cannot be read, ...
         print(f"error: {describe_os_error(e, args.out)}", file=sys.stderr)
-        return 2
+        return EXIT_SETUP
     print(summary.text())
-    return 0 if summary.ok else 1
+    if summary.failed or summary.failures_error:
+        return EXIT_FAILED
+    return EXIT_OK if summary.ok else EXIT_INCOMPLETE
 
 
 if __name__ == "__main__":

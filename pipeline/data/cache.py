@@ -2,9 +2,16 @@
 
 A cache is a folder of ``<video_id>.npy`` (float32, T x D, RGB columns then flow columns) with a sidecar
 ``<video_id>.json`` (:class:`FeatureMeta`). Writes are atomic (temp file + ``os.replace``); the sidecar is written
-last, so a video is complete exactly when its sidecar exists. Readers memory-map, and refuse an array holding NaN
-or inf (:class:`NonFiniteFeatures`, naming the file, rows and columns): one such row would otherwise silently
-remove every detection of its video.
+last, so a video is complete when its sidecar exists and its array is whole: the ``.npy`` file's size matches its
+header, and the header's shape matches the sidecar's ``num_snippets`` and width (a file cut short by a copy or a
+full disk outside this code is not complete; checked from the header alone, :meth:`FeatureCache.incomplete`).
+Readers memory-map, and refuse a truncated array (:class:`CacheError` naming the file and its size) and an array
+holding NaN or inf (:class:`NonFiniteFeatures`, naming the file, rows and columns): one such row would otherwise
+silently remove every detection of its video.
+
+Video ids name files directly inside the cache, so :func:`bad_video_id` refuses the ones that would not: empty,
+``.`` and ``..``, a path separator or NUL, and a leading dot (names beginning with a dot are the cache's own: temp
+files, ``.locks/``, the extraction run's ``.clicktal/``).
 
 The synthesizer layout (``features/<video>.npy`` + ``annotations.json`` holding ``feature_meta``) opens through
 :func:`open_features` as well.
@@ -63,6 +70,46 @@ class FeatureMeta:
 
 class CacheError(RuntimeError):
     pass
+
+
+def bad_video_id(video_id: str) -> str | None:
+    """Why ``video_id`` cannot name a video in a cache (``None`` when it can): it must be one plain file name that
+    none of the cache's own files (all beginning with a dot) can have."""
+    if not video_id:
+        return "the video id is empty"
+    if video_id in (".", ".."):
+        return f"the video id {video_id!r} names a folder, not a file"
+    if "\0" in video_id or os.sep in video_id or (os.altsep and os.altsep in video_id):
+        return f"the video id {video_id!r} holds a path separator or NUL"
+    if video_id.startswith("."):
+        return f"the video id {video_id!r} begins with a dot (names beginning with a dot are the cache's own files)"
+    return None
+
+
+def npy_problem(path: Path, rows: int | None = None, dim: int | None = None) -> str | None:
+    """Why the ``.npy`` file at ``path`` is not a whole float32 ``[rows, dim]`` array (``None`` when it is), from
+    its header and its size alone (no data is read). ``rows`` / ``dim`` ``None``: not checked."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:  # 3.0 is only written for arrays with unicode field names
+                return f"a .npy file of version {version}, not a feature array"
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except (OSError, ValueError, SyntaxError) as e:
+        return f"not a readable .npy file ({e})"
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size != expected:
+        return f"truncated feature file ({size} of {expected} bytes)" if size < expected else (
+            f"{size} bytes where its header says {expected}")
+    if dtype != np.float32 or len(shape) != 2 or fortran:
+        return f"holds a {'Fortran-order ' if fortran else ''}{dtype} array of shape {shape}, not float32 [T, D]"
+    if (rows is not None and shape[0] != rows) or (dim is not None and shape[1] != dim):
+        return f"holds shape {shape} where its sidecar says ({rows}, {dim})"
+    return None
 
 
 class NonFiniteFeatures(CacheError):
@@ -139,10 +186,30 @@ class FeatureCache:
         return self.root / f"{video_id}.json"
 
     def has(self, video_id: str) -> bool:
-        """True when the video is complete (its sidecar is written last)."""
-        return self.meta_path(video_id).is_file() and self.feature_path(video_id).is_file()
+        """True when the video is complete: its sidecar (written last) and a whole array (:meth:`incomplete`)."""
+        return self.meta_path(video_id).is_file() and self.incomplete(video_id) is None
+
+    def incomplete(self, video_id: str) -> str | None:
+        """Why a video whose sidecar exists is not complete, naming the file (``"<path>: truncated feature file (x of
+        y bytes)"``), or ``None`` (complete, or no sidecar: not in the cache). Reads the sidecar and the array's
+        header only; an unreadable sidecar is not judged here (:meth:`read_meta` says what is wrong with it)."""
+        meta_path, path = self.meta_path(video_id), self.feature_path(video_id)
+        if not meta_path.is_file():
+            return None
+        if not path.is_file():
+            return f"{path}: missing (its sidecar {meta_path.name} is there)"
+        try:
+            d = json.loads(meta_path.read_text())
+            rows, dim = d.get("num_snippets"), FeatureMeta.from_dict(d).dim
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            rows = dim = None
+        problem = npy_problem(path, rows, dim)
+        return f"{path}: {problem}" if problem else None
 
     def write(self, video_id: str, features: np.ndarray, meta: FeatureMeta) -> None:
+        why = bad_video_id(video_id)
+        if why:
+            raise CacheError(f"{self.root}: cannot write features: {why}")
         features = np.ascontiguousarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != meta.dim:
             raise CacheError(f"{video_id}: features of shape {features.shape} do not match the streams {meta.streams}")
@@ -154,26 +221,39 @@ class FeatureCache:
         atomic_write(self.meta_path(video_id), lambda f: f.write(json.dumps(meta_dict, indent=1).encode()))
 
     def read_meta(self, video_id: str) -> FeatureMeta:
+        return self._read_sidecar(video_id)[0]
+
+    def _read_sidecar(self, video_id: str) -> tuple[FeatureMeta, int | None]:
+        """The sidecar's metadata and ``num_snippets`` (``None`` in sidecars that lack it)."""
         path = self.meta_path(video_id)
         try:
-            return FeatureMeta.from_dict(json.loads(path.read_text()))
+            d = json.loads(path.read_text())
+            rows = d.get("num_snippets")
+            return FeatureMeta.from_dict(d), int(rows) if rows is not None else None
         except FileNotFoundError:
             raise CacheError(f"{path}: no cached features for video {video_id!r}") from None
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CacheError(f"{path}: malformed feature metadata ({e})") from None
 
     def read(self, video_id: str) -> tuple[np.ndarray, FeatureMeta]:
-        """Memory-mapped ``[T, D]`` features and their metadata; :class:`NonFiniteFeatures` when they hold a NaN or
-        inf (checked by :func:`check_finite`)."""
-        meta = self.read_meta(video_id)
-        return _load_npy(self.feature_path(video_id), meta), meta
+        """Memory-mapped ``[T, D]`` features and their metadata; :class:`CacheError` naming the file when it is
+        truncated or does not match its sidecar, :class:`NonFiniteFeatures` when it holds a NaN or inf (checked by
+        :func:`check_finite`)."""
+        meta, rows = self._read_sidecar(video_id)
+        return _load_npy(self.feature_path(video_id), meta, rows), meta
 
     def video_ids(self) -> list[str]:
         return sorted(p.stem for p in self.root.glob("*.json") if self.feature_path(p.stem).is_file())
 
 
-def _load_npy(path: Path, meta: FeatureMeta) -> np.ndarray:
-    """The memory-mapped ``[T, meta.dim]`` array of ``path``, checked to be finite."""
+def _load_npy(path: Path, meta: FeatureMeta, rows: int | None = None) -> np.ndarray:
+    """The memory-mapped ``[T, meta.dim]`` array of ``path`` (``T == rows`` when given), checked to be whole and
+    finite."""
+    if path.is_file():  # a missing file is said by np.load below
+        problem = npy_problem(path, rows, meta.dim)
+        if problem:
+            raise CacheError(f"{path}: {problem}; re-extract it (rerunning the extraction redoes incomplete "
+                             "entries)")
     try:
         arr = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:
@@ -204,6 +284,7 @@ class FeatureSource:
 class CacheSource(FeatureSource):
     def __init__(self, root: str | os.PathLike):
         self.cache = FeatureCache(root)
+        self.root = self.cache.root
 
     def ids(self) -> list[str]:
         return self.cache.video_ids()
@@ -260,3 +341,14 @@ def open_features(root: str | os.PathLike) -> FeatureSource:
     if root.is_dir():
         return CacheSource(root)
     raise CacheError(f"{root}: no such feature folder")
+
+
+def describe_no_features(root: str | os.PathLike) -> str:
+    """Why ``root`` offers no video's features, in one line: what a feature folder must hold and what it holds."""
+    root = Path(root)
+    npy = sorted(p.name for p in root.glob("*.npy")) if root.is_dir() else []
+    found = (f"it holds {len(npy)} .npy file(s) without a <video>.json sidecar (e.g. {npy[0]})" if npy
+             else "it holds no .npy file")
+    return (f"{root}: no video's features: expected <video>.npy with its <video>.json sidecar (a clicktal feature "
+            f"cache, tools/extract_features.py), or features/<video>.npy with annotations.json (the synthesizer's "
+            f"layout); {found}")

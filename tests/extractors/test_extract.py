@@ -40,7 +40,7 @@ def test_bad_videos_fail_clearly_while_the_others_complete(first_run, folder):
     out, summary = first_run
     assert (summary.total, summary.done, summary.failed, summary.skipped) == (4, 2, 2, 0)
     assert not summary.ok
-    failures = json.loads((out / "failures.json").read_text())["failed"]
+    failures = json.loads((out / ".clicktal" / "failures.json").read_text())["failed"]
     assert {(f["video"], f["reason"]) for f in failures} == {("audio_only", "no_video_stream"),
                                                              ("broken", "truncated")}
     assert all(f["path"].startswith(str(folder)) and f["message"] for f in failures)

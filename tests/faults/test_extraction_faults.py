@@ -74,7 +74,7 @@ def test_disk_full_during_a_video_write_names_the_file_and_stops_the_run(tmp_pat
     inject(monkeypatch)
     assert _tool().main([str(videos), "--out", str(out), *SMALL]) == 1  # documented: 1 when any video failed
     printed = capsys.readouterr().out
-    report = json.loads((out / "failures.json").read_text())
+    report = json.loads((out / ".clicktal" / "failures.json").read_text())
     [failure] = report["failed"]
     assert failure["video"] == "a" and failure["reason"] == "disk_full"
     assert failure["message"].startswith(f"{out / ('a' + suffix)}: disk is full")
@@ -82,7 +82,7 @@ def test_disk_full_during_a_video_write_names_the_file_and_stops_the_run(tmp_pat
     assert "1 not attempted" in printed and f"STOPPED: {out / ('a' + suffix)}: disk is full" in printed  # b: not
     # computed for nothing
     assert report["not_attempted"] == 1 and not FeatureCache(out).video_ids()
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp file, no lock left
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".clicktal"]  # no temp file, no lock
 
 
 def test_failures_json_on_a_full_disk_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
@@ -96,7 +96,7 @@ def test_failures_json_on_a_full_disk_is_one_line_not_a_traceback(tmp_path, monk
     code = _tool().main([str(videos), "--out", str(tmp_path / "cache"), *SMALL])  # returns: no traceback
     printed = capsys.readouterr().out
     assert code == 1  # the video is in the cache, but the run's report is not: not a clean run
-    assert f"failures.json NOT written: {tmp_path / 'cache' / 'failures.json'}: disk is full" in printed
+    assert f"failures.json NOT written: {tmp_path / 'cache' / '.clicktal' / 'failures.json'}: disk is full" in printed
     assert "1 extracted" in printed and FeatureCache(tmp_path / "cache").video_ids() == ["a"]
 
 
@@ -141,8 +141,8 @@ def test_two_processes_on_one_cache_split_the_work(tmp_path):
     for st in statuses:
         assert set(st) == set(names) and set(st.values()) <= {"done", "skipped", "locked"}
     assert FeatureCache(out).video_ids() == names
-    assert json.loads((out / "failures.json").read_text())["failed"] == []
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp file, no lock left
+    assert json.loads((out / ".clicktal" / "failures.json").read_text())["failed"] == []
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".clicktal"]  # no temp file, no lock
 
 
 _HOLDER = textwrap.dedent("""
@@ -183,7 +183,8 @@ def test_a_video_locked_by_a_live_process_is_left_to_it_and_its_files_kept(tmp_p
         assert result.status == "locked" and f"pid {pid}" in result.message
         assert (out / ".v.npy.abc123xy.tmp").is_file() and (out / "flow" / f".v.tmp-{pid}").is_dir()
         summary = extract_folder(video.parent, out, progress=False, **FAST)
-        assert summary.ok and summary.locked == 1 and summary.done == 0  # not a failure: left to its owner
+        assert summary.failed == 0 and summary.locked == 1 and summary.done == 0  # not a failure: left to its owner
+        assert not summary.ok and "INCOMPLETE: 1 video is being extracted by another process" in summary.text()
         assert "1 being extracted by another process" in summary.text()
         assert (out / ".v.npy.abc123xy.tmp").is_file() and not FeatureCache(out).video_ids()
     finally:
@@ -215,7 +216,7 @@ def test_failures_listed_only_when_something_failed(tmp_path):
     assert clean.ok and "failures listed" not in clean.text()
     (videos / "empty.mp4").write_bytes(b"")
     failed = extract_folder(videos, tmp_path / "c1", progress=False, **FAST)
-    assert f"failures listed in {tmp_path / 'c1' / 'failures.json'}" in failed.text()
+    assert f"failures listed in {tmp_path / 'c1' / '.clicktal' / 'failures.json'}" in failed.text()
 
 
 # ------------------------------------------------------------------------------------------------ 9. stale cache

@@ -31,12 +31,12 @@ def test_exit_status_and_failures_json(tool, tmp_path, capsys):
     videos.mkdir()
     tv.write_video(videos / "ok.mp4", tv.translating(64, 48, dx=1), 12)
     assert tool.main([str(videos), "--out", str(tmp_path / "c1"), *SMALL]) == 0
-    assert json.loads((tmp_path / "c1" / "failures.json").read_text())["failed"] == []
+    assert json.loads((tmp_path / "c1" / ".clicktal" / "failures.json").read_text())["failed"] == []
     (videos / "corrupt.avi").write_bytes(b"RIFF" + os.urandom(3000))
     assert tool.main([str(videos), "--out", str(tmp_path / "c1"), *SMALL]) == 1
     out = capsys.readouterr()
     assert "1 already in the cache, 1 failed" in out.out and "corrupt.avi: unreadable" in out.out
-    failed = json.loads((tmp_path / "c1" / "failures.json").read_text())["failed"]
+    failed = json.loads((tmp_path / "c1" / ".clicktal" / "failures.json").read_text())["failed"]
     assert [(f["video"], f["reason"]) for f in failed] == [("corrupt", "unreadable")]
 
 
@@ -57,7 +57,7 @@ def test_shard_option_writes_its_own_failures_file(tool, tmp_path):
         tv.write_video(videos / f"{name}.mp4", tv.counter(64, 48), 5)
     assert tool.main([str(videos), "--out", str(tmp_path / "c"), "--shard", "1/2", *SMALL]) == 0
     assert FeatureCache(tmp_path / "c").video_ids() == ["b"]
-    assert (tmp_path / "c" / "failures.shard-1-of-2.json").is_file()
+    assert (tmp_path / "c" / ".clicktal" / "failures.shard-1-of-2.json").is_file()
 
 
 def _run(videos, out, *extra):
@@ -78,7 +78,7 @@ def test_killed_run_resumed_gives_identical_features(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if any(p.name != "failures.json" for p in out.glob("*.json")):
+        if any(out.glob("*.json")):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed"
@@ -95,7 +95,7 @@ def test_killed_run_resumed_gives_identical_features(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert f"{len(done_before)} already in the cache" in resumed.stdout
     assert {v: FeatureCache(out).feature_path(v).stat().st_mtime_ns for v in done_before} == mtimes
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".clicktal"]  # no temp file left
     for vid in ("v0", "v1", "v2"):
         a, meta_a = FeatureCache(tmp_path / "ref").read(vid)
         b, meta_b = FeatureCache(out).read(vid)
