@@ -142,7 +142,7 @@ class VideoResult:
     seconds: float = 0.0  # wall time spent
     duration_s: float = 0.0  # video duration (done / skipped)
     num_snippets: int = 0
-    note: str | None = None  # said of a video done: why it was extracted again ("re-extracted: <file>: truncated ...")
+    note: str | None = None  # a video done again: why its cache entry was not complete ("<file>: truncated ...")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -459,7 +459,7 @@ def extract_video(path: str | os.PathLike, out_dir: str | os.PathLike, config: E
         write_features(cache, video_id, features, meta)
         return VideoResult(video_id, str(path), "done", seconds=time.perf_counter() - t0,
                            duration_s=float(meta.source["duration_s"]), num_snippets=int(features.shape[0]),
-                           note=f"re-extracted: {damaged}" if damaged else None)
+                           note=damaged)
     except VideoError as e:
         return VideoResult(video_id, str(path), "failed", e.reason, e.detail, time.perf_counter() - t0)
     except (KeyboardInterrupt, SystemExit):
