@@ -11,7 +11,8 @@ weights' sha256, fps, window, stride, streams, width): a mismatch is an error na
 written as ActivityNet results JSON in seconds, the same rows as CSV beside it (``<out>.csv``: video, label, start_s,
 end_s, score), one timeline PNG per video (``<out>.timelines/<video>.png``: the detected classes' scores over time,
 the best segments and, with ``--gt``, the ground truth), and the best ones printed. Extraction failures are listed in
-the cache's ``failures.json``; the exit status is 1 when any video failed, 2 on a setup error (run, checkpoint,
+the cache's ``.clicktal/failures.json``; the exit status is 1 when any video failed or was left unextracted
+(another process holds it), 2 on a setup error (run, checkpoint,
 options, an output that cannot be written: checked before any video is decoded), 4 on a full disk (naming the
 file).
 """

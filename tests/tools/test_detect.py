@@ -50,7 +50,7 @@ def test_detect_extracts_like_the_run_and_refuses_a_broken_contract_before_extra
     assert code == 1  # the broken file fails, the good one is still localized
     assert "1 failed" in printed and out.is_file()
     cache = tmp_path / "dets.json.features"
-    failures = json.loads((cache / "failures.json").read_text())
+    failures = json.loads((cache / ".clicktal" / "failures.json").read_text())
     assert [(f["video"], f["reason"]) for f in failures["failed"]] == [("broken", "unreadable")]
     assert json.loads((cache / "demo_00.json").read_text())["options"]["signature"]["crop"] == 112
     assert {d.video for d in read_detections(out)} <= {"demo_00"}
