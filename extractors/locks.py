@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
-import socket
-import time
 from pathlib import Path
+
+from clicktal.pipeline.core.locks import describe_owner, write_owner
 
 from .diskio import naming
 
@@ -72,9 +71,7 @@ class VideoLock:
             self._fd = fd
             try:
                 with naming(self.path):
-                    owner = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-                    os.ftruncate(fd, 0)
-                    os.pwrite(fd, owner.encode(), 0)
+                    write_owner(fd)
             except BaseException:
                 self.release()
                 raise
@@ -83,14 +80,8 @@ class VideoLock:
                       str(self.path))
 
     def owner(self) -> str:
-        """Who holds it, in words (from the file; empty fields while the holder is still writing them)."""
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            info = {}
-        since = info.get("since")
-        when = time.strftime(" since %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else ""
-        return f"pid {info.get('pid', '?')} on {info.get('host', '?')}{when}"
+        """Who holds it, in words (from the file; ``?`` while the holder is still writing it)."""
+        return describe_owner(self.path)
 
     def release(self) -> None:
         if self._fd is None:

@@ -1,7 +1,10 @@
-"""One writer per run folder: an exclusive ``flock`` on ``<folder>/.run.lock`` held while a training or an
-evaluation writes there. The kernel releases it when its holder exits in any way (``kill -9`` included), so a dead
-holder never blocks the next run, and a live one is never broken. The file holds the owner's pid, host and start
-time, only to name it in the refusal."""
+"""Lock files that name their holder, and one writer per run folder.
+
+:class:`FolderLock` is an exclusive ``flock`` on ``<folder>/.run.lock`` held while a training or an evaluation
+writes there. The kernel releases it when its holder exits in any way (``kill -9`` included), so a dead holder never
+blocks the next run, and a live one is never broken. A lock file holds its owner's pid, host and start time
+(:func:`write_owner`), only to name it in a refusal (:func:`describe_owner`); the extraction's per-video locks
+write and read the same record."""
 from __future__ import annotations
 
 import fcntl
@@ -12,6 +15,29 @@ import time
 from pathlib import Path
 
 RUN_LOCK = ".run.lock"
+
+
+def write_owner(fd: int, **extra) -> None:
+    """Replace the content of the lock file open at ``fd`` with this process's pid, host and the time (and
+    ``extra``)."""
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), **extra})
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, record.encode(), 0)
+
+
+def describe_owner(path: str | os.PathLike) -> str:
+    """Who holds the lock file at ``path``, in words (``?`` for fields its holder has not written yet)."""
+    try:
+        info = json.loads(Path(path).read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    since = info.get("since")
+    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) \
+        else ""
+    doing = f" ({info['what']})" if isinstance(info.get("what"), str) else ""
+    return f"pid {info.get('pid', '?')} on {info.get('host', '?')}{when}{doing}"
 
 
 class FolderBusyError(RuntimeError):
@@ -28,15 +54,7 @@ class FolderLock:
         self._fd: int | None = None
 
     def owner(self) -> str:
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            info = {}
-        since = info.get("since")
-        when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) \
-            else ""
-        doing = f" ({info['what']})" if isinstance(info.get("what"), str) else ""
-        return f"pid {info.get('pid', '?')} on {info.get('host', '?')}{when}{doing}"
+        return describe_owner(self.path)
 
     def acquire(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -47,11 +65,8 @@ class FolderLock:
             os.close(fd)
             raise FolderBusyError(f"{self.folder}: another process is writing this run folder ({self.owner()}); "
                                   f"wait for it to end, or use another folder") from None
-        owner = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                            "what": self.what}).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, owner, 0)
         self._fd = fd
+        write_owner(fd, what=self.what)
 
     def release(self) -> None:
         if self._fd is not None:

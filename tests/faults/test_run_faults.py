@@ -16,20 +16,10 @@ from clicktal.pipeline.core.config import ConfigError, config_to_dict, load_conf
 from clicktal.pipeline.core.files import DiskFullError, atomic_write
 from clicktal.pipeline.data.annotations import GroundTruth, Segment, VideoAnnotation
 from clicktal.pipeline.data.detections import Detection, write_detections
-from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 from clicktal.pipeline.evaluation.detection import EvaluationWarning, evaluate_detections
 from clicktal.pipeline.runs.engine import CheckpointError, ResumeError, load_checkpoint
 from clicktal.pipeline.runs.experiments import apply_overrides, run_experiment
 from clicktal.pipeline.runs.schema import ExperimentConfig, resume_conflicts
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
-    gt = random_ground_truth(n_videos=10, seed=4)
-    synthesize_features(gt, root / "feats", dim=8, seed=4)
-    gt.write(root / "gt.json")
-    return root
 
 
 def config(root, **train) -> dict:

@@ -18,21 +18,11 @@ import torch
 
 from clicktal.pipeline.data.cache import FeatureCache
 from clicktal.pipeline.data.provenance import source_fingerprint
-from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 from clicktal.pipeline.runs.engine import load_checkpoint
 from clicktal.pipeline.runs.experiments import apply_overrides, run_experiment
 from clicktal.pipeline.runs.schema import ExperimentConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trust")
-    gt = random_ground_truth(n_videos=10, seed=4)
-    synthesize_features(gt, root / "feats", dim=8, seed=4)
-    gt.write(root / "gt.json")
-    return root
 
 
 def config(features, gt, **train) -> dict:
