@@ -214,7 +214,8 @@ def real_detections(benchkit: Path | None, out: Path, seed: int) -> None:
         videos, gt = benchkit / "videos", benchkit / "videos" / "annotations.json"
         print(f"videos: the real sample videos in {videos}, ground truth {gt}")
     run, det = out / "kinetics_run", out / "kinetics" / "detections.json"
-    if kinetics_run.main(["--gt", str(gt), "--out", str(run)]) != 0:
+    # the baseline is written from the weights, not trained: the demo's own copy is rewritten on every run
+    if kinetics_run.main(["--gt", str(gt), "--out", str(run), "--overwrite"]) != 0:
         raise RuntimeError("tools/kinetics_run.py failed")
     if detect.main([str(videos), "--run", str(run), "--out", str(det), "--gt", str(gt), "--top", "5"]) != 0:
         raise RuntimeError("tools/detect.py failed")

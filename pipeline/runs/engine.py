@@ -64,6 +64,27 @@ class ResumeError(ValueError):
     """A resume refused because the config changed what the run trains; the message names the file and keys."""
 
 
+class RunExistsError(ValueError):
+    """Writing a new run into a folder that already holds one, unasked (no resume, no overwrite)."""
+
+
+RUN_RESULT_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "train_log.jsonl", "results.json", "detections.json")
+
+
+def existing_run(out: Path) -> str | None:
+    """What the folder ``out`` already holds of a run, in words (its last logged iteration and its files), or None
+    when it holds none."""
+    found = [name for name in RUN_RESULT_FILES if (out / name).exists()]
+    if not found:
+        return None
+    try:
+        rows = read_log(out / "train_log.jsonl", lambda _: None) if (out / "train_log.jsonl").exists() else []
+        last = f"trained to iteration {rows[-1]['iteration']}" if rows else "no logged iteration"
+    except (OSError, ValueError) as e:
+        last = f"an unreadable log ({e})"
+    return f"a run ({last}; {', '.join(found)})"
+
+
 @dataclass
 class TrainResult:
     run_dir: Path

@@ -26,8 +26,8 @@ from clicktal.pipeline.core.locks import FolderLock
 from clicktal.pipeline.data.datasets import DataBundle, load_data, label_counts
 from clicktal.pipeline.data.detections import Detection, write_detections
 from clicktal.pipeline.data.labels import format_label_summary, label_statistics
-from clicktal.pipeline.runs.engine import (TrainResult, Trainer, load_checkpoint, read_log, resolve_device,
-                                           seed_everything, validation_losses)
+from clicktal.pipeline.runs.engine import (RunExistsError, TrainResult, Trainer, existing_run, load_checkpoint,
+                                           read_log, resolve_device, seed_everything, validation_losses)
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig
 from clicktal.pipeline.runs.schema import ExperimentConfig, postprocess_config
 from clicktal.pipeline.data.sampling import Sampler
@@ -190,24 +190,6 @@ TRAINER_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "config.yaml", "tra
                  "val_log.jsonl", "val_log.csv")
 
 
-class RunExistsError(ValueError):
-    """Training into a folder that already holds a run, without ``resume`` or ``overwrite``."""
-
-
-def _existing_run(out: Path) -> str | None:
-    """What ``out`` already holds of a run, in words (its last iteration), or None when it holds none."""
-    found = [name for name in ("checkpoint_last.pt", "checkpoint_best.pt", "train_log.jsonl", "results.json",
-                               "detections.json") if (out / name).exists()]
-    if not found:
-        return None
-    try:
-        rows = read_log(out / "train_log.jsonl", lambda _: None) if (out / "train_log.jsonl").exists() else []
-        last = f"trained to iteration {rows[-1]['iteration']}" if rows else "no logged iteration"
-    except (OSError, ValueError) as e:
-        last = f"an unreadable log ({e})"
-    return f"a run ({last}; {', '.join(found)})"
-
-
 def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume: bool = False,
                    overwrite: bool = False, evaluate: bool = True, stop_after: int | None = None,
                    log=print) -> ExperimentResult | TrainResult:
@@ -240,7 +222,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
     with FolderLock(out, what="training"):
         if resume:
             trainer.resume_checkpoint()
-        elif (held := _existing_run(out)) is not None:
+        elif (held := existing_run(out)) is not None:
             if not overwrite:
                 raise RunExistsError(f"{out}: already holds {held}; continue it with --resume, replace it with "
                                      f"--overwrite, or train into another folder")

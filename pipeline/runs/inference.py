@@ -28,7 +28,9 @@ from clicktal.pipeline.data.detections import Detection
 from clicktal.pipeline.data.provenance import check_sources
 from clicktal.pipeline.data.sampling import Sampler, to_native
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig, detect_segments
-from clicktal.pipeline.runs.engine import atomic_torch_save, load_checkpoint, resolve_device
+from clicktal.pipeline.core.locks import FolderLock
+from clicktal.pipeline.runs.engine import (RUN_RESULT_FILES, RunExistsError, atomic_torch_save, existing_run,
+                                           load_checkpoint, resolve_device)
 from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec, postprocess_config
 
 
@@ -200,11 +202,12 @@ def match_class_names(classes: Sequence[str], names: Sequence[str], aliases: dic
 
 def write_untrained_run(run_dir: str | os.PathLike, config: ExperimentConfig, *, classes: Sequence[str],
                         contract: FeatureContract, extraction: dict | None, buffers: dict[str, torch.Tensor],
-                        note: str) -> Path:
+                        note: str, overwrite: bool = False) -> Path:
     """A run folder for a model that is not trained (the Kinetics baseline): its config, and a checkpoint at
     iteration 0 whose weights are the built model's with ``buffers`` filled in, so that :func:`load_run`,
     ``tools/detect.py`` and ``tools/infer.py`` use it as any run. ``note`` says in ``run_meta.json`` where the
-    weights came from. Returns the checkpoint's path."""
+    weights came from. A folder that already holds a run is refused (:class:`RunExistsError`) unless
+    ``overwrite``. Returns the checkpoint's path."""
     model, params = build_localizer(config.model.name, config.model.params, input_dim=contract.dim,
                                     num_classes=len(classes), streams=contract.streams, geometry=contract.geometry)
     state = model.state_dict()
@@ -217,12 +220,18 @@ def write_untrained_run(run_dir: str | os.PathLike, config: ExperimentConfig, *,
     meta = {"classes": list(classes), "contract": contract.to_dict(), "extraction": extraction, "trained": False,
             "note": note}
     out = Path(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    atomic_write_text(out / "run_meta.json", json.dumps(meta, indent=1))
-    path = out / "checkpoint_last.pt"
-    atomic_torch_save({"iteration": 0, "model": model.state_dict(), "config": config_to_dict(cfg), "meta": meta},
-                      path)
+    with FolderLock(out, what="writing an untrained run"):
+        held = existing_run(out)
+        if held is not None and not overwrite:
+            raise RunExistsError(f"{out}: already holds {held}; replace it with --overwrite, or write into another "
+                                 f"folder")
+        for name in RUN_RESULT_FILES:
+            (out / name).unlink(missing_ok=True)
+        dump_config(cfg, out / "config.yaml")
+        atomic_write_text(out / "run_meta.json", json.dumps(meta, indent=1))
+        path = out / "checkpoint_last.pt"
+        atomic_torch_save({"iteration": 0, "model": model.state_dict(), "config": config_to_dict(cfg),
+                           "meta": meta}, path)
     return path
 
 

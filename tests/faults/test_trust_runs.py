@@ -337,3 +337,19 @@ def test_a_yaml_error_in_a_set_value_is_one_line(data, tmp_path, capsys, load_to
                                               "--set", "train.iterations=[1,"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "train.iterations" in err and "Traceback" not in err
+
+
+def test_an_untrained_run_is_not_written_over_a_run_unasked(trained, tmp_path):
+    from clicktal.pipeline.runs.engine import RunExistsError
+    from clicktal.pipeline.runs.inference import load_run, write_untrained_run
+
+    run = copy_run(trained, tmp_path / "run")
+    loaded = load_run(run)
+    before = (run / "checkpoint_last.pt").read_bytes()
+    kw = dict(classes=loaded.classes, contract=loaded.contract, extraction=None, buffers={}, note="untrained")
+    with pytest.raises(RunExistsError, match=r"already holds a run \(trained to iteration 4"):
+        write_untrained_run(run, loaded.config, **kw)
+    assert (run / "checkpoint_last.pt").read_bytes() == before
+    write_untrained_run(run, loaded.config, overwrite=True, **kw)
+    assert load_checkpoint(run / "checkpoint_last.pt")["iteration"] == 0
+    assert not (run / "results.json").exists()  # the replaced run's results do not outlive it
