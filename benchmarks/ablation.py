@@ -24,6 +24,20 @@ def synthesize(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: 
     return out
 
 
+def world(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: float, **options) -> Path:
+    """The proxy world (``clicktal.pipeline.data.world``, at its current version) on the ground truth ``gt``
+    (relative to the benchkit), once per setting; the folder is returned absolute, named with the world's version
+    so that a new version never reuses an old one's features."""
+    from clicktal.pipeline.data.world import WORLD_VERSION, write_world
+
+    out = (work / f"world_v{WORLD_VERSION}_{name}_d{dim}_s{seed}_x{difficulty:g}").resolve()
+    if not (out / "annotations.json").exists():
+        meta = write_world(BENCHKIT / gt, out, seed=seed, dim=dim, difficulty=difficulty, **options)
+        print(f"{out}: proxy world v{WORLD_VERSION}, {meta['videos']} videos, {len(meta['extended_videos'])} "
+              f"extended to cover annotations past their duration", flush=True)
+    return out
+
+
 def run_config(config: str, overrides: dict, work: Path, threads: int, **tags) -> dict:
     """Train and evaluate ``config`` (relative to the repository) with ``overrides`` under ``work/runs/<name>``; a
     run folder with a checkpoint is resumed (a finished run is only evaluated again, with the current evaluation

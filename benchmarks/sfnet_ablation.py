@@ -5,7 +5,8 @@
     python benchmarks/sfnet_ablation.py --dataset gtea --difficulty 0.5 --work runs/sfnet_ablation/gtea_x0.5
     python benchmarks/sfnet_ablation.py --time-full-size --threads 2      # CPU seconds per full-size iteration
 
-Features: ``../shared/benchkit/synth.py`` on the dataset's real ground truth (feature seed ``--feature-seed``,
+Features: ``../shared/benchkit/synth.py`` (or, with ``--features-from world``, the proxy world of
+``clicktal.pipeline.data.world``) on the dataset's real ground truth (feature seed ``--feature-seed``,
 ``--dim`` dimensions, ``--difficulty``), written once under ``--work``. Labels: the real clicks of the four
 annotators, one drawn at random per video (the run's seed draws it). Rows (the same network each time):
 
@@ -39,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from ablation import BENCHKIT, REPO, run_all, run_config
+from ablation import BENCHKIT, REPO, run_all, run_config, world
 from ablation import synthesize as synth_features
 
 VARIANTS = {
@@ -64,8 +65,18 @@ DATASETS = {
 }
 
 
-def synthesize(dataset: str, work: Path, dim: int, seed: int, difficulty: float) -> Path:
-    return synth_features(dataset, DATASETS[dataset]["gt"], work, dim, seed, difficulty)
+def synthesize(dataset: str, work: Path, dim: int, seed: int, difficulty: float, generator: str = "synth") -> Path:
+    make = world if generator == "world" else synth_features
+    return make(dataset, DATASETS[dataset]["gt"], work, dim, seed, difficulty)
+
+
+def features_name(args) -> str:
+    """What the features are, for table titles: the generator, its version and seed."""
+    if args.features_from == "world":
+        from clicktal.pipeline.data.world import WORLD_VERSION
+
+        return f"proxy world v{WORLD_VERSION}"
+    return "benchkit synth.py"
 
 
 def mining_start(args, iterations: int) -> int:
@@ -249,6 +260,8 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=256, help="feature dimension (RGB half + flow half)")
     p.add_argument("--feature-seed", type=int, default=0)
     p.add_argument("--difficulty", type=float, default=1.0)
+    p.add_argument("--features-from", choices=("synth", "world"), default="synth",
+                   help="feature generator: benchkit synth.py or the proxy world (clicktal.pipeline.data.world)")
     p.add_argument("--iterations", type=int, help="default: 1500 for both datasets")
     p.add_argument("--mining-start", type=int, help="iteration online mining starts at (default: a quarter of "
                                                     "--iterations); fixing it lets a longer --iterations resume "
@@ -280,7 +293,7 @@ def main(argv=None) -> int:
     from clicktal.tools.tables import format_results
 
     for dataset in args.dataset:
-        features = synthesize(dataset, args.work, args.dim, args.feature_seed, args.difficulty)
+        features = synthesize(dataset, args.work, args.dim, args.feature_seed, args.difficulty, args.features_from)
         jobs = [(run_config, (DATASETS[dataset]["config"], overrides(dataset, v, s, features, args), args.work,
                               args.threads), {"dataset": dataset, "variant": v, "seed": s})
                 for v in args.variants for s in args.seeds]
@@ -298,7 +311,7 @@ def main(argv=None) -> int:
                    for v in args.variants}
         d = DATASETS[dataset]
         iterations = args.iterations or d["iterations"]
-        settings = (f"synthetic {dataset.upper()}-structured features (benchkit synth.py, seed {args.feature_seed}, "
+        settings = (f"synthetic {dataset.upper()}-structured features ({features_name(args)}, seed {args.feature_seed}, "
                     f"dim {args.dim}, difficulty {args.difficulty:g}), real human clicks (random annotator per "
                     f"video), {iterations} iterations (mining from {mining_start(args, iterations)}), batch "
                     f"{args.batch_size}, crop "

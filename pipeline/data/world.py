@@ -43,27 +43,27 @@ class WorldParams:
     """Every parameter of the world (``difficulty`` scales noise and confusers, as synth.py's does)."""
 
     latent: int = 48
-    middle_norm: float = 1.6  # size of a class's discriminative middle
+    middle_norm: float = 1.233  # size of a class's discriminative middle
     phase_shared: float = 0.8  # onset / offset: share of the direction all classes have in common
-    common_action: float = 0.6  # size of the direction every action shares (actionness)
-    replace: float = 0.6  # share of the scene an action replaces (the rest persists as context)
-    scene_norm: float = 1.2  # size of the scene
+    common_action: float = 1.928  # size of the direction every action shares (actionness)
+    replace: float = 0.8348  # share of the scene an action replaces (the rest persists as context)
+    scene_norm: float = 2.253  # size of the scene
     scene_rho: float = 0.7  # correlation of a video's scene with its main class's context
-    scene_drift: float = 0.3  # slow drift of the scene over the video (relative size)
+    scene_drift: float = 0.2293  # slow drift of the scene over the video (relative size)
     drift_corr_s: float = 20.0  # time constant of that drift, seconds
-    background_norm: float = 0.8  # a direction every snippet shares
+    background_norm: float = 1.678  # a direction every snippet shares
     boundary_jitter_s: float = 1.0  # std of signal boundaries around the annotated ones
     run_up_prob: float = 0.5  # chance an action has an action-like run-up before it
     run_up_strength: float = 0.45
     near_miss_rate: float = 1.0  # isolated near-misses per video (plus one per 400 snippets)
     near_miss_strength: float = 0.5
-    noise: float = 0.7  # latent noise (times difficulty)
-    noise_corr: float = 0.5  # lag-1 correlation of the latent noise at 0.64 s snippets
+    noise: float = 0.2134  # latent noise (times difficulty)
+    noise_corr: float = 0.3129  # lag-1 correlation of the latent noise at 0.64 s snippets
     obs_noise: float = 0.05  # feature-space noise (times difficulty)
-    bias_rgb: float = 0.3  # mean of the per-dimension biases
+    bias_rgb: float = 0.2488  # mean of the per-dimension biases
     bias_flow: float = -0.3
-    bias_spread: float = 0.5  # std of the per-dimension biases
-    sharpness: float = 2.0  # rectifier log(1 + e^(s x)) / s: larger is closer to ReLU (more exact zeros)
+    bias_spread: float = 0.1  # std of the per-dimension biases
+    sharpness: float = 2.616  # rectifier log(1 + e^(s x)) / s: larger is closer to ReLU (more exact zeros)
 
     @classmethod
     def from_dict(cls, values: dict) -> "WorldParams":
