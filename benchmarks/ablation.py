@@ -24,15 +24,19 @@ def synthesize(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: 
     return out
 
 
-def world(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: float, **options) -> Path:
+def world(name: str, gt: str, work: Path, dim: int, seed: int, difficulty: float, params: dict | None = None,
+          **options) -> Path:
     """The proxy world (``clicktal.pipeline.data.world``, at its current version) on the ground truth ``gt``
     (relative to the benchkit), once per setting; the folder is returned absolute, named with the world's version
-    so that a new version never reuses an old one's features."""
-    from clicktal.pipeline.data.world import WORLD_VERSION, write_world
+    so that a new version never reuses an old one's features. ``params`` replaces world parameters (calibration
+    candidates before a version is frozen; named in the folder)."""
+    from clicktal.pipeline.data.world import WORLD_VERSION, WorldParams, write_world
 
-    out = (work / f"world_v{WORLD_VERSION}_{name}_d{dim}_s{seed}_x{difficulty:g}").resolve()
+    tag = "".join(f"_{k}{v:g}" for k, v in sorted((params or {}).items()))
+    out = (work / f"world_v{WORLD_VERSION}{tag}_{name}_d{dim}_s{seed}_x{difficulty:g}").resolve()
     if not (out / "annotations.json").exists():
-        meta = write_world(BENCHKIT / gt, out, seed=seed, dim=dim, difficulty=difficulty, **options)
+        meta = write_world(BENCHKIT / gt, out, seed=seed, dim=dim, difficulty=difficulty,
+                           params=WorldParams.from_dict(params or {}), **options)
         print(f"{out}: proxy world v{WORLD_VERSION}, {meta['videos']} videos, {len(meta['extended_videos'])} "
               f"extended to cover annotations past their duration", flush=True)
     return out

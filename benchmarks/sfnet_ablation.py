@@ -65,9 +65,11 @@ DATASETS = {
 }
 
 
-def synthesize(dataset: str, work: Path, dim: int, seed: int, difficulty: float, generator: str = "synth") -> Path:
-    make = world if generator == "world" else synth_features
-    return make(dataset, DATASETS[dataset]["gt"], work, dim, seed, difficulty)
+def synthesize(dataset: str, work: Path, dim: int, seed: int, difficulty: float, generator: str = "synth",
+               world_params: dict | None = None) -> Path:
+    if generator == "world":
+        return world(dataset, DATASETS[dataset]["gt"], work, dim, seed, difficulty, world_params)
+    return synth_features(dataset, DATASETS[dataset]["gt"], work, dim, seed, difficulty)
 
 
 def features_name(args) -> str:
@@ -75,7 +77,8 @@ def features_name(args) -> str:
     if args.features_from == "world":
         from clicktal.pipeline.data.world import WORLD_VERSION
 
-        return f"proxy world v{WORLD_VERSION}"
+        changed = ", ".join(f"{k} {v:g}" for k, v in sorted(args.world_params.items()))
+        return f"proxy world v{WORLD_VERSION}" + (f" with {changed} (a calibration candidate)" if changed else "")
     return "benchkit synth.py"
 
 
@@ -262,6 +265,8 @@ def main(argv=None) -> int:
     p.add_argument("--difficulty", type=float, default=1.0)
     p.add_argument("--features-from", choices=("synth", "world"), default="synth",
                    help="feature generator: benchkit synth.py or the proxy world (clicktal.pipeline.data.world)")
+    p.add_argument("--world-params", type=json.loads, default={}, metavar="JSON",
+                   help="world parameters replaced (calibration candidates only, before a version is frozen)")
     p.add_argument("--iterations", type=int, help="default: 1500 for both datasets")
     p.add_argument("--mining-start", type=int, help="iteration online mining starts at (default: a quarter of "
                                                     "--iterations); fixing it lets a longer --iterations resume "
@@ -293,7 +298,8 @@ def main(argv=None) -> int:
     from clicktal.tools.tables import format_results
 
     for dataset in args.dataset:
-        features = synthesize(dataset, args.work, args.dim, args.feature_seed, args.difficulty, args.features_from)
+        features = synthesize(dataset, args.work, args.dim, args.feature_seed, args.difficulty, args.features_from,
+                              args.world_params)
         jobs = [(run_config, (DATASETS[dataset]["config"], overrides(dataset, v, s, features, args), args.work,
                               args.threads), {"dataset": dataset, "variant": v, "seed": s})
                 for v in args.variants for s in args.seeds]

@@ -88,3 +88,16 @@ def test_feature_statistics_of_a_feature_set(benchkit, tmp_path):
     gt = load_ground_truth(tmp_path / "w" / "annotations.json")
     stats = feature_statistics(source, gt, stream="flow", max_videos=3)
     assert len(stats.per_video) == 3 and all(np.isfinite(v) for v in stats.median.values())
+
+
+def test_the_command_line_says_how_many_videos_were_extended(benchkit, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[3] / "benchmarks" / "world.py"
+    done = subprocess.run([sys.executable, str(tool), "--gt", str(benchkit / "thumos14/groundtruth.json"), "--out",
+                           str(tmp_path / "w"), "--dim", "8", "--max-videos", "400"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 412 videos, 20 classes, dim 8, world v" in done.stdout
+    assert "17 video(s) extended to cover annotations past their duration (video_test_0000270" in done.stdout
