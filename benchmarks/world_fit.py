@@ -8,8 +8,9 @@ videos' ground truth), then searches the world's parameters (:class:`~clicktal.p
 so that the same statistics of the world's RGB half, on the first ``--videos`` THUMOS14 validation videos
 (durations and segments real, world seed 0), land in the real range: a seeded random search in a box around the
 current defaults, then coordinate refinement. Prints the fitted values and the table (real videos, the fit, the
-defaults). The second stage (difficulty against SF-Net's Full / Weak rows) is ``benchmarks/world_calibrate.py``.
-Nothing here reads a test subset.
+defaults). The second stage (the remaining parameters against SF-Net's Full / Weak rows) runs
+``benchmarks/sfnet_ablation.py --features-from world --variants Full Weak``; docs/world.md has both. Nothing here
+reads a test subset.
 """
 from __future__ import annotations
 
