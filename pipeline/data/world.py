@@ -48,7 +48,7 @@ class WorldParams:
     common_action: float = 1.928  # size of the direction every action shares (actionness)
     replace: float = 0.8348  # share of the scene an action replaces (the rest persists as context)
     scene_norm: float = 2.253  # size of the scene
-    scene_rho: float = 0.7  # correlation of a video's scene with its main class's context
+    scene_rho: float = 0.35  # correlation of a video's scene with its main class's context
     scene_drift: float = 0.2293  # slow drift of the scene over the video (relative size)
     drift_corr_s: float = 20.0  # time constant of that drift, seconds
     background_norm: float = 1.678  # a direction every snippet shares
