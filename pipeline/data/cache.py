@@ -199,9 +199,9 @@ class FeatureCache:
         if not path.is_file():
             return f"{path}: missing (its sidecar {meta_path.name} is there)"
         try:
-            d = json.loads(meta_path.read_text())
-            rows, dim = d.get("num_snippets"), FeatureMeta.from_dict(d).dim
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            meta, rows = self._read_sidecar(video_id)
+            dim = meta.dim
+        except (CacheError, OSError):
             rows = dim = None
         problem = npy_problem(path, rows, dim)
         return f"{path}: {problem}" if problem else None

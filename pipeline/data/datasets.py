@@ -422,14 +422,16 @@ def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = 
     train_ids, test_ids = kept[cfg.train_subset], kept[cfg.test_subset]
     if not train_ids:
         raise ValueError(f"no video of subset {cfg.train_subset!r} has features in {cfg.features}")
-    used = train_ids + [v for v in test_ids if v not in set(train_ids)]
+    test_only = [v for v in test_ids if v not in set(train_ids)]
+    used = train_ids + test_only
     metas = {v: source.meta(v) for v in used}
     found = source_contract(source, used)
     if contract is not None:
         contract.check(found, f"{cfg.features}")
     changed = check_sources(metas, accept=cfg.accept_changed_sources, where=str(cfg.features), note=note)
-    for v in used:
-        source.load(v)  # refuses NaN / inf naming the file (memory-mapped, checked once per process)
+    # refuses NaN / inf naming the file; preloaded training videos are checked as the datasets load them below
+    for v in test_only if cfg.preload else used:
+        source.load(v)
     labels = training_supervision(gt, cfg.train_subset, cfg.labels, seed=seed, geometry=found.geometry)
     sup = labels.supervision
     train_ids, val_ids = split_holdout(train_ids, cfg.val_fraction, seed)

@@ -68,7 +68,17 @@ class RunExistsError(ValueError):
     """Writing a new run into a folder that already holds one, unasked (no resume, no overwrite)."""
 
 
+TRAINER_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "config.yaml", "train_log.jsonl", "train_log.csv",
+                 "val_log.jsonl", "val_log.csv")
+RUN_FILES = ("labels.json", "run_meta.json", "detections.json", "results.json")  # an experiment's, besides the trainer's
 RUN_RESULT_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "train_log.jsonl", "results.json", "detections.json")
+
+
+def remove_run_files(out: Path) -> None:
+    """Remove every file a run writes into ``out`` (a run being replaced: none may outlive it, such as a stale
+    ``checkpoint_best.pt`` that :func:`~clicktal.pipeline.runs.inference.load_run` would pick)."""
+    for name in TRAINER_FILES + RUN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def existing_run(out: Path) -> str | None:
@@ -387,8 +397,7 @@ class Trainer:
         ck = self.resume_checkpoint() if resume else None
         self._resume_ck = None  # read afresh by a later resume
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        stale = sweep_temp_files(self.run_dir, [p.name for p in (self.last_path, self.best_path)]
-                                 + ["config.yaml", "train_log.jsonl", "train_log.csv", "val_log.jsonl", "val_log.csv"])
+        stale = sweep_temp_files(self.run_dir, list(TRAINER_FILES))
         if stale:
             self.note(f"{self.run_dir}: removed {len(stale)} temp file(s) a killed run left: "
                       f"{', '.join(p.name for p in stale)}")

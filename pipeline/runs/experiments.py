@@ -26,8 +26,9 @@ from clicktal.pipeline.core.locks import FolderLock
 from clicktal.pipeline.data.datasets import DataBundle, load_data, label_counts
 from clicktal.pipeline.data.detections import Detection, write_detections
 from clicktal.pipeline.data.labels import format_label_summary, label_statistics
-from clicktal.pipeline.runs.engine import (RunExistsError, TrainResult, Trainer, existing_run, load_checkpoint,
-                                           read_log, resolve_device, seed_everything, validation_losses)
+from clicktal.pipeline.runs.engine import (RUN_FILES, RunExistsError, TrainResult, Trainer, existing_run,
+                                           load_checkpoint, read_log, remove_run_files, resolve_device,
+                                           seed_everything, validation_losses)
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig
 from clicktal.pipeline.runs.schema import ExperimentConfig, postprocess_config
 from clicktal.pipeline.data.sampling import Sampler
@@ -185,9 +186,6 @@ def write_label_report(bundle: DataBundle, out: Path, *, log=print) -> dict:
     return stats
 
 
-RUN_FILES = ("labels.json", "run_meta.json", "detections.json", "results.json")  # besides the trainer's
-TRAINER_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "config.yaml", "train_log.jsonl", "train_log.csv",
-                 "val_log.jsonl", "val_log.csv")
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume: bool = False,
@@ -226,8 +224,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
             if not overwrite:
                 raise RunExistsError(f"{out}: already holds {held}; continue it with --resume, replace it with "
                                      f"--overwrite, or train into another folder")
-            for name in RUN_FILES + TRAINER_FILES:
-                (out / name).unlink(missing_ok=True)
+            remove_run_files(out)
             log(f"{out}: replaced {held} (--overwrite)")
         stale = sweep_temp_files(out, list(RUN_FILES))  # the run folder's one writer is starting
         if stale:

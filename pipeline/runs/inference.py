@@ -29,8 +29,8 @@ from clicktal.pipeline.data.provenance import check_sources
 from clicktal.pipeline.data.sampling import Sampler, to_native
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig, detect_segments
 from clicktal.pipeline.core.locks import FolderLock
-from clicktal.pipeline.runs.engine import (RUN_RESULT_FILES, RunExistsError, atomic_torch_save, existing_run,
-                                           load_checkpoint, resolve_device)
+from clicktal.pipeline.runs.engine import (RunExistsError, atomic_torch_save, existing_run, load_checkpoint,
+                                           remove_run_files, resolve_device)
 from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec, postprocess_config
 
 
@@ -225,8 +225,7 @@ def write_untrained_run(run_dir: str | os.PathLike, config: ExperimentConfig, *,
         if held is not None and not overwrite:
             raise RunExistsError(f"{out}: already holds {held}; replace it with --overwrite, or write into another "
                                  f"folder")
-        for name in RUN_RESULT_FILES:
-            (out / name).unlink(missing_ok=True)
+        remove_run_files(out)
         dump_config(cfg, out / "config.yaml")
         atomic_write_text(out / "run_meta.json", json.dumps(meta, indent=1))
         path = out / "checkpoint_last.pt"
