@@ -109,6 +109,30 @@ def run_all(jobs: list[tuple], processes: int) -> list[dict]:
         return pool.map(_call, jobs, chunksize=1)
 
 
+def _stats(values: list[float]) -> dict:
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std, "min": min(values)}
+
+
+def write_table_json(work: Path, groups: dict[str, list[dict]], *, merge: bool = False) -> dict:
+    """``work/table.json``: ``{"rows": {row label: {"AVG": mean, "AVG_std", "AVG_min", "runs", "frame_mAP"?}}}``
+    (mAP in %, over the runs of each row), the machine-readable twin of the printed table. ``merge`` keeps the rows
+    of other tables a benchmark wrote into the same work folder (one benchmark, several tables)."""
+    path = work / "table.json"
+    rows = json.loads(path.read_text())["rows"] if merge and path.exists() else {}
+    for label, runs in groups.items():
+        avg = _stats([x["row"][-1] for x in runs])
+        row = {"AVG": avg["mean"], "AVG_std": avg["std"], "AVG_min": avg["min"], "runs": len(runs)}
+        frames = [x["frame_mAP"] for x in runs if x.get("frame_mAP") is not None]
+        if len(frames) == len(runs):
+            row["frame_mAP"] = _stats(frames)["mean"]
+        rows[label] = row
+    out = {"rows": rows}
+    path.write_text(json.dumps(out, indent=1))
+    return out
+
+
 def write_report(work: Path, name: str, title: str, groups: dict[str, list[dict]], settings: str, wall: float,
                  results: list[dict], *, frame_map: bool = False) -> str:
     """The Markdown table of ``groups`` (row label -> its runs: mean ± std of their rows, training minutes per
@@ -124,6 +148,7 @@ def write_report(work: Path, name: str, title: str, groups: dict[str, list[dict]
                            leading=["frame mAP"] if frame_map else [])
     print(table, flush=True)
     (work / f"ablation_{name}.md").write_text(table + "\n")
+    write_table_json(work, groups, merge=True)
     (work / f"ablation_{name}.json").write_text(json.dumps({"settings": settings, "wall_minutes": wall,
                                                              "runs": results}, indent=1))
     return table
