@@ -16,9 +16,14 @@ batch):
   classes (two clicks of different classes on one snippet share it): what SF-Net's frame loss reads;
 * ``background_mask [T]``: snippets holding a background click (BackTAL);
 * ``video_labels [C]``: the video-level multi-hot labels;
-* ``frame_labels [T * f]`` (with ``data.labels.frame_targets``): one class per frame of the resampled video, 0 for
-  background and ``c + 1`` for class ``c`` (the later instance wins where two overlap), for models that predict
-  frames; a batch holds them one-hot as ``frame_targets [B, F, C + 1]``.
+* ``frame_labels [T * f, C + 1]`` (with ``data.labels.frame_targets``): multi-hot per frame of the resampled video,
+  column ``c + 1`` for every instance of class ``c`` holding the frame (overlapping instances all count: every
+  CliffDiving instance of THUMOS14 lies inside a Diving one), column 0 for background; a batch holds them as
+  ``frame_targets [B, F, C + 1]``, each frame's row divided by its sum (a distribution, for the frame-wise softmax
+  cross-entropy of the models that predict frames).
+
+On a resized sampling grid, clicks (``click_targets``, ``anchor_mask``, ``background_mask``) mark the nearest grid
+element only, and dense labels (segments, boundaries) every element they cover.
 
 Which labels a run trains from is :class:`~clicktal.pipeline.data.labels.LabelConfig` (``data.labels``).
 """
@@ -39,7 +44,7 @@ from clicktal.pipeline.data.contract import FeatureContract, source_contract
 from clicktal.pipeline.data.labels import LabelConfig, LabelSet, training_supervision
 from clicktal.pipeline.data.provenance import check_sources
 from clicktal.pipeline.data.sampling import (SampleGrid, Sampler, SamplingConfig, resample_features,
-                                             resample_targets, whole_grid)
+                                             resample_points, resample_targets, whole_grid)
 from clicktal.pipeline.data.supervision import Supervision
 
 
@@ -110,13 +115,18 @@ class VideoItem:
         """This (whole) video at native snippet ``positions`` ``[L]``: features interpolated, targets moved with
         them (:mod:`~clicktal.pipeline.data.sampling`)."""
         grid = SampleGrid(self.geometry, np.asarray(positions, np.float64), self.length)
-        moved = {k: resample_targets(getattr(self, k), grid) for k in
-                 ("action_targets", "action_mask", "anchor_mask", "background_mask", "click_targets",
-                  "segment_targets", "boundary_targets")}
+        moved = {k: resample_targets(getattr(self, k), grid) for k in ("segment_targets", "boundary_targets")}
+        moved.update({k: resample_points(getattr(self, k), grid) for k in
+                      ("anchor_mask", "background_mask", "click_targets")})
         if self.truth_targets is not None:
             moved["truth_targets"] = resample_targets(self.truth_targets, grid)
-        labelled = moved["action_targets"].sum(axis=1) > 0
-        moved["action_targets"][labelled] /= moved["action_targets"][labelled].sum(axis=1, keepdims=True)
+        # a snippet labelled by clicks alone moves as a point, one labelled by a segment or boundary as a span
+        point = (self.anchor_mask & ~(self.segment_targets.any(axis=1) | self.boundary_targets.any(axis=1)))[:, None]
+        targets = np.maximum(resample_points(np.where(point, self.action_targets, 0), grid),
+                             resample_targets(np.where(point, 0, self.action_targets), grid))
+        labelled = targets.sum(axis=1) > 0
+        targets[labelled] /= targets[labelled].sum(axis=1, keepdims=True)
+        moved["action_targets"], moved["action_mask"] = targets, labelled
         frames = None
         if self.frame_labels is not None:
             frames = self.frame_labels[grid.frame_positions(self.geometry.frames_per_snippet)]
@@ -130,9 +140,9 @@ class VideoItem:
         idx = np.asarray(positions, np.int64)
         if self.frame_labels is not None:
             f = self.geometry.frames_per_snippet
-            labels = self.frame_labels[(idx[:, None] * f + np.arange(f)).reshape(-1)]
-            counts = np.bincount(labels, minlength=self.video_labels.shape[0] + 1)[1:]
-            fraction = float((labels > 0).mean())
+            labels = self.frame_labels[(idx[:, None] * f + np.arange(f)).reshape(-1), 1:]
+            counts = labels.sum(axis=0, dtype=np.int64)
+            fraction = float(labels.any(axis=1).mean())
         elif self.boundary_targets.any():
             rows = self.boundary_targets[idx]
             counts, fraction = rows.sum(axis=0), float((rows.sum(axis=1) > 0).mean())
@@ -155,8 +165,9 @@ class Batch:
     ``action_targets [B, T, C]``, ``action_mask``/``anchor_mask``/``background_mask [B, T]``, ``offsets [B]`` (the
     first native snippet of each crop or window; -1 for other grids), ``lengths [B]``; per kind
     ``click_targets``/``segment_targets``/``boundary_targets [B, T, C]`` with ``segment_mask``/``boundary_mask
-    [B, T]``; ``frame_targets [B, F, C + 1]`` one-hot with ``frame_mask [B, F]`` when the run asks for frame
-    targets; ``grids``: each sample's :class:`SampleGrid`; ``truth_targets [B, T, C]``: the ground truth's snippets
+    [B, T]``; ``frame_targets [B, F, C + 1]`` (each frame's row a distribution over background and the classes
+    of the instances holding it) with ``frame_mask [B, F]`` when the run asks for frame targets; ``grids``: each
+    sample's :class:`SampleGrid`; ``truth_targets [B, T, C]``: the ground truth's snippets
     when every sample has them, for diagnostics (the mining precision), never for a loss."""
 
     video_ids: list[str]
@@ -205,14 +216,15 @@ def _segment_targets(segments: Iterable[Segment], geometry: FeatureGeometry, ind
 
 def frame_labels(segments: Iterable[Segment], geometry: FeatureGeometry, index: dict[str, int], T: int
                  ) -> np.ndarray:
-    """``[T * f]`` int16: per frame of the resampled video (``f`` frames per snippet), 0 for background or
-    ``c + 1`` for the class of the instance holding the frame's centre (the later instance where two overlap)."""
-    f = geometry.frames_per_snippet
-    centres = (np.arange(T * f) + 0.5) / geometry.fps
-    out = np.zeros(T * f, np.int16)
+    """``[T * f, C + 1]`` uint8 multi-hot, per frame of the resampled video (``f`` frames per snippet): column
+    ``c + 1`` set for every instance of class ``c`` holding the frame's centre (all of them where instances
+    overlap), column 0 (background) where none does."""
+    centres = geometry.frames().centre_s(np.arange(T * geometry.frames_per_snippet))
+    out = np.zeros((len(centres), len(index) + 1), np.uint8)
     for seg in segments:
         if seg.label in index:
-            out[(centres >= seg.start_s) & (centres <= seg.end_s)] = index[seg.label] + 1
+            out[(centres >= seg.start_s) & (centres <= seg.end_s), index[seg.label] + 1] = 1
+    out[:, 0] = ~out[:, 1:].any(axis=1)
     return out
 
 
@@ -306,15 +318,14 @@ def _pad(arrays: Sequence[np.ndarray], length: int, dtype) -> np.ndarray:
 def collate(items: Sequence[VideoItem]) -> Batch:
     """Pad ``items`` (whole videos or samples) to the longest; frame targets when every item has frame labels."""
     L = max(it.length for it in items)
-    C = items[0].video_labels.shape[0]
     t = lambda name, dtype=np.float32: torch.from_numpy(_pad([getattr(it, name) for it in items], L, dtype))
     mask = _pad([np.ones(it.length, bool) for it in items], L, bool)
     frame_targets = frame_mask = None
     if all(it.frame_labels is not None for it in items):
         F = max(len(it.frame_labels) for it in items)
-        frames = _pad([it.frame_labels.astype(np.int64) for it in items], F, np.int64)
-        frame_mask = torch.from_numpy(_pad([np.ones(len(it.frame_labels), bool) for it in items], F, bool))
-        frame_targets = torch.nn.functional.one_hot(torch.from_numpy(frames), C + 1).float() * frame_mask[..., None]
+        frames = torch.from_numpy(_pad([it.frame_labels for it in items], F, np.float32))
+        frame_mask = frames.sum(-1) > 0
+        frame_targets = frames / frames.sum(-1, keepdim=True).clamp_min(1.0)
     segment_targets, boundary_targets = t("segment_targets"), t("boundary_targets")
     return Batch(
         video_ids=[it.video_id for it in items], features=t("features"), mask=torch.from_numpy(mask),

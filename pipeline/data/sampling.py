@@ -167,6 +167,24 @@ def resample_targets(targets: np.ndarray, grid: SampleGrid) -> np.ndarray:
     return out
 
 
+def resample_points(targets: np.ndarray, grid: SampleGrid) -> np.ndarray:
+    """``[T, ...]`` point labels (clicks) -> ``[L, ...]``: each labelled native snippet marks the one grid element
+    nearest to it (a click stays one element on an upsampled grid, as it is one frame of the video, and no click is
+    lost by downsampling); exact at whole positions. A native snippet farther than half a step from every element
+    (outside a crop) marks none."""
+    p = grid.positions
+    if grid.integral:
+        return targets[p.astype(np.int64)].copy()
+    out = np.zeros((len(p),) + targets.shape[1:], targets.dtype)
+    labelled = np.flatnonzero(targets.reshape(len(targets), -1).any(axis=1))
+    if labelled.size:
+        nearest = np.abs(p[None, :] - labelled[:, None]).argmin(axis=1)
+        half_step = (float(np.diff(p).max()) if len(p) > 1 else 1.0) / 2
+        inside = np.abs(p[nearest] - labelled) <= half_step + 1e-9
+        np.maximum.at(out, nearest[inside], targets[labelled[inside]])
+    return out
+
+
 def to_native(grids: Sequence[SampleGrid], values: Sequence[np.ndarray], *, frames_per_snippet: int | None = None
               ) -> np.ndarray:
     """Model outputs of one video's samples mapped back onto its native grid.
@@ -312,4 +330,4 @@ class Sampler:
 
 
 __all__ = ["SamplerConfig", "SamplingConfig", "SampleGrid", "Sampler", "whole_grid", "resample_features",
-           "resample_targets", "to_native"]
+           "resample_targets", "resample_points", "to_native"]

@@ -1,6 +1,7 @@
 """The temporal sampling stage: lengths, masks, targets that move with the features, exact maps back, seeding."""
 import numpy as np
 import pytest
+import torch
 
 from clicktal.pipeline.core.config import ConfigError, config_from_dict
 from clicktal.pipeline.core.geometry import FeatureGeometry
@@ -89,6 +90,33 @@ def test_resize_keeps_every_click_and_maps_a_step_back_within_one_snippet():
                                                                               clicks=()), None)
     rows = np.flatnonzero(short.boundary_targets[:, 0])
     assert rows.size and np.array_equal(rows, np.arange(rows[0], rows[-1] + 1))
+
+
+def test_resize_upsampling_marks_each_click_on_one_element_and_segments_densely():
+    # 100 native snippets resized to 750 (BackTAL's sampler on a short video): 7.5 elements per snippet
+    it = item(T=100, boundaries=((10.0, 20.0, "A"),), clicks=((15.0, "A"), (40.0, "B")), background=(30.0,))
+    s = sampler(SamplerConfig(kind="resize", length=750)).train_sample(it, None)
+    assert s.anchor_mask.sum() == 2 and s.background_mask.sum() == 1 and s.click_targets.sum() == 2
+    b = np.flatnonzero(s.click_targets[:, 1])
+    assert b.size == 1 and abs(s.grid.positions[b[0]] - G.index_of(40.0)) <= 0.5 * 99 / 749 + 1e-9
+    # the click on B alone labels one element; the span of A (boundaries) stays dense and keeps its click inside
+    only_b = np.flatnonzero(s.action_targets[:, 1] > 0)
+    assert np.array_equal(only_b, b) and s.action_mask.sum() == (s.boundary_targets[:, 0] > 0).sum() + 1
+    assert np.allclose(s.action_targets[s.action_mask].sum(axis=1), 1.0)
+
+
+def test_overlapping_instances_give_every_class_its_frame_targets():
+    # B lies inside A (as THUMOS14's CliffDiving inside Diving): both are targets there, shared as a distribution
+    it = item(T=10, boundaries=((0.64, 5.12, "A"), (1.28, 2.56, "B")), clicks=(), background=(), frames=True)
+    labels = it.frame_labels  # [T * 16, 3]: background, A, B
+    inner = (np.arange(160) + 0.5) / 25
+    inside_b = (inner >= 1.28) & (inner <= 2.56)
+    assert labels[inside_b, 1].all() and labels[inside_b, 2].all() and not labels[inside_b, 0].any()
+    assert labels[:, 2].sum() == inside_b.sum() and labels[~inside_b & (inner >= 0.64) & (inner <= 5.12), 1].all()
+    assert (labels[:, 0] == (labels[:, 1:].sum(axis=1) == 0)).all()
+    batch = collate([it])
+    assert torch.allclose(batch.frame_targets[0, inside_b], torch.tensor([0.0, 0.5, 0.5]))
+    assert torch.allclose(batch.frame_targets[0].sum(-1), torch.ones(160)) and batch.frame_mask.all()
 
 
 def test_segments_one_snippet_per_equal_part_seeded():
