@@ -110,6 +110,16 @@ class BackTALConfig:
       ``per_anchor`` = the code's ``EmbeddingLoss``: each frame's hardest partner, the hinge averaged over the
       frames, with the action-background term taken in both directions (four terms; self-pairs included, as the
       code's similarity matrices include their diagonal);
+    * ``affinity_tile``: how the mask meets the convolution's input. ``per_tap`` (Eq. 15): neighbour ``t - h//2 + i``
+      of every channel is scaled by ``a[i, t]``. ``channel_thirds``: the authors' ``AttentionConv1d``
+      (network.py ``cal_local_attenttion`` and ``forward``) builds the similarity tile tap-major (block ``i`` of
+      ``C_in`` rows = ``a[i]``) but multiplies it into ``nn.Unfold``'s channel-major ``[C_in * h, T]`` layout
+      (row ``c * h + k``), so entry (channel c, tap k) is scaled by ``a[(c * h + k) // C_in]``: roughly the first
+      third of the input channels by the left similarity, the middle third by the centre one, the last by the right;
+    * ``pseudo_action_set``: ``union`` = the union of the labelled classes' top-k snippets without the clicked ones
+      (footnote 3: a snippet has one pseudo label; Eq. 10-12 pair frames, not list entries); ``list`` = the code's
+      (loss.py ``EmbeddingLoss``: ``mask_list.extend(topk)`` per class): duplicates across classes and clicked
+      snippets kept;
     * ``affinity_kernel`` h = 3 (Sec. 3.4's h, the kernel of the masked convolutions) and the masked layers: both
       kernel-3 layers of the classification network, in both passes (the paper says "temporal convolution" without
       naming one; the code masks both, ``BaseModule``); the kernel-1 classifier has no neighbours to weight. The
@@ -133,6 +143,8 @@ class BackTALConfig:
     affinity: bool = True
     affinity_mask: bool = True
     affinity_mining: Literal["hardest_pair", "per_anchor"] = "hardest_pair"
+    affinity_tile: Literal["per_tap", "channel_thirds"] = "per_tap"
+    pseudo_action_set: Literal["union", "list"] = "union"
     detach_affinity: bool = False
     lambda_sep: float = 1.0
     beta: float = 0.8
@@ -182,13 +194,22 @@ class AffinityConv1d(nn.Conv1d):
     padding ``h // 2``; a :data:`~clicktal.models.blocks.ConvFactory` (same constructor as :class:`torch.nn.Conv1d`).
 
     Computed as ``sum_i a[i, t] * (H[i] X)[t - h//2 + i]``: one 1x1 convolution per tap, so the ``[B, C_in, T, h]``
-    modulated copies of Eq. 15 are never materialised (the same sum, reordered)."""
+    modulated copies of Eq. 15 are never materialised (the same sum, reordered). ``layout="channel_thirds"`` is the
+    authors' tile instead (:class:`BackTALConfig` ``affinity_tile``): ``sum_g a[g, t] * (conv with the weights of
+    the (channel, tap) entries of block g)[t]``, one convolution over each block's channels."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, padding: int = 0,
-                 bias: bool = True):
+                 bias: bool = True, layout: Literal["per_tap", "channel_thirds"] = "per_tap"):
         if dilation != 1 or padding != kernel_size // 2:
             raise ValueError("AffinityConv1d supports dilation 1 with padding kernel_size // 2 only")
         super().__init__(in_channels, out_channels, kernel_size, dilation=1, padding=padding, bias=bias)
+        self.layout = layout
+        if layout == "channel_thirds":
+            # entry (c, k) sits at row c * h + k of nn.Unfold's output; the code's tile scales row j by a[j // C_in]
+            rows = torch.arange(in_channels)[:, None] * kernel_size + torch.arange(kernel_size)[None]
+            self.register_buffer("block", rows // in_channels, persistent=False)  # [C_in, h]
+        elif layout != "per_tap":
+            raise ValueError(f"layout must be per_tap or channel_thirds, got {layout!r}")
 
     def forward(self, x: torch.Tensor, affinity: torch.Tensor | None = None) -> torch.Tensor:
         if affinity is None:
@@ -196,6 +217,15 @@ class AffinityConv1d(nn.Conv1d):
         h, T, p = self.kernel_size[0], x.shape[-1], self.padding[0]
         if affinity.shape[1] != h or affinity.shape[-1] != T:
             raise ValueError(f"affinity must be [B, {h}, {T}], got {tuple(affinity.shape)}")
+        if self.layout == "channel_thirds":
+            out = 0
+            for g in range(h):
+                sel = self.block == g  # [C_in, h]; its channels are one contiguous range
+                channels = sel.any(1).nonzero().squeeze(1)
+                lo, hi = int(channels[0]), int(channels[-1]) + 1
+                w = self.weight[:, lo:hi] * sel[lo:hi].to(self.weight.dtype)
+                out = out + affinity[:, g, None, :] * F.conv1d(x[:, lo:hi], w, padding=p)
+            return out + self.bias[None, :, None] if self.bias is not None else out
         taps = torch.einsum("oik,bit->bkot", self.weight, x)  # [B, h, C_out, T]: H[i] X
         taps = F.pad(taps, (p, p))
         out = sum(affinity[:, i, None, :] * taps[:, i, :, i:i + T] for i in range(h))
@@ -256,42 +286,48 @@ def separation_loss(scores: torch.Tensor, mask: torch.Tensor, background: torch.
     return per_video[keep].mean() if bool(keep.any()) else scores.sum() * 0.0
 
 
-def pseudo_action_mask(scores: torch.Tensor, mask: torch.Tensor, video_labels: torch.Tensor, *,
-                       topk: TopK) -> torch.Tensor:
-    """``[B, T]`` bool: the union over each video's labelled classes of the ``k`` snippets with the highest
-    ``scores[..., c + 1]`` among the valid ones (footnote 3: pseudo label ``b = 0``). ``scores`` is not
-    differentiated."""
-    out = torch.zeros_like(mask, dtype=torch.bool)
+def pseudo_action_frames(scores: torch.Tensor, mask: torch.Tensor, video_labels: torch.Tensor,
+                         background: torch.Tensor, *, topk: TopK,
+                         kind: Literal["union", "list"] = "union") -> list[torch.Tensor]:
+    """Per video, the snippet indices of the pseudo action frames (footnote 3: pseudo label ``b = 0``): the ``k``
+    snippets with the highest ``scores[..., c + 1]`` among the valid ones, for each labelled class c. ``union``:
+    their union, sorted, clicked snippets (``background [B, T]``) removed; ``list``: the authors' list, class after
+    class, duplicates and clicked snippets kept. ``scores`` is not differentiated."""
+    out = []
     k = topk.counts(mask.sum(1))
     for b in range(scores.shape[0]):
-        kb = int(k[b])
-        if kb == 0:
-            continue
         valid = mask[b].nonzero().squeeze(1)
-        for c in video_labels[b].nonzero().squeeze(1).tolist():
-            idx = scores[b, valid, c + 1].detach().topk(kb).indices
-            out[b, valid[idx]] = True
+        picks = [valid[scores[b, valid, c + 1].detach().topk(int(k[b])).indices]
+                 for c in video_labels[b].nonzero().squeeze(1).tolist()] if int(k[b]) else []
+        idx = torch.cat(picks) if picks else valid.new_zeros(0)
+        if kind == "union":
+            idx = idx.unique()
+            idx = idx[~background[b, idx]]
+        out.append(idx)
     return out
 
 
-def affinity_losses(embedding: torch.Tensor, background: torch.Tensor, action: torch.Tensor, *,
+def affinity_losses(embedding: torch.Tensor, background: torch.Tensor, action: list[torch.Tensor], *,
                     tau_same: float = 0.5, tau_diff: float = 0.1,
                     mining: Literal["hardest_pair", "per_anchor"] = "hardest_pair") -> dict[str, torch.Tensor]:
-    """Eq. 10-12: ``embedding [B, T, E]`` L2-normalised (so ``e_u . e_v`` is Eq. 9's cosine), ``background`` /
-    ``action [B, T]`` bool, disjoint. ``mining="hardest_pair"``: per video the one hardest pair of each kind
-    (``max [tau_same - A]_+`` over background pairs u != v, the same over action pairs, ``max [A - tau_diff]_+``
-    over background-action pairs). ``"per_anchor"``: the authors' ``EmbeddingLoss``: each frame's hardest partner
+    """Eq. 10-12: ``embedding [B, T, E]`` L2-normalised (so ``e_u . e_v`` is Eq. 9's cosine), ``background [B, T]``
+    bool, ``action`` each video's pseudo action indices (:func:`pseudo_action_frames`). ``mining="hardest_pair"``:
+    per video the one hardest pair of each kind (``max [tau_same - A]_+`` over background pairs u != v, the same
+    over action pairs, ``max [A - tau_diff]_+`` over background-action pairs); each term averaged over the videos
+    that have a pair of its kind. ``"per_anchor"``: the authors' ``EmbeddingLoss``: each frame's hardest partner
     (self included), the hinge averaged over the frames; ``diff`` is the sum of the action->background and
-    background->action directions. Each term is averaged over the videos that have a pair of its kind (0 when
-    none). Returns ``{"bg", "act", "diff"}``."""
+    background->action directions; only videos with a background click count (the code skips the others). 0 when
+    no video has a pair. Returns ``{"bg", "act", "diff"}``."""
     terms: dict[str, list[torch.Tensor]] = {"bg": [], "act": [], "diff": []}
     for b in range(embedding.shape[0]):
         e_bg, e_act = embedding[b, background[b]], embedding[b, action[b]]  # [N_bg, E], [N_act, E]
         if mining == "per_anchor":
+            if not len(e_bg):
+                continue
             for name, e in (("bg", e_bg), ("act", e_act)):
                 if len(e):
                     terms[name].append(F.relu(tau_same - (e @ e.T).amin(1)).mean())
-            if len(e_bg) and len(e_act):
+            if len(e_act):
                 cross = e_act @ e_bg.T
                 terms["diff"].append(F.relu(cross.amax(1) - tau_diff).mean() + F.relu(cross.amax(0) - tau_diff).mean())
             continue
@@ -318,7 +354,7 @@ class BackTAL(Localizer):
         self.topk = TopK("floor", cfg.topk_divisor)
         self.attention = nn.Sequential(nn.Conv1d(input_dim, cfg.attention_hidden, 1), nn.LeakyReLU(),
                                        nn.Conv1d(cfg.attention_hidden, 1, 1))
-        conv = partial(AffinityConv1d, bias=cfg.conv_bias)
+        conv = partial(AffinityConv1d, bias=cfg.conv_bias, layout=cfg.affinity_tile)
         k = cfg.affinity_kernel
         self.layer1 = TemporalConvStack(in_dim=input_dim, widths=[H], kernel_size=k, conv=conv,
                                         activation=nn.LeakyReLU)
@@ -380,7 +416,8 @@ class BackTAL(Localizer):
                                       form=cfg.separation_form) for p in cfg.passes)
         aff = {"bg": zero, "act": zero, "diff": zero}
         if cfg.affinity:
-            act = pseudo_action_mask(self._cas_of(output, cfg.pseudo_pass), mask, labels, topk=self.topk) & ~bg
+            act = pseudo_action_frames(self._cas_of(output, cfg.pseudo_pass), mask, labels, bg, topk=self.topk,
+                                       kind=cfg.pseudo_action_set)
             aff = affinity_losses(output.aux["embedding"], bg, act, tau_same=cfg.tau_same, tau_diff=cfg.tau_diff,
                                   mining=cfg.affinity_mining)
         l_aff = aff["bg"] + aff["act"] + aff["diff"]
@@ -447,5 +484,5 @@ def build_backtal(*, config: BackTALConfig, input_dim: int, num_classes: int,
 
 
 __all__ = ["AffinityConv1d", "BackTAL", "BackTALConfig", "BackTALInferenceConfig", "affinity_losses",
-           "build_backtal", "frame_click_loss", "local_affinity", "pooled_video_loss", "pseudo_action_mask",
+           "build_backtal", "frame_click_loss", "local_affinity", "pooled_video_loss", "pseudo_action_frames",
            "separation_loss"]

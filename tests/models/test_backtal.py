@@ -9,7 +9,7 @@ import torch
 
 from clicktal.models import build_localizer
 from clicktal.models.backtal import (AffinityConv1d, affinity_losses, frame_click_loss, local_affinity,
-                                     pooled_video_loss, pseudo_action_mask, separation_loss)
+                                     pooled_video_loss, pseudo_action_frames, separation_loss)
 from clicktal.models.blocks import TemporalConvStack, TopK
 
 LN2, LN3, LN5 = math.log(2), math.log(3), math.log(5)
@@ -125,10 +125,24 @@ def test_pseudo_action_frames_union_of_classes_valid_only():
     s[0, :, 2] = -torch.arange(10.0)          # top-1: 0
     mask = torch.zeros(1, 10, dtype=torch.bool)
     mask[0, :8] = True                        # T = 8 -> k = 1
-    got = pseudo_action_mask(s, mask, torch.tensor([[1.0, 1.0]]), topk=FLOOR8)
-    assert got[0].nonzero().flatten().tolist() == [0, 7]
-    got = pseudo_action_mask(s, mask, torch.tensor([[1.0, 0.0]]), topk=FLOOR8)
-    assert got[0].nonzero().flatten().tolist() == [7]
+    none = torch.zeros(1, 10, dtype=torch.bool)
+    got = pseudo_action_frames(s, mask, torch.tensor([[1.0, 1.0]]), none, topk=FLOOR8)
+    assert got[0].tolist() == [0, 7]
+    got = pseudo_action_frames(s, mask, torch.tensor([[1.0, 0.0]]), none, topk=FLOOR8)
+    assert got[0].tolist() == [7]
+
+
+def test_pseudo_action_list_keeps_duplicates_and_clicks_as_the_authors_code():
+    # T = 16 -> k = 2; class 0 peaks at 5, 6; class 1 at 6, 3; snippet 6 is a background click
+    s = torch.zeros(1, 16, 3)
+    s[0, [5, 6], 1] = torch.tensor([2.0, 1.0])
+    s[0, [6, 3], 2] = torch.tensor([2.0, 1.0])
+    mask, labels = torch.ones(1, 16, dtype=torch.bool), torch.tensor([[1.0, 1.0]])
+    bg = torch.zeros(1, 16, dtype=torch.bool)
+    bg[0, 6] = True
+    # loss.py: mask_list.extend(topk(cas_supp[b][c], k)[1]) for each labelled class c, in order
+    assert pseudo_action_frames(s, mask, labels, bg, topk=TopK("floor", 8), kind="list")[0].tolist() == [5, 6, 6, 3]
+    assert pseudo_action_frames(s, mask, labels, bg, topk=TopK("floor", 8), kind="union")[0].tolist() == [3, 5]
 
 
 # ------------------------------------------------------------------------------------------------ Eq. 9-13
@@ -140,7 +154,7 @@ def test_affinity_losses_hardest_pairs():
     e[0] = torch.tensor([[1.0, 0.0], [0.3, r], [0.0, 1.0], [-1.0, 0.0]])
     e[1] = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
     bg = torch.tensor([[True, True, False, False], [True, False, False, False]])
-    act = torch.tensor([[False, False, True, True], [False, False, False, False]])
+    act = [torch.tensor([2, 3]), torch.tensor([], dtype=torch.long)]
     out = affinity_losses(e, bg, act, tau_same=0.5, tau_diff=0.1)
     assert float(out["bg"]) == pytest.approx(0.5 - 0.3)      # only video 0 has a background pair: A = 0.3
     assert float(out["act"]) == pytest.approx(0.5 - 0.0)     # e2 . e3 = 0
@@ -153,7 +167,7 @@ def test_affinity_losses_per_anchor_as_the_authors_code():
     r = math.sqrt(0.91)
     e = torch.tensor([[[1.0, 0.0], [0.3, r], [0.0, 1.0], [-1.0, 0.0]]])
     bg = torch.tensor([[True, True, False, False]])
-    act = torch.tensor([[False, False, True, True]])
+    act = [torch.tensor([2, 3])]
     out = affinity_losses(e, bg, act, mining="per_anchor")
     # each background frame's least similar partner (itself included) is the other one, A = 0.3
     assert float(out["bg"]) == pytest.approx(0.5 - 0.3)
@@ -162,12 +176,20 @@ def test_affinity_losses_per_anchor_as_the_authors_code():
     # act -> bg: frame 2's most similar background is e1 (r), frame 3's is e1 (-0.3): hinges r - 0.1, 0
     # bg -> act: e0's most similar action is e2 (0), e1's is e2 (r): hinges 0, r - 0.1
     assert float(out["diff"]) == pytest.approx((r - 0.1) / 2 + (r - 0.1) / 2)
+    # the code skips a video without a background click, even for its action term
+    assert float(affinity_losses(e, torch.zeros_like(bg), act, mining="per_anchor")["act"]) == 0.0
+    # the code's list [2, 3, 3, 1]: a duplicate counts twice, the clicked snippet 1 pairs with itself (A = 1)
+    dup = affinity_losses(e, bg, [torch.tensor([2, 3, 3, 1])], mining="per_anchor")
+    # act -> bg row maxima r, -0.3, -0.3, 1; bg -> act column maxima 0.3, 1
+    assert float(dup["diff"]) == pytest.approx((r - 0.1 + 0.9) / 4 + (0.2 + 0.9) / 2)
+    # each action entry's least similar entry: e2 -> e3 (0), e3 -> e1 (-0.3) twice, e1 -> e3 (-0.3)
+    assert float(dup["act"]) == pytest.approx((0.5 + 3 * 0.8) / 4)
 
 
 def test_affinity_loss_is_zero_when_the_margins_hold():
     e = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
     bg = torch.tensor([[True, True, False, False]])
-    out = affinity_losses(e, bg, ~bg)
+    out = affinity_losses(e, bg, [torch.tensor([2, 3])])
     assert all(float(v) == 0.0 for v in out.values())
 
 
@@ -211,6 +233,42 @@ def test_affinity_conv_matches_direct_per_position_sum():
     plain = torch.nn.functional.conv1d(x, conv.weight, conv.bias, padding=1)
     assert torch.allclose(conv(x), plain, atol=1e-6)
     assert torch.allclose(conv(x, affinity=torch.ones(2, 3, 6)), plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("c_in", [4, 6, 7])
+def test_affinity_conv_channel_thirds_is_the_authors_tile(c_in):
+    # network.py: the tile's block i (rows i*C_in .. (i+1)*C_in) holds a[i], and it multiplies nn.Unfold's rows,
+    # where row c*3 + k is channel c at tap k: so (c, k) is scaled by a[(3c + k) // C_in]
+    torch.manual_seed(2)
+    conv = AffinityConv1d(in_channels=c_in, out_channels=3, kernel_size=3, dilation=1, padding=1, bias=False,
+                          layout="channel_thirds")
+    x, a = torch.randn(2, c_in, 6), torch.randn(2, 3, 6)
+    got = conv(x, affinity=a)
+    W = conv.weight.detach()
+    want = torch.zeros(2, 3, 6)
+    for b in range(2):
+        for t in range(6):
+            for c in range(c_in):
+                for k in range(3):
+                    u = t - 1 + k
+                    if 0 <= u < 6:
+                        want[b, :, t] += W[:, c, k] * x[b, c, u] * a[b, (3 * c + k) // c_in, t]
+    assert torch.allclose(got, want, atol=1e-5)
+    per_tap = AffinityConv1d(in_channels=c_in, out_channels=3, kernel_size=3, dilation=1, padding=1, bias=False)
+    per_tap.weight.data.copy_(conv.weight.data)
+    assert not torch.allclose(per_tap(x, affinity=a), got, atol=1e-3)
+    # with every similarity 1 both layouts are the plain convolution
+    ones = torch.ones(2, 3, 6)
+    assert torch.allclose(conv(x, affinity=ones), torch.nn.functional.conv1d(x, W, padding=1), atol=1e-5)
+
+
+def test_code_preset_builds_the_code_tile_and_list():
+    model = _model(affinity_tile="channel_thirds", pseudo_action_set="list")
+    assert model.layer1.conv1.layout == model.layer2.conv1.layout == "channel_thirds"
+    x, mask, batch = _batch()
+    L = model.losses(model(x, mask), batch, iteration=0)
+    L["total"].backward()
+    assert model.embedding.weight.grad.abs().sum() > 0
 
 
 def test_affinity_conv_plugs_into_temporal_conv_stack():
