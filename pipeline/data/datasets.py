@@ -42,6 +42,7 @@ from clicktal.pipeline.data.annotations import GroundTruth, Segment, load_ground
 from clicktal.pipeline.data.cache import FeatureSource, SynthSource, open_features
 from clicktal.pipeline.data.contract import FeatureContract, source_contract
 from clicktal.pipeline.data.labels import LabelConfig, LabelSet, training_supervision
+from clicktal.pipeline.data.normalize import Normalization, NormalizeKind, fit_normalization, normalized
 from clicktal.pipeline.data.provenance import check_sources
 from clicktal.pipeline.data.sampling import (SampleGrid, Sampler, SamplingConfig, resample_features,
                                              resample_points, resample_targets, whole_grid)
@@ -57,7 +58,9 @@ class DataConfig:
     ``sampling``: the temporal sampling of training and of validation/inference (default: whole videos).
     ``val_fraction``: share of the training subset held out for validation (never the test subset).
     ``accept_changed_sources``: use features whose source video file was replaced since extraction (refused by
-    default, naming the video). Relative paths are taken from the current directory.
+    default, naming the video). ``normalize``: ``none`` (the features as stored) or ``standardize`` (per dimension,
+    with the mean and std of the training videos; :mod:`~clicktal.pipeline.data.normalize`). Relative paths are
+    taken from the current directory.
     """
 
     features: str = ""
@@ -70,6 +73,7 @@ class DataConfig:
     val_fraction: float = 0.0
     preload: bool = True
     accept_changed_sources: bool = False
+    normalize: NormalizeKind = "none"
 
 
 @dataclass
@@ -395,6 +399,7 @@ class DataBundle:
     labels: LabelSet
     without_features: dict[str, list[str]] = field(default_factory=dict)
     changed_sources: dict[str, str] = field(default_factory=dict)
+    normalization: Normalization = field(default_factory=Normalization)
 
     def missing_summary(self, where: str) -> str | None:
         """One line counting and naming the ground-truth videos without features in ``where``, or None."""
@@ -407,13 +412,16 @@ class DataBundle:
                 f"misses in test mAP; the lists are in run_meta.json and results.json")
 
 
-def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = None, note=None) -> DataBundle:
+def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = None,
+              normalization: Normalization | None = None, note=None) -> DataBundle:
     """Open the features and labels of ``cfg``. Test videos are listed, never given labels here. Every video used
     must share one feature contract, and ``contract`` (a trained run's) when given; an error names the video and
     the field that differs. Before any training, every video used is checked: its features finite (test videos
     too: a NaN found after training would waste it) and made from the source file still at its path
     (:func:`~clicktal.pipeline.data.provenance.check_sources`). A subset whose every video lacks features is
-    refused; ground-truth videos without features are listed in ``without_features`` and ``note`` says so."""
+    refused; ground-truth videos without features are listed in ``without_features`` and ``note`` says so.
+    ``source`` and the datasets give the features normalised as ``cfg.normalize`` asks, with the statistics of
+    the training videos (held-out ones excluded), or with ``normalization`` (a trained run's) when given."""
     if not cfg.features:
         raise ValueError("data.features is empty: give a feature folder (config or --features)")
     source = open_features(Path(os.path.expanduser(cfg.features)))
@@ -446,12 +454,14 @@ def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = 
     labels = training_supervision(gt, cfg.train_subset, cfg.labels, seed=seed, geometry=found.geometry)
     sup = labels.supervision
     train_ids, val_ids = split_holdout(train_ids, cfg.val_fraction, seed)
+    norm = normalization if normalization is not None else fit_normalization(source, train_ids, cfg.normalize)
+    source = normalized(source, norm)
     kw = dict(preload=cfg.preload, frame_labels=cfg.labels.frame_targets)
     train = VideoDataset(source, sup, classes, video_ids=train_ids, **kw)
     # held-out videos keep their labels (validation loss); their boundaries stay in ``gt`` (validation mAP)
     val = VideoDataset(source, sup, classes, video_ids=val_ids, **kw) if val_ids else None
     bundle = DataBundle(gt, classes, source, train, val, test_ids, found, labels,
-                        {k: v for k, v in without.items() if v}, changed)
+                        {k: v for k, v in without.items() if v}, changed, norm)
     summary = bundle.missing_summary(str(cfg.features))
     if summary and note is not None:
         note(summary)

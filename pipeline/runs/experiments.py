@@ -87,11 +87,13 @@ def parse_set(items: list[str]) -> dict:
 
 
 def _metadata(bundle: DataBundle) -> dict:
-    """What rebuilding and applying the model needs: its classes, the whole feature contract and the extraction
-    options of its features (``tools/detect.py`` extracts new videos with them); and which videos it saw, which
-    ground-truth videos had no features and which were used although their source file changed."""
+    """What rebuilding and applying the model needs: its classes, the whole feature contract, the feature
+    normalisation it trained with and the extraction options of its features (``tools/detect.py`` extracts new
+    videos with them); and which videos it saw, which ground-truth videos had no features and which were used
+    although their source file changed."""
     options = bundle.source.meta(bundle.train.ids[0]).options
     return {"classes": bundle.classes, "contract": bundle.contract.to_dict(),
+            "normalization": bundle.normalization.to_dict(),
             "extraction": options.get("signature"), "train_videos": list(bundle.train.ids),
             "heldout_videos": list(bundle.val.ids) if bundle.val else [],
             "videos_without_features": bundle.without_features, "changed_sources": bundle.changed_sources}
@@ -290,7 +292,8 @@ def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, che
     data = replace(cfg.data, features=features or cfg.data.features,
                    test_subset=subset or cfg.data.test_subset)
     cfg = replace(cfg, data=data)
-    bundle = load_data(cfg.data, seed=cfg.train.seed, contract=run.contract, note=log)
+    bundle = load_data(cfg.data, seed=cfg.train.seed, contract=run.contract, normalization=run.normalization,
+                       note=log)
     if bundle.classes != run.classes:
         raise ValueError(f"the run was trained on classes {run.classes}, the data has {bundle.classes}")
     ck = load_checkpoint(run.checkpoint, "cpu")

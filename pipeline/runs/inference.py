@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -25,6 +25,7 @@ from clicktal.pipeline.data.cache import FeatureMeta, FeatureSource
 from clicktal.pipeline.data.contract import FeatureContract
 from clicktal.pipeline.data.datasets import VideoItem
 from clicktal.pipeline.data.detections import Detection
+from clicktal.pipeline.data.normalize import Normalization, normalized
 from clicktal.pipeline.data.provenance import check_sources
 from clicktal.pipeline.data.sampling import Sampler, to_native
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig, detect_segments
@@ -118,6 +119,7 @@ class LoadedRun:
     device: torch.device
     contract: FeatureContract
     extraction: dict | None = None  # the extraction options of the training features (None: not extracted here)
+    normalization: Normalization = field(default_factory=Normalization)  # applied to every feature it reads
 
     @property
     def sampler(self) -> Sampler:
@@ -156,8 +158,8 @@ class LoadedRun:
         ids = list(video_ids)
         metas = self.check_features(source, ids, accept_changed_sources=accept_changed_sources, note=note)
         durations = {vid: float(d) for vid, meta in metas.items() if (d := meta.source.get("duration_s"))}
-        return infer_videos(self.model, source, ids, self.classes, post, durations=durations, sampler=self.sampler,
-                            device=self.device, scores_out=scores_out)
+        return infer_videos(self.model, normalized(source, self.normalization), ids, self.classes, post,
+                            durations=durations, sampler=self.sampler, device=self.device, scores_out=scores_out)
 
 
 def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
@@ -182,7 +184,8 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None
                                num_classes=len(meta["classes"]), streams=contract.streams, geometry=contract.geometry)
     model.load_state_dict(ck["model"])
     model.to(dev).eval()
-    return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev, contract, meta.get("extraction"))
+    return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev, contract, meta.get("extraction"),
+                     Normalization.from_dict(meta.get("normalization"), str(checkpoint)))
 
 
 def match_class_names(classes: Sequence[str], names: Sequence[str], aliases: dict[str, str] | None = None
