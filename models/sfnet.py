@@ -55,8 +55,9 @@ pooling (training Eq. 5 and the video scores at inference) is :func:`~clicktal.m
 :func:`~clicktal.models.losses.video_targets` and :func:`~clicktal.models.losses.video_loss`, the background
 cross-entropy and :func:`~clicktal.models.losses.top_mask` behind Eq. 2). What stays here is SF-Net's own: its
 configs, the network's layout, Eq. 2's mining of background snippets (:func:`mined_background_loss`), Algorithm 1,
-the combination of the terms (Eq. 3, 6, per-stream losses) and the frame scores of Sec. 3.4. State-dict keys are
-those of the earlier monolithic module (``streams.<s>.conv1``, ``class_mul.<s>``, ...), so old checkpoints load.
+the combination of the terms (Eq. 3, 6, per-stream losses) and the frame scores of Sec. 3.4. State dicts of the earlier
+monolithic module load: its ``streams.<s>.conv1`` / ``conv2`` are read as ``streams.<s>.temporal.conv1`` / ``conv2``,
+every other key is unchanged.
 """
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ class MiningConfig:
     (``eval_pass``, default: Algorithm 1 compares the network's predictions, and dropout 0.7 on the training pass
     halves the yield), or the training pass itself (``training_pass``, this project's earlier behaviour).
     ``keep``: online mining keeps every label it mines (per video, in native snippets) and applies them to later
-    batches too, as the authors' code keeps its one-time mining; contiguous crops only.
+    batches too, as the authors' code keeps its one-time mining; contiguous crops only; training mode only (a
+    validation pass mines for its own loss and keeps nothing).
     ``past`` and ``blocked_by_mined``: the authors' ``anchor_expand`` (train.py) compares the predicted class at
     ``t + j s`` and ``t + (j + 1) s`` with the one at the fixed ``t + s`` instead of ``t + (j - 1) s``
     (``first_step``), and stops at any labelled snippet, those it has mined for earlier anchors included."""
@@ -251,6 +253,13 @@ class _Stream(nn.Module):
         self.temporal = TemporalConvStack(in_dim=in_dim, widths=(hidden, hidden), kernel_size=kernel)
         self.action = nn.Linear(hidden, 1)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the monolithic module (before commit c22e4d5) held the actionness convolutions as conv1 / conv2 of the
+        # stream itself; its checkpoints load under today's names
+        for old in [k for k in state_dict if k.startswith((prefix + "conv1.", prefix + "conv2."))]:
+            state_dict[prefix + "temporal." + old[len(prefix):]] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x [B, T, D_s]`` (zero on padding), ``mask [B, T]`` bool -> (``[B, T, K]``, ``[B, T]``, the
         classifier's input ``[B, T, H]``)."""
@@ -336,7 +345,10 @@ class SFNet(Localizer):
             for b, t, y in self._mine_batch(output, batch, labelled):
                 extra[b, t, y - self.offset] = 1.0
                 start = int(batch.offsets[b])
-                if cfg.keep and start >= 0:
+                # only training batches add to the kept labels: the engine's held-out validation pass calls
+                # losses() in eval mode, and labels mined on held-out videos must not enter the model or its
+                # checkpoints
+                if cfg.keep and self.training and start >= 0:
                     kept = self._mined.setdefault(batch.video_ids[b], [])
                     if [start + t, y] not in kept:
                         kept.append([start + t, y])
