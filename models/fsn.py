@@ -87,9 +87,13 @@ class FSNConfig(TemporalCNNConfig):
 class WFSNConfig(TemporalCNNConfig):
     """WFSN (video labels). ``pooling``: ``max`` (GMP, the paper's choice, Sec. 3.4) or ``avg`` (GAP, Table 5).
     The cross-entropy's target for a video with several classes is the multi-hot label divided by its sum (the
-    paper, with "the standard cross-entropy", does not say; this is W-TALC's and UntrimmedNet's choice)."""
+    paper, with "the standard cross-entropy", does not say; this is W-TALC's and UntrimmedNet's choice).
+    ``frame_signal``: what post-processing thresholds per frame, ``softmax`` over the K classes (the paper's "softmax
+    score", Sec. 4.3) or the upsampled ``logits`` (with no background class a frame's softmax says which class, not
+    whether any; docs/fsn.md has the held-out measurement)."""
 
     pooling: Literal["max", "avg"] = "max"
+    frame_signal: Literal["softmax", "logits"] = "logits"
 
 
 class TemporalClassifier(nn.Module):
@@ -181,17 +185,22 @@ class FrameSegmentationNetwork(Localizer):
 
     def frame_scores(self, output: LocalizerOutput, index: int = 0) -> FrameScores:
         """One row per frame: the upsampled logits' softmax (Eq. 1) over the K + 1 (FSN) or K (WFSN) outputs;
-        ``scores`` and ``class_probs`` are the K action columns. ``video_scores``: WFSN's pooled softmax (Eq. 3),
-        FSN's highest frame probability per class."""
+        ``class_probs`` are the K action columns, and ``scores`` too except for WFSN with ``frame_signal: logits``
+        (the upsampled logits). FSN's ``actionness`` is each frame's action probability 1 - P(background).
+        ``video_scores``: WFSN's pooled softmax (Eq. 3), FSN's highest frame probability per class."""
         T = int(output.mask[index].sum())
         logits = output.class_scores[index:index + 1, :T].detach().float()
         valid = torch.ones(1, T, dtype=torch.bool, device=logits.device)
-        probs = upsample_to_frames(logits, valid, self.geometry)[0].softmax(-1)
+        frame_logits = upsample_to_frames(logits, valid, self.geometry)[0]
+        probs = frame_logits.softmax(-1)
+        actionness = None
         if self.has_background:
+            actionness = (1.0 - probs[:, 0]).cpu().numpy()
             probs = probs[:, 1:]
         video = self._pool(logits, valid)[0].softmax(-1) if self.weak else probs.amax(0)
         p = probs.cpu().numpy()
-        return FrameScores(scores=p, video_scores=video.cpu().numpy(), class_probs=p)
+        signal = frame_logits.cpu().numpy() if self.weak and self.config.frame_signal == "logits" else p
+        return FrameScores(scores=signal, video_scores=video.cpu().numpy(), class_probs=p, actionness=actionness)
 
 
 def _stream_columns(config: TemporalCNNConfig, streams: dict[str, tuple[int, int]] | None, input_dim: int

@@ -84,6 +84,29 @@ def test_class_rules_and_mask():
                                              class_mask=mask)} == {"A", "B"}
 
 
+def test_topk_mean_video_score_is_computed_from_the_scores_for_the_class_rule():
+    # 24 samples: k = 24 // 12 = 2. A: a 2-sample peak of 0.9 (top-2 mean 0.9); B: 0.5 everywhere (0.5); C: one
+    # sample at 1.0 and 0.3 elsewhere (top-2 mean 0.65). The rule keeps classes > 0.9 / 1.5 = 0.6: A and C.
+    scores = np.full((24, 3), 0.3)
+    scores[:, 1] = 0.5
+    scores[5:7, 0], scores[15, 2] = 0.9, 1.0
+    cfg = PostprocessConfig(thresholds=(0.4,), nms="none", class_ratio=1 / 1.5, video_score="topk_mean",
+                            scoring="mean", video_weight=1.0)
+    dets = detect_segments(scores, SECOND, ["A", "B", "C"], "v", cfg)  # no video_scores needed
+    assert sorted({d.label for d in dets}) == ["A", "C"]
+    # the video score is added to the segment score: A's run [5, 7) scores 0.9 + 0.9
+    assert max(d.score for d in dets if d.label == "A") == pytest.approx(1.8)
+    # the model's own video scores are ignored by topk_mean ...
+    ignored = detect_segments(scores, SECOND, ["A", "B", "C"], "v", cfg, video_scores=np.array([0.0, 1.0, 0.0]))
+    assert sorted({d.label for d in ignored}) == ["A", "C"]
+    # ... and read by "given", where B alone passes
+    given = dataclasses.replace(cfg, video_score="given")
+    assert {d.label for d in detect_segments(scores, SECOND, ["A", "B", "C"], "v", given,
+                                             video_scores=np.array([0.0, 1.0, 0.0]))} == {"B"}
+    with pytest.raises(ValueError, match="video_topk_divisor"):
+        PostprocessConfig(video_topk_divisor=0)
+
+
 def test_threshold_relative_to_the_mean_and_min_length():
     scores = np.array([1, 3, 3, 1, 2.5, 1, 1, 1])[:, None]  # mean 1.6875
     cfg = PostprocessConfig(thresholds=(1.0,), threshold_reference="mean", strict=True, nms="none")
@@ -120,6 +143,36 @@ def test_actionness_proposals_are_scored_per_class():
     assert [d.score for d in dets] == pytest.approx([0.4, 0.2])
     with pytest.raises(ValueError, match="no actionness"):
         detect_segments(scores, SECOND, ["A", "B"], "v", cfg)
+
+
+def test_fsn_recipe_groups_runs_of_action_probability_keeps_long_runs_and_ranks_by_contrast():
+    """The ``fsn`` preset on the frame grid: runs of 1 - P(bg) (passed as actionness), labelled with the classes the
+    video keeps, >= 10 frames, scored by outer-inner contrast of the class probability + the video score."""
+    frames = FeatureGeometry(fps=25, window=5, stride=5).frames()
+    post = PRESETS.get("fsn").at_evaluation_tiou(0.5)
+    L = 400
+    p_bg = np.full(L, 0.95)
+    probs = np.full((L, 3), 0.01)
+    # one action of class A over frames 100-200: P(bg) low, but A's own probability only 0.3-0.4 (the rest spread
+    # over the other classes), with a short A peak of 0.9 nested inside it at 150-154
+    p_bg[100:200] = 0.1
+    probs[100:200, 0], probs[100:200, 1] = 0.35, 0.3
+    probs[150:154, 0] = 0.9
+    # a 6-frame blip of action probability elsewhere: shorter than 10 frames
+    p_bg[300:306] = 0.2
+    probs[300:306, 0] = 0.5
+    dets = detect_segments(probs, frames, ["A", "B", "C"], "v", post, actionness=1 - p_bg)
+    # the class rule (top-L/12 mean: A 0.41 > B 0.3 > 0.41 / 1.5 = 0.27 > C 0.01) keeps A and B
+    assert {d.label for d in dets} == {"A", "B"}
+    best = max(dets, key=lambda d: d.score)
+    # the action as a whole ranks first: the class threshold alone would find the nested peak first (A's
+    # probability never reaches 0.4 elsewhere), and the 6-frame blip is dropped
+    assert (best.label, round(best.start_s * 25), round(best.end_s * 25)) == ("A", 100, 200)
+    assert not any(round(d.start_s * 25) == 300 for d in dets)
+    literal = detect_segments(probs, frames, ["A", "B", "C"], "v", PRESETS.get("fsn_literal").at_evaluation_tiou(0.5))
+    top = max(literal, key=lambda d: d.score)
+    assert (round(top.start_s * 25), round(top.end_s * 25)) == (150, 154)  # the fragment the recipe fixes
+    assert {d.label for d in literal} == {"A", "B", "C"}  # every class, even C at 0.01 (threshold 0.0)
 
 
 def test_hard_nms():
@@ -170,18 +223,18 @@ def test_empty_and_bad_input():
 
 
 def test_presets():
-    assert PRESETS.names() == ["backtal", "fsn", "kinetics", "segment", "sfnet", "sfnet_code",
-                              "sfnet_code_half_range"]
+    assert PRESETS.names() == ["backtal", "fsn", "fsn_literal", "kinetics", "segment", "sfnet", "sfnet_code",
+                              "sfnet_code_half_range", "wfsn"]
     backtal = PRESETS.get("backtal")
     assert backtal.thresholds == pytest.approx(np.arange(0.0, 0.25, 0.025))  # BackTAL ACT_THRESH_MIN/MAX/STEP
     assert backtal.actionness_thresholds == pytest.approx(np.arange(0.3, 0.8, 0.075))
     assert (backtal.inflation, backtal.video_weight, backtal.nms_tiou, backtal.class_threshold) == (
         0.25, 0.2, 0.55, 0.25)
-    assert PRESETS.get("fsn").thresholds == pytest.approx(np.arange(0, 11) / 10)  # "from 0 to 1", step 0.1
+    assert PRESETS.get("fsn_literal").thresholds == pytest.approx(np.arange(0, 11) / 10)  # "from 0 to 1", step 0.1
     sfnet, code = PRESETS.get("sfnet"), PRESETS.get("sfnet_code")
     assert dataclasses.replace(sfnet, video_weight=1.0) == code  # the paper and the code differ only there
-    with pytest.raises(KeyError, match="known: backtal, fsn, kinetics, segment, sfnet, sfnet_code, "
-                                       "sfnet_code_half_range"):
+    with pytest.raises(KeyError, match="known: backtal, fsn, fsn_literal, kinetics, segment, sfnet, sfnet_code, "
+                                       "sfnet_code_half_range, wfsn"):
         PRESETS.get("bsn")
     # segment-level: Sec. 4.7's s_a >= 0 rule with W-TALC's evaluation, the code preset's grouping otherwise
     segment = PRESETS.get("segment")
@@ -189,7 +242,8 @@ def test_presets():
     assert dataclasses.replace(segment, class_threshold=None, class_ratio=1 / 2) == PRESETS.get("sfnet_code_half_range")
 
 
-@pytest.mark.parametrize("name", ["sfnet", "sfnet_code", "sfnet_code_half_range", "backtal", "fsn"])
+@pytest.mark.parametrize("name", ["sfnet", "sfnet_code", "sfnet_code_half_range", "backtal", "fsn", "fsn_literal",
+                                  "wfsn"])
 def test_presets_run_end_to_end(name):
     rng = np.random.default_rng(0)
     t = np.arange(200)
