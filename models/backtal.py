@@ -424,6 +424,8 @@ class BackTAL(Localizer):
         total = cls + frame + cfg.lambda_sep * sep + cfg.beta * l_aff
         out = {"cls": cls, "frame": frame, "sep": sep, "aff": l_aff, "aff_bg": aff["bg"], "aff_act": aff["act"],
                "aff_diff": aff["diff"]}
+        # logged, not trained: a filtering attention near 0 everywhere is the collapse docs/backtal.md measures
+        out["attention_mean"] = (output.aux["attention"].detach().sum() / mask.sum().clamp_min(1)).to(total.dtype)
         if cfg.attention_l1 > 0:
             l1 = output.aux["attention"].sum(1).mean()  # [B, T] >= 0, zero on padding: the L1 norm over time
             out["attention_l1"] = l1

@@ -316,6 +316,8 @@ def test_total_is_eq4_and_cls_uses_the_two_passes_labels():
     assert float(L["cls"]) == pytest.approx(float(cls), rel=1e-6)
     assert float(L["total"]) == pytest.approx(float(L["cls"] + L["frame"] + 1.0 * L["sep"] + 0.8 * L["aff"]), rel=1e-6)
     assert float(L["aff"]) == pytest.approx(float(L["aff_bg"] + L["aff_act"] + L["aff_diff"]), rel=1e-6)
+    # the logged attention mean (the collapse diagnostic) covers the valid snippets only
+    assert float(L["attention_mean"]) == pytest.approx(float(out.aux["attention"].detach()[mask].mean()), rel=1e-6)
 
 
 def test_base_and_suppressed_passes_differ_by_the_attention():
