@@ -44,7 +44,11 @@ class SegmentConfig:
       ``ratio`` (default) reads that literally, ``k = max(floor(T / (2Q)), 1)``; ``count`` reads it as ``k = 2Q``
       (twice the labelled segments, which is what "the ratio of selected segments" would give if r counted
       segments). Q is counted as the sample's labelled snippets (a labelled 16-frame segment is one snippet at
-      THUMOS14's geometry); a video without labelled snippets uses ``fallback_r`` (W-TALC's ``r = 8``);
+      THUMOS14's geometry); a video without labelled snippets uses ``fallback_r`` (W-TALC's ``r = 8``).
+      ``fixed``: ``k = max(floor(T / fallback_r), 1)`` whatever the labels, the "fixed number" of the video-level
+      methods Sec. 5.1 contrasts r = 2Q with. Table 1's rows without the partial segment loss are equal for one
+      and two segments (CL 19.4, +SL 24.4, +PL 19.7, +SL+PL 26.1), so they read no segment label: ``fixed`` is
+      that label-free CL;
     * ``sphere_margin`` m = 4 (SphereFace's choice for its main results; the paper gives no value) and
       ``sphere_psi``: ``sphereface`` = ``(-1)^k cos(m theta) - 2k`` (SphereFace's psi, monotone in theta; at m = 1
       the loss is the plain softmax loss on normalised weights) or ``printed`` = ``(-1)^k cos(m theta) - 2``
@@ -68,7 +72,7 @@ class SegmentConfig:
     alpha: float = 0.1
     beta: float = 1e-4
     gamma: float = 0.02
-    topk: Literal["ratio", "count"] = "ratio"
+    topk: Literal["ratio", "count", "fixed"] = "ratio"
     fallback_r: float = 8.0
     segment_loss: bool = True
     sphere_loss: bool = True
@@ -92,14 +96,15 @@ class SegmentConfig:
 # ------------------------------------------------------------------------------------------------ losses
 
 
-def topk_counts(mask: torch.Tensor, labelled: torch.Tensor, *, rule: Literal["ratio", "count"],
+def topk_counts(mask: torch.Tensor, labelled: torch.Tensor, *, rule: Literal["ratio", "count", "fixed"],
                 fallback_r: float = 8.0) -> torch.Tensor:
     """``[B]`` k per video from ``mask [B, T]`` and ``labelled [B, T]`` (snippets with a segment label):
-    ``ratio`` ``floor(T / (2Q))``, ``count`` ``2Q``; ``floor(T / fallback_r)`` where Q = 0; at least 1."""
+    ``ratio`` ``floor(T / (2Q))``, ``count`` ``2Q``; ``floor(T / fallback_r)`` where Q = 0, and everywhere with
+    ``fixed``; at least 1."""
     T = mask.sum(1).double()
     Q = (labelled & mask).sum(1).double()
     k = torch.floor(T / (2 * Q).clamp_min(1)) if rule == "ratio" else 2 * Q
-    k = torch.where(Q > 0, k, torch.floor(T / fallback_r))
+    k = torch.where((Q > 0) & (rule != "fixed"), k, torch.floor(T / fallback_r))
     return k.long().clamp_min(1)
 
 

@@ -17,6 +17,28 @@ def test_topk_counts_both_readings_of_r_2q():
     labelled[0, [3, 4, 20]] = True  # Q = 3; video 1 has no labelled snippet
     assert topk_counts(mask, labelled, rule="ratio").tolist() == [40 // 6, 40 // 8]
     assert topk_counts(mask, labelled, rule="count").tolist() == [6, 40 // 8]
+    assert topk_counts(mask, labelled, rule="fixed").tolist() == [40 // 8, 40 // 8]  # the labels change nothing
+    assert topk_counts(mask, labelled, rule="fixed", fallback_r=4).tolist() == [10, 10]
+
+
+def test_fixed_topk_cl_reads_no_segment_label():
+    """Table 1's CL is the same for one and two segments: with ``topk: fixed`` and no partial segment loss, the
+    loss is the same whatever the labelled snippets (with ``ratio`` it is not)."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    x, mask = torch.randn(1, 40, 6), torch.ones(1, 40, dtype=torch.bool)
+    one, two = torch.zeros(1, 40, 3), torch.zeros(1, 40, 3)
+    one[0, 5, 1] = 1.0
+    two[0, 5:20, 1] = 1.0  # two labelled segments and everything between them
+    y = torch.tensor([[0.0, 1.0, 0.0]])
+    for topk, same in (("fixed", True), ("ratio", False)):
+        model, _ = build_localizer("segment", {"hidden_dim": 8, "dropout": 0.0, "topk": topk, "segment_loss": False},
+                                   input_dim=6, num_classes=3)
+        out = model(x, mask)
+        totals = [float(model.losses(out, SimpleNamespace(video_labels=y, segment_targets=u), iteration=0)["total"])
+                  for u in (one, two, None)]
+        assert all(t == pytest.approx(totals[0], rel=1e-6) for t in totals[1:]) is same
 
 
 def test_classification_loss_hand_worked():
