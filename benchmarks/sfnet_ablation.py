@@ -2,12 +2,15 @@
 """SF-Net's Table 3 ablation on synthetic features with the real temporal structure and real human clicks.
 
     python benchmarks/sfnet_ablation.py --dataset thumos14 gtea       # both tables, defaults below
+    python benchmarks/sfnet_ablation.py --quick                        # 64-d, seed 0, 500 iterations
     python benchmarks/sfnet_ablation.py --dataset gtea --difficulty 0.5 --work runs/sfnet_ablation/gtea_x0.5
     python benchmarks/sfnet_ablation.py --time-full-size --threads 2      # CPU seconds per full-size iteration
+    python benchmarks/sfnet_ablation.py --quick --iterations 600 --dataset thumos14 --variants SFBAE --seeds 0 1 2 \
+        --heldout-curve 150 --normalize standardize                     # a choice measured on held-out videos
 
-Features: ``../shared/benchkit/synth.py`` (or, with ``--features-from world``, the proxy world of
-``clicktal.pipeline.data.world``) on the dataset's real ground truth (feature seed ``--feature-seed``,
-``--dim`` dimensions, ``--difficulty``), written once under ``--work``. Labels: the real clicks of the four
+Features: the frozen proxy world of ``clicktal.pipeline.data.world`` (default; ``--features-from synth``:
+``../shared/benchkit/synth.py``) on the dataset's real ground truth (feature seed ``--feature-seed``, ``--dim``
+dimensions, ``--difficulty``), written once under ``--work``. Labels: the real clicks of the four
 annotators, one drawn at random per video (the run's seed draws it). Rows (the same network each time):
 
 * Full:  every action snippet labelled from the ground-truth boundaries (+ background mining, actionness);
@@ -30,17 +33,23 @@ hyper-parameters) with a shorter schedule: ``--iterations`` (mining from a quart
 random crops, ``--batch-size``. Evaluation on the test subset (THUMOS14: test, ambiguous segments removed; GTEA:
 validation); weights are the last iteration's (no model selection). Runs go ``--jobs`` at a time, ``--threads``
 torch threads each. Prints Markdown tables (mAP in %, mean ± std over seeds) and writes them with every run's
-numbers to ``--work``/ablation_<dataset>.{md,json}. Results on synthetic features are not THUMOS14/GTEA results.
+numbers to ``--work``/ablation_<dataset>.{md,json}, and every table's rows (labelled ``THUMOS14 SFBAE``, ...: both
+datasets share one work folder) to ``--work``/table.json. Results on synthetic features are not THUMOS14/GTEA
+results.
+
+``--quick``: 64-d features, seed 0, 500 iterations (mining from 125), both datasets, every row: a smoke run of the
+whole table (about 15 min on 2 idle cores with ``--jobs 2``); its numbers are not the table's.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from ablation import BENCHKIT, REPO, run_all, run_config, world
+from ablation import BENCHKIT, REPO, run_all, run_config, world, write_report
 from ablation import synthesize as synth_features
 
 VARIANTS = {
@@ -56,6 +65,7 @@ VARIANTS = {
     "SFBAE-kept": {"model": {"params": {"mining": {"keep": True}}}},
 }
 HELDOUT = 0.25  # share of the training videos --heldout-curve holds out
+QUICK = {"dim": 64, "seeds": [0], "iterations": 500}
 DATASETS = {
     "thumos14": {"config": "configs/sfnet_thumos14.yaml", "gt": "thumos14/groundtruth.json",
                  "clicks": "thumos14/action_clicks_A{}.txt", "ambiguous": "thumos14/ambiguous_test.txt",
@@ -65,7 +75,7 @@ DATASETS = {
 }
 
 
-def synthesize(dataset: str, work: Path, dim: int, seed: int, difficulty: float, generator: str = "synth",
+def synthesize(dataset: str, work: Path, dim: int, seed: int, difficulty: float, generator: str = "world",
                world_params: dict | None = None) -> Path:
     if generator == "world":
         return world(dataset, DATASETS[dataset]["gt"], work, dim, seed, difficulty, world_params)
@@ -107,20 +117,26 @@ def overrides(dataset: str, variant: str, seed: int, features: Path, args) -> di
         base["name"] += f"-heldout{HELDOUT:g}"
         base["data"]["val_fraction"] = HELDOUT
         base["train"]["validate_every"] = args.heldout_curve
+    if args.normalize:  # a choice measured against the config's: named in the run
+        base["name"] += f"-{args.normalize}"
+        base["data"]["normalize"] = args.normalize
     from clicktal.pipeline.core.config import merge_overrides
 
     return merge_overrides(base, VARIANTS[variant])
 
 
-def heldout_curve_table(results: list[dict], work: Path, dataset: str, every: int) -> str:
+def heldout_curve_table(results: list[dict], work: Path, dataset: str, every: int, suffix: str = "") -> str:
     """Per run, at every validation: the training frame loss (mean since the previous validation) beside the frame
     loss, total loss and mAP of the held-out training videos (eval mode, whole videos)."""
-    lines = [f"**Held-out curve, {dataset}: {100 * HELDOUT:g} % of the training videos held out, validated every "
-             f"{every} iterations** (frame losses summed over the fused, RGB and flow score sets)", "",
+    lines = [f"**Held-out curve, {dataset}{suffix}: {100 * HELDOUT:g} % of the training videos held out, validated "
+             f"every {every} iterations** (frame losses summed over the fused, RGB and flow score sets)", "",
              "| run | iteration | training frame loss | held-out frame loss | held-out total loss | held-out mAP |",
              "|---|---:|---:|---:|---:|---:|"]
+    import numpy as np
+
     from clicktal.pipeline.runs.engine import read_log
 
+    last: dict[str, list[float]] = {}
     for r in results:
         folder = work / "runs" / r["name"]
         train = read_log(folder / "train_log.jsonl", note=print)
@@ -128,8 +144,11 @@ def heldout_curve_table(results: list[dict], work: Path, dataset: str, every: in
             window = [t["frame"] for t in train if v["iteration"] - every < t["iteration"] <= v["iteration"]]
             lines.append(f"| {r['variant']} seed {r['seed']} | {v['iteration']} | {sum(window) / len(window):.3f} | "
                          f"{v['val_frame']:.3f} | {v['val_loss']:.3f} | {100 * v.get('val_map', float('nan')):.1f} |")
+        last.setdefault(r["variant"], []).append(100 * v.get("val_map", float("nan")))
+    lines += ["", "| row | held-out mAP at the last iteration (mean ± std over seeds) | seeds |", "|---|---:|---:|"]
+    lines += [f"| {k} | {np.mean(x):.1f} ± {np.std(x):.1f} | {len(x)} |" for k, x in last.items()]
     table = "\n".join(lines)
-    (work / f"heldout_{dataset}.md").write_text(table + "\n")
+    (work / f"heldout_{dataset}{suffix}.md").write_text(table + "\n")
     return table
 
 
@@ -142,8 +161,8 @@ def details_table(results: list[dict], variants: list[str]) -> str:
         return f"{np.mean(values):{fmt}}" + (f" ± {np.std(values):{fmt}}" if len(values) > 1 else "") if values \
             else "-"
 
-    lines = ["| row | AVG without class selection | mined per click | mined precision | frame loss by fifth of "
-             "the schedule | last fifth's share of the drop |", "|---|---:|---:|---:|---|---:|"]
+    lines = ["| row | seeds | AVG without class selection | mined per click | mined precision | frame loss by fifth "
+             "of the schedule | last fifth's share of the drop |", "|---|---|---:|---:|---:|---|---:|"]
     for v in variants:
         runs = [r for r in results if r["variant"] == v]
         key = "loss_curve" if any(any(r.get("loss_curve") or []) for r in runs) else "total_loss_curve"
@@ -152,7 +171,8 @@ def details_table(results: list[dict], variants: list[str]) -> str:
         curve += " (total loss: no frame loss)" if key == "total_loss_curve" and curves.size else ""
         # levelled off = the last fifth adds little to what the whole schedule took off the loss
         share = f"{100 * last_fifth_share(curves.mean(0)):.0f} %" if curves.size else "-"
-        lines.append(f"| {v} | {mean([r.get('avg_without_class_selection') for r in runs], '.1f')} | "
+        lines.append(f"| {v} | {' '.join(str(r['seed']) for r in runs)} | "
+                     f"{mean([r.get('avg_without_class_selection') for r in runs], '.1f')} | "
                      f"{mean([r.get('mined_per_click') for r in runs], '.2f')} | "
                      f"{mean([r.get('mined_precision') for r in runs], '.2f')} | {curve} | {share} |")
     return "\n".join(lines)
@@ -188,7 +208,8 @@ def foreground_table(args) -> int:
                     continue
                 run = load_run(folder, device="cpu")
                 if bundle is None:  # every run of the dataset reads the same features and ground truth
-                    bundle = load_data(run.config.data, seed=run.config.train.seed, contract=run.contract)
+                    bundle = load_data(run.config.data, seed=run.config.train.seed, contract=run.contract,
+                                       normalization=run.normalization)
                 scores: dict = {}
                 run.detect(bundle.source, bundle.test_ids, scores_out=scores)
                 grid = next(iter(scores.values()))[1]
@@ -218,7 +239,7 @@ def time_full_size(args) -> int:
     from clicktal.pipeline.runs.engine import make_optimizer
     from clicktal.pipeline.runs.schema import ExperimentConfig
 
-    features = synthesize("thumos14", args.work, 2048, args.feature_seed, 1.0)
+    features = synthesize("thumos14", args.work, 2048, args.feature_seed, 1.0, args.features_from)
     cfg = load_config(ExperimentConfig, REPO / DATASETS["thumos14"]["config"],
                       overrides("thumos14", "SFBAE", 0, features, args))
     torch.set_num_threads(args.threads)
@@ -259,24 +280,31 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", nargs="+", default=["thumos14", "gtea"], choices=list(DATASETS))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--dim", type=int, default=256, help="feature dimension (RGB half + flow half)")
+    p.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 (--quick: 0)")
+    p.add_argument("--dim", type=int, help="feature dimension (RGB half + flow half); default 256 (--quick: 64)")
     p.add_argument("--feature-seed", type=int, default=0)
     p.add_argument("--difficulty", type=float, default=1.0)
-    p.add_argument("--features-from", choices=("synth", "world"), default="synth",
-                   help="feature generator: benchkit synth.py or the proxy world (clicktal.pipeline.data.world)")
+    p.add_argument("--features-from", choices=("world", "synth"), default="world",
+                   help="feature generator: the frozen proxy world (clicktal.pipeline.data.world, default) or "
+                        "benchkit synth.py")
     p.add_argument("--world-params", type=json.loads, default={}, metavar="JSON",
                    help="world parameters replaced (calibration candidates only, before a version is frozen)")
-    p.add_argument("--iterations", type=int, help="default: 1500 for both datasets")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a smoke run of the table: {QUICK['dim']}-d features, seed 0, {QUICK['iterations']} "
+                        "iterations (explicit --dim / --seeds / --iterations still win)")
+    p.add_argument("--iterations", type=int, help="default: 1500 for both datasets (--quick: 500)")
     p.add_argument("--mining-start", type=int, help="iteration online mining starts at (default: a quarter of "
                                                     "--iterations); fixing it lets a longer --iterations resume "
                                                     "finished runs instead of training anew")
     p.add_argument("--max-length", type=int, help="training crop in snippets, 0 for none (default: thumos14 512, "
                                                   "gtea none)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--normalize", choices=("none", "standardize"),
+                   help="data.normalize instead of the config's (named in the run folders; for measuring the choice "
+                        "with --heldout-curve)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--work", type=Path, default=REPO / "runs" / "sfnet_ablation")
+    p.add_argument("--work", type=Path, help="default: runs/sfnet_ablation (--quick: runs/sfnet_ablation_quick)")
     p.add_argument("--time-full-size", action="store_true",
                    help="instead of the ablation: seconds per iteration at full size (2048-d THUMOS14, batch 32)")
     p.add_argument("--time-iterations", type=int, default=3)
@@ -286,8 +314,14 @@ def main(argv=None) -> int:
     p.add_argument("--foreground-ap", action="store_true",
                    help="instead of training: AVG and class-agnostic foreground AP of the finished runs in --work")
     args = p.parse_args(argv)
-    if not (BENCHKIT / "synth.py").exists():
-        print(f"error: {BENCHKIT}/synth.py not found (set CLICKTAL_BENCHKIT)", file=sys.stderr)
+    quick = QUICK if args.quick else {"dim": 256, "seeds": [0, 1, 2], "iterations": None}
+    args.dim = args.dim or quick["dim"]
+    args.seeds = args.seeds or quick["seeds"]
+    args.iterations = args.iterations or quick["iterations"]
+    args.work = args.work or REPO / "runs" / ("sfnet_ablation_quick" if args.quick else "sfnet_ablation")
+    needed = BENCHKIT / ("synth.py" if args.features_from == "synth" else DATASETS["thumos14"]["gt"])
+    if not needed.exists():
+        print(f"error: {needed} not found (set CLICKTAL_BENCHKIT)", file=sys.stderr)
         return 2
     args.work.mkdir(parents=True, exist_ok=True)
     if args.time_full_size:
@@ -295,41 +329,39 @@ def main(argv=None) -> int:
     if args.foreground_ap:
         return foreground_table(args)
 
-    from clicktal.tools.tables import format_results
-
+    t_all = time.perf_counter()
     for dataset in args.dataset:
         features = synthesize(dataset, args.work, args.dim, args.feature_seed, args.difficulty, args.features_from,
                               args.world_params)
         jobs = [(run_config, (DATASETS[dataset]["config"], overrides(dataset, v, s, features, args), args.work,
                               args.threads), {"dataset": dataset, "variant": v, "seed": s})
-                for v in args.variants for s in args.seeds]
+                for s in args.seeds for v in args.variants]  # seed-major: an interrupted table has whole seeds
         print(f"{dataset}: {len(jobs)} runs, {args.jobs} at a time", flush=True)
         t0 = time.perf_counter()
         results = run_all(jobs, args.jobs)
         wall = (time.perf_counter() - t0) / 60
         if args.heldout_curve:
-            print(heldout_curve_table(results, args.work, dataset, args.heldout_curve), flush=True)
+            suffix = f" ({args.normalize})" if args.normalize else ""
+            print(heldout_curve_table(results, args.work, dataset, args.heldout_curve, suffix), flush=True)
             continue
-        report = results[0]["report"]
-        rows = [(v, [r["row"] for r in results if r["variant"] == v]) for v in args.variants]
-        # training minutes from each run's log: a rerun that only re-evaluates finished runs keeps them
-        minutes = {v: sum(r["train_minutes"] for r in results if r["variant"] == v) / len(args.seeds)
-                   for v in args.variants}
+        label = {"thumos14": "THUMOS14", "gtea": "GTEA"}[dataset]
+        groups = {f"{label} {v}": [r for r in results if r["variant"] == v] for v in args.variants}
         d = DATASETS[dataset]
         iterations = args.iterations or d["iterations"]
-        settings = (f"synthetic {dataset.upper()}-structured features ({features_name(args)}, seed {args.feature_seed}, "
-                    f"dim {args.dim}, difficulty {args.difficulty:g}), real human clicks (random annotator per "
-                    f"video), {iterations} iterations (mining from {mining_start(args, iterations)}), batch "
-                    f"{args.batch_size}, crop "
+        settings = (f"synthetic {label}-structured features ({features_name(args)}, feature seed "
+                    f"{args.feature_seed}, {args.dim}-d, difficulty {args.difficulty:g}), real human clicks (random "
+                    f"annotator per video), {iterations} iterations (mining from {mining_start(args, iterations)}), "
+                    f"batch {args.batch_size}, crop "
                     f"{(d['max_length'] if args.max_length is None else args.max_length) or 'none'}, seeds "
-                    f"{' '.join(map(str, args.seeds))}, {args.jobs} runs at a time x {args.threads} thread(s); "
-                    f"min/run = training minutes from each run's log; this invocation took {wall:.1f} min")
-        table = format_results(rows, report, minutes=minutes, title=f"SF-Net ablation, {settings}")
-        table += "\n\n" + details_table(results, args.variants)
-        print(table, flush=True)
-        (args.work / f"ablation_{dataset}.md").write_text(table + "\n")
-        (args.work / f"ablation_{dataset}.json").write_text(json.dumps(
-            {"settings": settings, "wall_minutes": wall, "runs": results}, indent=1))
+                    f"{' '.join(map(str, args.seeds))}, {args.jobs} runs at a time x {args.threads} thread(s) on "
+                    f"{os.cpu_count()}-core CPU; min/run = training minutes from each run's log; this invocation "
+                    f"took {wall:.1f} min")
+        write_report(args.work, dataset, "SF-Net ablation", groups, settings, wall, results)
+        details = details_table(results, args.variants)
+        print("\n" + details, flush=True)
+        with open(args.work / f"ablation_{dataset}.md", "a") as f:
+            f.write("\n" + details + "\n")
+    print(f"took {(time.perf_counter() - t_all) / 60:.1f} min", flush=True)
     return 0
 
 
