@@ -25,12 +25,13 @@ The schedule is shortened (``--iterations``, ``--batch-size``, ``--lr``); the la
 evaluated on the test subset (ambiguous segments removed): mAP@0.5 and the average over tIoU 0.1:0.1:0.5 (Table
 2's AVG). Prints a Markdown table (mean ± std over ``--seeds``) and writes it with every run's numbers to
 ``--work``/ablation_segment.{md,json} and table.json. ``--heldout`` instead holds out a quarter of the training
-videos and prints their mAP (never the test subset's), for choosing options (``--normalize``). Results on
+videos and prints their mAP (never the test subset's), for choosing options (``--normalize``, ``--r``). Results on
 synthetic features are not THUMOS14 results.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ ROWS = {"CL": (), "+PSL": ("PSL",), "+SL": ("SL",), "+PL": ("PL",), "+PSL+SL": (
 OTHERS = {"sfnet": ("SF-Net (action clicks)", "configs/sfnet_thumos14.yaml"),
           "backtal": ("BackTAL (background clicks)", "configs/backtal_thumos14.yaml")}
 EVALUATION = {"tiou_thresholds": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], "average_over": [0.1, 0.2, 0.3, 0.4, 0.5],
-              "report": [0.5], "use_ambiguous": True}
+              "report": [0.5], "use_ambiguous": True, "without_class_selection": True}
 HELDOUT = 0.25  # share of the training videos --heldout holds out
 QUICK = {"dim": 64, "seeds": [0], "iterations": 300}
 
@@ -57,8 +58,9 @@ def reads_labels(row: str, topk: str) -> bool:
     return "PSL" in ROWS[row] or topk_rule(row, topk) != "fixed"
 
 
-def run_name(row: str, segments: int, seed: int, normalize: str | None, args) -> str:
-    norm = f"-{normalize}" if normalize else ""
+def run_name(row: str, segments: int, seed: int, variant: tuple, args) -> str:
+    normalize, r = variant
+    norm = (f"-{normalize}" if normalize else "") + (f"-r{r:g}" if r is not None and row in ROWS else "")
     held = f"-heldout{HELDOUT:g}" if args.heldout else ""
     if row in OTHERS:
         return f"segment_ablation-{row}-A{seed + 1}{norm}{held}"
@@ -66,9 +68,10 @@ def run_name(row: str, segments: int, seed: int, normalize: str | None, args) ->
     return f"segment_ablation-{row}-{labels}-{topk_rule(row, args.topk)}k-seed{seed}{norm}{held}"
 
 
-def overrides(row: str, segments: int, seed: int, normalize: str | None, features: Path, args) -> dict:
+def overrides(row: str, segments: int, seed: int, variant: tuple, features: Path, args) -> dict:
+    normalize, r = variant
     out = {
-        "name": run_name(row, segments, seed, normalize, args),
+        "name": run_name(row, segments, seed, variant, args),
         "data": {"features": str(features), "ground_truth": str(BENCHKIT / "thumos14/groundtruth.json"),
                  "ambiguous": str(BENCHKIT / "thumos14/ambiguous_test.txt")},
         "train": {"iterations": args.iterations, "batch_size": args.batch_size, "seed": seed, "progress": False,
@@ -85,6 +88,8 @@ def overrides(row: str, segments: int, seed: int, normalize: str | None, feature
                                  else {"source": "none"}}
         out["model"] = {"params": {**{flag: name in ROWS[row] for name, flag in TERMS.items()},
                                    "topk": topk_rule(row, args.topk)}}
+        if r is not None:
+            out["model"]["params"]["fallback_r"] = r
     elif row == "sfnet":
         out["data"]["labels"] = {"action_clicks": {
             "source": "annotator", "annotator": 0, "files": [str(BENCHKIT / f"thumos14/action_clicks_A{seed + 1}.txt")]}}
@@ -97,12 +102,43 @@ def overrides(row: str, segments: int, seed: int, normalize: str | None, feature
     return out
 
 
-def label(row: str, segments: int, normalize: str | None) -> str:
+def label(row: str, segments: int, variant: tuple) -> str:
+    normalize, r = variant
     norm = f", normalize {normalize}" if normalize else ""
     if row in OTHERS:
         return OTHERS[row][0] + norm
     terms = "CL" + "".join(f" +{t}" for t in ROWS[row])
-    return f"{terms}, {f'{segments}-segment' if segments else 'no segment label'}{norm}"
+    return f"{terms}, {f'{segments}-segment' if segments else 'no segment label'}{norm}" + (
+        f", r {r:g}" if r is not None else "")
+
+
+def class_rule_table(groups: dict[str, list[dict]], work: Path) -> str:
+    """Per row, means over the seeds: the AVG of the same scores grouped for every class (no class rule), and what
+    the class rule kept: classes detected per test video (last line: the ground truth's) and the share of the true ones
+    among them, from each run's detections.json. A diagnosis of finished runs; nothing is chosen on it."""
+    from clicktal.pipeline.data.annotations import load_ground_truth
+
+    gt = load_ground_truth(BENCHKIT / "thumos14/groundtruth.json").subset("test")
+    truth = {vid: {s.label for s in ann.segments} for vid, ann in gt.items()}
+    lines = ["| row | AVG without class selection | classes detected per test video | true among them |",
+             "|---|---|---:|---:|"]
+    for name, runs in groups.items():
+        plain = [r["avg_without_class_selection"] for r in runs if r.get("avg_without_class_selection") is not None]
+        kept, precise = [], []
+        for r in runs:
+            found = json.loads((work / "runs" / r["name"] / "detections.json").read_text())["results"]
+            labels = {vid: {d["label"] for d in found.get(vid, [])} for vid in truth}
+            kept.append(sum(map(len, labels.values())) / len(truth))
+            precise.append(sum(len(labels[v] & truth[v]) for v in truth) / max(sum(map(len, labels.values())), 1))
+        mean = sum(plain) / len(plain) if plain else float("nan")
+        std = (sum((v - mean) ** 2 for v in plain) / (len(plain) - 1)) ** 0.5 if len(plain) > 1 else 0.0
+        lines.append(f"| {name} | {mean:.1f} ± {std:.1f} | {sum(kept) / len(kept):.2f} | "
+                     f"{100 * sum(precise) / len(precise):.0f} % |")
+    lines.append(f"| ground truth | - | {sum(map(len, truth.values())) / len(truth):.2f} | 100 % |")
+    table = "\n".join(lines)
+    print(table, flush=True)
+    (work / "class_rule_segment.md").write_text(table + "\n")
+    return table
 
 
 def heldout_table(groups: dict[str, list[dict]], work: Path, settings: str) -> str:
@@ -140,6 +176,9 @@ def main(argv=None) -> int:
                    help="k of the top-k mean: see the module docstring")
     p.add_argument("--normalize", nargs="+", choices=("none", "standardize"),
                    help="data.normalize values to run each row with (default: the configs' own)")
+    p.add_argument("--r", nargs="+", type=float, dest="fixed_r",
+                   help="values of r in k = floor(T / r) (fallback_r: the fixed-k rows' top-k and every row's at "
+                        "inference) to run each Table 1 row with (default: the config's, W-TALC's 8)")
     p.add_argument("--heldout", action="store_true",
                    help="hold out 25 %% of the training videos and print their mAP instead of the test table")
     p.add_argument("--quick", action="store_true", help="64-d features, seed 0, 300 iterations")
@@ -158,20 +197,19 @@ def main(argv=None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     make = world if args.features_from == "world" else synthesize
     features = make("thumos14", "thumos14/groundtruth.json", args.work, args.dim, args.feature_seed, 1.0)
-    keys = [(r, n) for r in args.rows if r in ROWS and reads_labels(r, args.topk) for n in args.segments]
-    keys += [(r, 0) for r in args.rows if r in ROWS and not reads_labels(r, args.topk)]
-    keys += [(r, 0) for r in args.rows if r in OTHERS]
-    norms = args.normalize or [None]
+    keys = [(r, n) for r in args.rows for n in (args.segments if r in ROWS and reads_labels(r, args.topk) else [0])]
+    variants = [(v, r) for v in args.normalize or [None] for r in args.fixed_r or [None]]
     config = lambda r: OTHERS[r][1] if r in OTHERS else "configs/segment_thumos14.yaml"  # noqa: E731
     jobs = [(run_config, (config(r), overrides(r, n, s, v, features, args), args.work, args.threads),
-             {"row_name": r, "segments": n, "seed": s, "normalize": v})
-            for r, n in keys for v in norms for s in args.seeds]
+             {"row_name": r, "segments": n, "seed": s, "variant": v})
+            for s in args.seeds for r, n in keys for v in variants
+            if r in ROWS or v[1] is None or v[1] == (args.fixed_r or [None])[0]]  # seed by seed: a cut-short table has whole seeds
     print(f"{len(jobs)} runs, {args.jobs} at a time", flush=True)
     t0 = time.perf_counter()
     results = run_all(jobs, args.jobs)
     wall = (time.perf_counter() - t0) / 60
-    groups = {label(r, n, v): [x for x in results if (x["row_name"], x["segments"], x["normalize"]) == (r, n, v)]
-              for r, n in keys for v in norms}
+    groups = {label(r, n, v): runs for r, n in keys for v in variants
+              if (runs := [x for x in results if (x["row_name"], x["segments"], x["variant"]) == (r, n, v)])}
     if args.features_from == "world":
         from clicktal.pipeline.data.world import WORLD_VERSION
 
@@ -190,6 +228,7 @@ def main(argv=None) -> int:
     from ablation import write_report
 
     write_report(args.work, "segment", "Segment-level ablation", groups, settings, wall, results)
+    class_rule_table(groups, args.work)
     return 0
 
 
