@@ -125,10 +125,12 @@ def overrides(dataset: str, variant: str, seed: int, features: Path, args) -> di
     return merge_overrides(base, VARIANTS[variant])
 
 
-def heldout_curve_table(results: list[dict], work: Path, dataset: str, every: int, suffix: str = "") -> str:
+def heldout_curve_table(results: list[dict], work: Path, dataset: str, every: int, normalize: str | None = None
+                        ) -> str:
     """Per run, at every validation: the training frame loss (mean since the previous validation) beside the frame
     loss, total loss and mAP of the held-out training videos (eval mode, whole videos)."""
-    lines = [f"**Held-out curve, {dataset}{suffix}: {100 * HELDOUT:g} % of the training videos held out, validated "
+    lines = [f"**Held-out curve, {dataset}{f' (data.normalize {normalize})' if normalize else ''}: "
+             f"{100 * HELDOUT:g} % of the training videos held out, validated "
              f"every {every} iterations** (frame losses summed over the fused, RGB and flow score sets)", "",
              "| run | iteration | training frame loss | held-out frame loss | held-out total loss | held-out mAP |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -148,7 +150,7 @@ def heldout_curve_table(results: list[dict], work: Path, dataset: str, every: in
     lines += ["", "| row | held-out mAP at the last iteration (mean ± std over seeds) | seeds |", "|---|---:|---:|"]
     lines += [f"| {k} | {np.mean(x):.1f} ± {np.std(x):.1f} | {len(x)} |" for k, x in last.items()]
     table = "\n".join(lines)
-    (work / f"heldout_{dataset}{suffix}.md").write_text(table + "\n")
+    (work / f"heldout_{dataset}{f'_{normalize}' if normalize else ''}.md").write_text(table + "\n")
     return table
 
 
@@ -341,8 +343,7 @@ def main(argv=None) -> int:
         results = run_all(jobs, args.jobs)
         wall = (time.perf_counter() - t0) / 60
         if args.heldout_curve:
-            suffix = f" ({args.normalize})" if args.normalize else ""
-            print(heldout_curve_table(results, args.work, dataset, args.heldout_curve, suffix), flush=True)
+            print(heldout_curve_table(results, args.work, dataset, args.heldout_curve, args.normalize), flush=True)
             continue
         label = {"thumos14": "THUMOS14", "gtea": "GTEA"}[dataset]
         groups = {f"{label} {v}": [r for r in results if r["variant"] == v] for v in args.variants}
