@@ -161,7 +161,7 @@ def measure(name: str, seed: int, features: Path, args) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--training", nargs="+", default=list(TRAINING), choices=list(TRAINING))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=int, help="default 0 1 2 (--quick: 0)")
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--feature-seed", type=int, default=0)
     p.add_argument("--iterations", type=int, default=6000, help="FSN's")
@@ -169,11 +169,12 @@ def main(argv=None) -> int:
     p.add_argument("--hidden", type=int, default=256, help="temporal CNN width (the configs: 512)")
     p.add_argument("--heldout", type=float, default=0.25, help="share of the training subset held out")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="64-d, seed 0, 1500 / 600 iterations")
+    p.add_argument("--quick", action="store_true", help="64-d, seed 0 unless --seeds, 1500 / 600 iterations")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "fsn_recipe")
     args = p.parse_args(argv)
     if args.quick:
-        args.dim, args.seeds, args.iterations, args.wfsn_iterations = 64, [0], 1500, 600
+        args.dim, args.iterations, args.wfsn_iterations = 64, 1500, 600
+    args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     import numpy as np
