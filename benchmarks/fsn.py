@@ -79,10 +79,11 @@ def overrides(row: str, seed: int, features: Path, args) -> dict:
     return out
 
 
-def tiles_row(base: dict, work: Path, threads: int, **tags) -> dict:
+def tiles_row(base: dict, work: Path, threads: int, reevaluate: bool, **tags) -> dict:
     """The ``fsn`` row's weights (``base``: its overrides; trained first when its run is missing) evaluated with
     7-snippet tiles at inference: the same network, only the inference sampler differs. As
-    :func:`ablation.run_config` returns, the training minutes being the ``fsn`` run's."""
+    :func:`ablation.run_config` returns, the training minutes being the ``fsn`` run's; a tiles evaluation already
+    made is read unless ``reevaluate``."""
     import dataclasses
 
     import torch
@@ -92,14 +93,17 @@ def tiles_row(base: dict, work: Path, threads: int, **tags) -> dict:
     from clicktal.pipeline.runs.experiments import _detect_and_evaluate
     from clicktal.pipeline.runs.inference import load_run
 
-    trained = run_config(FSN, base, work, threads) if not (work / "runs" / base["name"] / "results.json").exists() \
-        else None
+    trained = finished_row(FSN, base, work, threads)
+    name = base["name"].replace("-fsn-", "-fsn_tiles-")
+    out = work / "runs" / name
+    if not reevaluate and (out / "results.json").exists():
+        return {**read_results(out, base["evaluation"]["report"]), **tags, "name": name,
+                "train_minutes": trained["train_minutes"]}
     run = load_run(work / "runs" / base["name"])
     torch.set_num_threads(threads)
     data = run.config.data
-    cfg = dataclasses.replace(run.config, name=base["name"].replace("-fsn-", "-fsn_tiles-"), data=dataclasses.replace(
+    cfg = dataclasses.replace(run.config, name=name, data=dataclasses.replace(
         data, sampling=dataclasses.replace(data.sampling, inference=SamplerConfig(**TILES))))
-    out = work / "runs" / cfg.name
     out.mkdir(parents=True, exist_ok=True)
     bundle = load_data(cfg.data, seed=cfg.train.seed, contract=run.contract, normalization=run.normalization)
     base_results = json.loads((work / "runs" / base["name"] / "results.json").read_text())
@@ -109,9 +113,31 @@ def tiles_row(base: dict, work: Path, threads: int, **tags) -> dict:
     row = res.row(cfg.evaluation.report)
     print(f"  {cfg.name}: AVG {row[-1]:.1f}  ({(time.perf_counter() - t0) / 60:.1f} min, evaluation only)", flush=True)
     return {**tags, "name": cfg.name, "row": row, "minutes": (time.perf_counter() - t0) / 60,
-            "train_minutes": trained["train_minutes"] if trained else base_results["train_seconds"] / 60,
-            "report": cfg.evaluation.report, "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()},
-            "frame_mAP": 100 * res.extra["frame_mAP"]["mAP"]}
+            "train_minutes": trained["train_minutes"], "report": cfg.evaluation.report,
+            "mAP": {f"{k:.1f}": v for k, v in res.mAP.items()}, "frame_mAP": 100 * res.extra["frame_mAP"]["mAP"]}
+
+
+def read_results(folder: Path, report: list[float]) -> dict:
+    """The reported row (mAP %, AVG last), the mAP per tIoU and the frame mAP of an evaluated run folder."""
+    res = json.loads((folder / "results.json").read_text())
+    mAP = {float(k): v for k, v in res["mAP"].items()}
+    row = [100 * next(v for k, v in mAP.items() if abs(k - t) < 1e-9) for t in report] + [100 * res["average_mAP"]]
+    print(f"  {folder.name}: AVG {row[-1]:.1f}  (read from its results.json)", flush=True)
+    return {"row": row, "minutes": 0.0, "report": report, "mAP": {f"{k:.1f}": v for k, v in mAP.items()},
+            "frame_mAP": 100 * res["frame_mAP"]["mAP"] if "frame_mAP" in res else None}
+
+
+def finished_row(config: str, overrides: dict, work: Path, threads: int, **tags) -> dict:
+    """A run of this table already evaluated: its numbers read from its ``results.json`` (as
+    :func:`ablation.run_config` returns them, without evaluating again); not finished: :func:`ablation.run_config`."""
+    from clicktal.pipeline.runs.engine import read_log
+
+    folder = work / "runs" / overrides["name"]
+    if not (folder / "results.json").exists():
+        return run_config(config, overrides, work, threads, **tags)
+    log = read_log(folder / "train_log.jsonl", note=print)
+    return {**tags, "name": overrides["name"], **read_results(folder, overrides["evaluation"]["report"]),
+            "train_minutes": sum(r["seconds"] for r in log) / 60}
 
 
 def main(argv=None) -> int:
@@ -132,6 +158,8 @@ def main(argv=None) -> int:
                    help="the proxy world v1 (clicktal.pipeline.data.world) or benchkit synth.py")
     p.add_argument("--quick", action="store_true",
                    help="64-d, seed 0, 1500 / 600 / 300 iterations (FSN / WFSN / SF-Net)")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="evaluate finished runs again (after a post-processing change); default: read their results")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "fsn_benchmark")
     args = p.parse_args(argv)
     if args.quick:
@@ -152,9 +180,11 @@ def main(argv=None) -> int:
                               1.0, "--snippet-frames", "5")
         source = (f"synthetic THUMOS14-structured features (benchkit synth.py --snippet-frames 5, seed "
                   f"{args.feature_seed}, dim {args.dim})")
-    jobs = [(tiles_row, (overrides("fsn", s, features, args), args.work, args.threads), {"row_name": r, "seed": s})
+    one_run = run_config if args.reevaluate else finished_row
+    jobs = [(tiles_row, (overrides("fsn", s, features, args), args.work, args.threads, args.reevaluate),
+             {"row_name": r, "seed": s})
             if r == "fsn_tiles" else
-            (run_config, (ROWS[r][1], overrides(r, s, features, args), args.work, args.threads),
+            (one_run, (ROWS[r][1], overrides(r, s, features, args), args.work, args.threads),
              {"row_name": r, "seed": s}) for r in args.rows for s in args.seeds]
     print(f"{len(jobs)} runs, {args.jobs} at a time", flush=True)
     t0 = time.perf_counter()
