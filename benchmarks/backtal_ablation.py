@@ -125,7 +125,7 @@ def heldout_table(results: list[dict], groups: dict[str, list[dict]], work: Path
     return table
 
 
-QUICK = {"dim": 64, "annotators": [1], "iterations": 300}  # --quick: at most 15 min on 2 idle cores
+QUICK = {"dim": 64, "annotators": [1], "iterations": 200}  # --quick: at most 15 min on 2 idle cores
 
 
 def main(argv=None) -> int:
