@@ -160,6 +160,8 @@ def main(argv=None) -> int:
                    help="64-d, seed 0, 1500 / 600 / 300 iterations (FSN / WFSN / SF-Net)")
     p.add_argument("--reevaluate", action="store_true",
                    help="evaluate finished runs again (after a post-processing change); default: read their results")
+    p.add_argument("--finished-only", action="store_true",
+                   help="tables of the runs already evaluated only (a row lists the seeds it holds); trains nothing")
     p.add_argument("--work", type=Path, default=REPO / "runs" / "fsn_benchmark")
     args = p.parse_args(argv)
     if args.quick:
@@ -186,16 +188,22 @@ def main(argv=None) -> int:
             if r == "fsn_tiles" else
             (one_run, (ROWS[r][1], overrides(r, s, features, args), args.work, args.threads),
              {"row_name": r, "seed": s}) for r in args.rows for s in args.seeds]
+    if args.finished_only:  # assemble the tables from the runs already evaluated, train nothing
+        run_name = lambda job: overrides(job[2]["row_name"], job[2]["seed"], features, args)["name"]  # noqa: E731
+        jobs = [j for j in jobs if (args.work / "runs" / run_name(j) / "results.json").exists()]
     print(f"{len(jobs)} runs, {args.jobs} at a time", flush=True)
     t0 = time.perf_counter()
     results = run_all(jobs, args.jobs)
     wall = (time.perf_counter() - t0) / 60
     for table, (tious, _) in TABLES.items():
-        rows = [r for r in args.rows if ROWS[r][3] == table]
+        rows = [r for r in args.rows if ROWS[r][3] == table and any(x["row_name"] == r for x in results)]
         if not rows:
             continue
         groups = {ROWS[r][0]: [x for x in results if x["row_name"] == r] for r in rows}
-        settings = (f"{source}, seeds {' '.join(map(str, args.seeds))}, batch 12, {args.iterations} / "
+        seeds = {r: [x["seed"] for x in results if x["row_name"] == r] for r in rows}
+        seeds = (f"seeds {' '.join(map(str, args.seeds))}" if all(v == args.seeds for v in seeds.values()) else
+                 "seeds " + "; ".join(f"{ROWS[r][0]}: {' '.join(map(str, v))}" for r, v in seeds.items()))
+        settings = (f"{source}, {seeds}, batch 12, {args.iterations} / "
                     f"{args.wfsn_iterations} / {args.sfnet_iterations} iterations (FSN / WFSN / SF-Net), each "
                     f"config's optimiser, FSN/WFSN width {args.hidden}; last iteration; AVG = mAP over tIoU "
                     f"{tious[0]:g}:0.1:{tious[-1]:g}, NMS at tIoU - 0.1 for FSN/WFSN; {args.jobs} run(s) at a time x "
