@@ -154,6 +154,31 @@ def heldout_curve_table(results: list[dict], work: Path, dataset: str, every: in
     return table
 
 
+def finished_run(work: Path, name: str, **tags) -> dict | None:
+    """What :func:`ablation.run_config` returns for a finished run of ``work``, read from its ``results.json`` and
+    logs (no training, no evaluation); None when the run has not finished."""
+    import yaml
+
+    from ablation import loss_curve, mining_yield
+    from clicktal.pipeline.runs.engine import read_log
+
+    folder = work / "runs" / name
+    if not (folder / "results.json").exists():
+        return None
+    res = json.loads((folder / "results.json").read_text())
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    report = cfg["evaluation"]["report"]
+    mAP = dict(zip(res["evaluation"]["tiou_thresholds"], res["evaluation"]["mAP"]))
+    row = [100 * next(v for k, v in mAP.items() if abs(k - t) < 1e-9) for t in report] + [100 * res["average_mAP"]]
+    log = read_log(folder / "train_log.jsonl", note=print)
+    plain = res.get("average_mAP_without_class_selection")
+    return {**tags, "name": name, "row": row, "minutes": None, "train_minutes": sum(r["seconds"] for r in log) / 60,
+            "report": report, "mAP": {f"{k:.1f}": v for k, v in mAP.items()}, "frame_mAP": None,
+            "avg_without_class_selection": None if plain is None else 100 * plain,
+            **mining_yield(log, cfg["model"]["params"]["mining"]["start_iteration"]),
+            "loss_curve": loss_curve(log, "frame"), "total_loss_curve": loss_curve(log)}
+
+
 def details_table(results: list[dict], variants: list[str]) -> str:
     """Per row, means over the seeds: AVG without the class rule, the mining yield and the frame-loss curve."""
     import numpy as np
@@ -313,6 +338,9 @@ def main(argv=None) -> int:
     p.add_argument("--heldout-curve", type=int, metavar="EVERY", default=0,
                    help="instead of the table: the runs on 75 %% of the training videos, validated on the rest every "
                         "EVERY iterations; prints training and held-out losses side by side")
+    p.add_argument("--table-only", action="store_true",
+                   help="instead of training: the table of the finished runs in --work as their results.json gave "
+                        "them (no training, no evaluation; unfinished runs are left out and named)")
     p.add_argument("--foreground-ap", action="store_true",
                    help="instead of training: AVG and class-agnostic foreground AP of the finished runs in --work")
     args = p.parse_args(argv)
@@ -340,7 +368,18 @@ def main(argv=None) -> int:
                 for s in args.seeds for v in args.variants]  # seed-major: an interrupted table has whole seeds
         print(f"{dataset}: {len(jobs)} runs, {args.jobs} at a time", flush=True)
         t0 = time.perf_counter()
-        results = run_all(jobs, args.jobs)
+        if args.table_only:
+            found = [finished_run(args.work, overrides(dataset, v, s, features, args)["name"], **tags)
+                     for _, (_, over, *_), tags in jobs for v, s in [(tags["variant"], tags["seed"])]]
+            for (_, (_, over, *_), tags), r in zip(jobs, found):
+                if r is None:
+                    print(f"{over['name']}: not finished, left out", file=sys.stderr)
+            results = [r for r in found if r is not None]
+            if not results:
+                continue
+            args.variants = [v for v in args.variants if any(r["variant"] == v for r in results)]
+        else:
+            results = run_all(jobs, args.jobs)
         wall = (time.perf_counter() - t0) / 60
         if args.heldout_curve:
             print(heldout_curve_table(results, args.work, dataset, args.heldout_curve, args.normalize), flush=True)
@@ -354,9 +393,10 @@ def main(argv=None) -> int:
                     f"annotator per video), {iterations} iterations (mining from {mining_start(args, iterations)}), "
                     f"batch {args.batch_size}, crop "
                     f"{(d['max_length'] if args.max_length is None else args.max_length) or 'none'}, seeds "
-                    f"{' '.join(map(str, args.seeds))}, {args.jobs} runs at a time x {args.threads} thread(s) on "
-                    f"{os.cpu_count()}-core CPU; min/run = training minutes from each run's log; this invocation "
-                    f"took {wall:.1f} min")
+                    f"{' '.join(sorted({str(r['seed']) for r in results}))}, "
+                    + ("assembled from the finished runs' results.json (--table-only); " if args.table_only else
+                       f"{args.jobs} runs at a time x {args.threads} thread(s) on {os.cpu_count()}-core CPU; ")
+                    + f"min/run = training minutes from each run's log; this invocation took {wall:.1f} min")
         write_report(args.work, dataset, "SF-Net ablation", groups, settings, wall, results)
         details = details_table(results, args.variants)
         print("\n" + details, flush=True)
