@@ -36,7 +36,7 @@ def test_fixed_topk_cl_reads_no_segment_label():
         model, _ = build_localizer("segment", {"hidden_dim": 8, "dropout": 0.0, "topk": topk, "segment_loss": False},
                                    input_dim=6, num_classes=3)
         out = model(x, mask)
-        totals = [float(model.losses(out, SimpleNamespace(video_labels=y, segment_targets=u), iteration=0)["total"])
+        totals = [model.losses(out, SimpleNamespace(video_labels=y, segment_targets=u), iteration=0)["total"].item()
                   for u in (one, two, None)]
         assert all(t == pytest.approx(totals[0], rel=1e-6) for t in totals[1:]) is same
 

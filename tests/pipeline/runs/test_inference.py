@@ -103,6 +103,7 @@ def test_per_frame_models_get_frame_scores_and_detections_in_seconds():
     feats[5:9, 1] = 1.0  # class "run" on snippets 5-8: 3.2 s to 5.76 s
     fs, grid = predict_scores(Echo("frame"), feats, G, sampler=sampled("windows", length=7))
     assert fs.scores.shape == (T * 16, 3) and grid == G.frames()
-    post = postprocess_config(PostprocessSpec("fsn", {"thresholds": [0.5], "nms": "none", "nms_tiou_offset": None}))
+    post = postprocess_config(PostprocessSpec("fsn_literal", {"thresholds": [0.5], "nms": "none",
+                                                              "nms_tiou_offset": None}))
     dets = detect_video(Echo("frame"), feats, G, CLASSES, "v", post, sampler=sampled("windows", length=7))
     assert [(d.label, d.start_s, d.end_s) for d in dets] == [("run", pytest.approx(3.2), pytest.approx(5.76))]
