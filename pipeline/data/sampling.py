@@ -159,12 +159,8 @@ def resample_targets(targets: np.ndarray, grid: SampleGrid) -> np.ndarray:
     p = grid.positions
     if grid.integral:
         return targets[p.astype(np.int64)].copy()
-    out = targets[np.clip(np.round(p).astype(np.int64), 0, grid.num_native - 1)].copy()
-    labelled = np.flatnonzero(targets.reshape(len(targets), -1).any(axis=1))
-    if labelled.size:
-        nearest = np.abs(p[None, :] - labelled[:, None]).argmin(axis=1)
-        np.maximum.at(out, nearest, targets[labelled])
-    return out
+    nearest_native = targets[np.clip(np.round(p).astype(np.int64), 0, grid.num_native - 1)]
+    return np.maximum(nearest_native, resample_points(targets, grid))
 
 
 def resample_points(targets: np.ndarray, grid: SampleGrid) -> np.ndarray:
