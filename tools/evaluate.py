@@ -3,11 +3,18 @@
 
     python tools/evaluate.py --gt groundtruth.json --pred detections.json --subset test \\
         [--tiou 0.1:0.1:0.7] [--ambiguous ambiguous_test.txt] [--per-class] [--out results.json]
+    python tools/evaluate.py --gt groundtruth.json --pred detections.json --subset validation test   # pooled
+    python tools/evaluate.py --gt groundtruth.json --pred detections.json --subset all               # every subset
 
-Prints mAP per tIoU and the averages (in %); ``--out`` writes the APs as fractions, atomically. Exit status: 0 done;
-2 bad input (a missing, unreadable or malformed file, an unknown subset or label, a bad ``--tiou``) or an ``--out``
-that cannot be written, checked before any work; 4 the disk is full (naming the file; an existing ``--out`` file
-keeps its old content). Every error is one line on stderr naming the file (a bad option also prints the usage).
+Several subsets are pooled into one evaluation: the result is that of a ground-truth file holding only their videos
+(in file order, which decides the class index and ties as the official code's), so the order of the names does not
+matter. Detections on videos outside the chosen subsets are evaluated as false positives and counted, as for one
+subset. Prints which subsets were scored and how many videos they hold, then mAP per tIoU and the averages (in %);
+``--out`` writes the APs as fractions, with the subsets and the number of videos, atomically. Exit status: 0 done;
+2 bad input (a missing, unreadable or malformed file, an unknown subset or label, ``all`` beside subset names, a bad
+``--tiou``) or an ``--out`` that cannot be written, checked before any work; 4 the disk is full (naming the file; an
+existing ``--out`` file keeps its old content). Every error is one line on stderr naming the file (a bad option also
+prints the usage).
 """
 from __future__ import annotations
 
@@ -15,10 +22,12 @@ import argparse
 import json
 import sys
 import warnings
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from clicktal.pipeline.core.files import DiskFullError, atomic_write_text, check_writable
-from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth, read_ambiguous
+from clicktal.pipeline.data.annotations import AnnotationError, GroundTruth, load_ground_truth, read_ambiguous
 from clicktal.pipeline.data.detections import DetectionFileError, read_detection_table
 from clicktal.pipeline.evaluation.detection import (EvaluationError, EvaluationResult, EvaluationWarning,
                                                     evaluate_detections, parse_tiou)
@@ -37,6 +46,47 @@ def format_table(result: EvaluationResult, per_class: bool) -> str:
     return "\n".join(lines)
 
 
+def choose_subsets(gt: GroundTruth, requested: list[str] | None, *, source: Path) -> list[str]:
+    """The subsets of ``gt`` that ``--subset`` names, in sorted order: ``all`` is every one (unless the file has a
+    subset of that name); none named is fine only when the file has one subset. ``source`` names the file in
+    errors."""
+    subsets = gt.subsets()
+    if requested is None:
+        if len(subsets) > 1:
+            raise EvaluationError(f"{source}: has subsets {', '.join(subsets)}; choose one with --subset, several "
+                                  f"(--subset {subsets[0]} {subsets[1]}) or --subset all")
+        return subsets
+    if "all" in requested and "all" not in subsets:
+        if len(set(requested)) > 1:
+            raise EvaluationError(f"--subset all means every subset of {source}; give it alone, or name the "
+                                  f"subsets ({', '.join(subsets)})")
+        return subsets
+    unknown = sorted(set(requested) - set(subsets), key=requested.index)
+    if unknown:
+        raise EvaluationError(f"{source}: no subset {', '.join(map(repr, unknown))} (has {', '.join(subsets)})")
+    return sorted(set(requested))
+
+
+def pooled_ground_truth(gt: GroundTruth, subsets: list[str]) -> tuple[GroundTruth, str]:
+    """The videos of ``subsets`` as one subset, and its name (the names joined by ``+``; the name itself for one
+    subset): the evaluator takes one subset name, which then appears in its messages."""
+    name = "+".join(subsets)
+    videos = {vid: replace(v, subset=name) for vid, v in gt.videos.items() if v.subset in subsets}
+    return GroundTruth(videos, gt.source, gt.warnings), name
+
+
+def describe_subsets(gt: GroundTruth, subsets: list[str]) -> str:
+    """One line: the subsets scored and their videos, e.g. ``subsets test (2 videos), validation (1 video): 3
+    videos scored``."""
+    counts = Counter(v.subset for v in gt.videos.values())
+
+    def videos(n: int) -> str:
+        return f"{n} video{'' if n == 1 else 's'}"
+
+    each = ", ".join(f"{s or '(no subset)'} ({videos(counts[s])})" for s in subsets)
+    return f"subset{'s' if len(subsets) > 1 else ''} {each}: {videos(sum(counts[s] for s in subsets))} scored"
+
+
 def _fail(error: BaseException | str, status: int) -> int:
     print("evaluate.py: error: " + " ".join(str(error).split()), file=sys.stderr)  # one line
     return status
@@ -48,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pred", required=True, type=Path, help="detections in the ActivityNet results schema")
     parser.add_argument("--tiou", default="0.1:0.1:0.7",
                         help="tIoU thresholds: 'a:b' (step 0.1), 'a:step:b' or '0.3,0.5' (default %(default)s)")
-    parser.add_argument("--subset", help="ground-truth subset to evaluate (needed when the file has several)")
+    parser.add_argument("--subset", nargs="+", metavar="SUBSET",
+                        help="ground-truth subset(s) to evaluate, pooled into one evaluation; 'all': every subset of "
+                             "the file (needed when the file has several)")
     parser.add_argument("--ambiguous", type=Path,
                         help="THUMOS14 ambiguous segments ('video start end'); overlapping detections are dropped")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -70,30 +122,29 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(e, 2)
     try:
         gt = load_ground_truth(args.gt)
-        subsets = gt.subsets()
-        if args.subset is None and len(subsets) > 1:
-            raise EvaluationError(f"{args.gt}: has subsets {', '.join(subsets)}; choose one with --subset")
-        if args.subset is not None and args.subset not in subsets:
-            raise EvaluationError(f"{args.gt}: no subset {args.subset!r} (has {', '.join(subsets)})")
+        subsets = choose_subsets(gt, args.subset, source=args.gt)
+        pooled, name = pooled_ground_truth(gt, subsets)
         detections = read_detection_table(args.pred)
         ambiguous = read_ambiguous(args.ambiguous) if args.ambiguous else None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EvaluationWarning)  # counted in the notes below
-                result = evaluate_detections(gt, detections, tiou, subset=args.subset, ambiguous=ambiguous,
+                result = evaluate_detections(pooled, detections, tiou, subset=name, ambiguous=ambiguous,
                                              ignore_unknown_labels=args.ignore_unknown_labels)
         except EvaluationError as e:
             raise EvaluationError(f"{args.pred}: {e}") from None
     except (AnnotationError, DetectionFileError, EvaluationError) as e:
         return _fail(e, 2)
 
+    print(describe_subsets(gt, subsets))
     notes = [f"{result.n_detections} detections evaluated"]
     if result.n_ambiguous:
         notes.append(f"{result.n_ambiguous} dropped for overlapping ambiguous segments")
     if result.n_unknown_label:
         notes.append(f"{result.n_unknown_label} dropped for labels without ground truth")
     if result.n_outside_subset:
-        notes.append(f"{result.n_outside_subset} on videos outside the subset counted as false positives")
+        notes.append(f"{result.n_outside_subset} on videos outside the "
+                     f"{'subsets' if len(subsets) > 1 else 'subset'} counted as false positives")
     if result.n_outside_video:
         notes.append(f"warning: {result.n_outside_video} reach outside [0, duration] of their video "
                      f"(evaluated as given, as the official code does)")
@@ -101,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result, args.per_class))
     if args.out:
         try:
-            atomic_write_text(args.out, json.dumps(result.to_json(), indent=1))
+            payload = {**result.to_json(), "subsets": subsets, "videos_scored": len(pooled.videos)}
+            atomic_write_text(args.out, json.dumps(payload, indent=1))
         except DiskFullError as e:
             return _fail(e, 4)
         except OSError as e:  # the folder changed since the check
