@@ -54,7 +54,7 @@ def evaluate_candidates(run_dir: Path, features: Path, gt_path: Path, ambiguous:
     import numpy as np
 
     from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth, read_ambiguous
-    from clicktal.pipeline.data.cache import open_features
+    from clicktal.pipeline.data.formats import open_features
     from clicktal.pipeline.data.normalize import normalized
     from clicktal.pipeline.evaluation.detection import evaluate_detections
     from clicktal.pipeline.runs.inference import infer_videos, load_run

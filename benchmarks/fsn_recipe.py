@@ -133,7 +133,7 @@ def evaluate(scores: dict, held, classes, preset: str, overrides: dict, tious: l
 def measure(name: str, seed: int, features: Path, args) -> dict:
     """Train one variant with held-out videos, then every candidate of its family on their scores."""
     from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth
-    from clicktal.pipeline.data.cache import open_features
+    from clicktal.pipeline.data.formats import open_features
     from clicktal.pipeline.runs.inference import load_run
 
     over = train_overrides(name, seed, features, args)

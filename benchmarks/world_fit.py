@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from clicktal.pipeline.data.annotations import Segment, load_ground_truth
-from clicktal.pipeline.data.cache import open_features
+from clicktal.pipeline.data.formats import open_features
 from clicktal.pipeline.data.feature_stats import STATISTICS, action_mask, feature_statistics, video_statistics
 from clicktal.pipeline.data.world import World, WorldParams, _video_rng, video_extent
 

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from clicktal.pipeline.data.annotations import load_ground_truth
-from clicktal.pipeline.data.cache import SynthSource, open_features
+from clicktal.pipeline.data.cache import SynthSource
+from clicktal.pipeline.data.formats import open_features
 from clicktal.pipeline.data.feature_stats import STATISTICS, feature_statistics
 
 

@@ -2,10 +2,13 @@
 """Detections of a trained run on any feature folder (no ground truth needed), as ActivityNet results JSON.
 
     python tools/infer.py --run runs/sfnet --features my_features --out detections.json [--videos v1 v2]
-        [--preset sfnet_code] [--set thresholds=[0.5]]
+        [--preset sfnet_code] [--set thresholds=[0.5]] [--feature-format wtalc] [--annotations ann.json]
 
 The run's post-processing (config.yaml ``postprocess``) is used unless ``--preset``/``--set`` change it; times in
-the output are seconds (through the features' geometry). To evaluate a run on its test subset use
+the output are seconds (through the features' geometry). The folder's layout is recognised (``--feature-format``
+names it: a clicktal cache, the synthesizer's folder, W-TALC's joint file, BaS-Net, BackTAL ``.npz``, ActionFormer;
+the run's ``data.feature_layout`` states what a layout does not, and ActionFormer's per-video fps come from
+``--annotations``, by default the run's ground truth). To evaluate a run on its test subset use
 ``tools/train_localizer.py --out RUN --eval-only``. Features made from a video file that has been replaced since
 are refused, naming the video, unless ``--accept-changed-sources``. Exit status: 0 done, 2 a setup error (run,
 checkpoint, features, contract, options, an output that cannot be written: checked before any work), 4 a full disk
@@ -17,7 +20,8 @@ import argparse
 import sys
 
 from clicktal.pipeline.core.files import DiskFullError, check_writable
-from clicktal.pipeline.data.cache import CacheError, describe_no_features, open_features
+from clicktal.pipeline.data.cache import CacheError
+from clicktal.pipeline.data.formats import FeatureLayoutConfig, describe_no_features, detect_format, open_features
 from clicktal.pipeline.data.detections import write_detections
 from clicktal.pipeline.runs.experiments import parse_set
 from clicktal.pipeline.runs.inference import load_run
@@ -26,7 +30,12 @@ from clicktal.pipeline.runs.inference import load_run
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder written by tools/train_localizer.py")
-    p.add_argument("--features", required=True, help="feature folder (cache or synthesizer output)")
+    p.add_argument("--features", required=True, help="feature folder (any layout clicktal reads)")
+    p.add_argument("--feature-format", default="auto",
+                   choices=["auto", "cache", "synth", "wtalc", "basnet", "backtal_npz", "actionformer"],
+                   help="layout of --features (default: recognised from the folder)")
+    p.add_argument("--annotations", help="ActionFormer layout: the annotation JSON with each video's fps (default: "
+                                         "the run's data.ground_truth)")
     p.add_argument("--out", required=True, help="detections JSON to write")
     p.add_argument("--checkpoint", help="weights (default: the run's selected ones)")
     p.add_argument("--videos", nargs="*", help="only these videos (default: every video of the folder)")
@@ -39,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_writable(args.out)
         run = load_run(args.run, checkpoint=args.checkpoint)
-        source = open_features(args.features)
+        data = run.config.data
+        fmt = detect_format(args.features) if args.feature_format == "auto" else args.feature_format
+        source = open_features(args.features, format=fmt, annotations=args.annotations or data.ground_truth or None,
+                               layout=FeatureLayoutConfig() if fmt in ("cache", "synth") else data.feature_layout)
         ids = args.videos or source.ids()
         if not ids:
             raise CacheError(describe_no_features(args.features))

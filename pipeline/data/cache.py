@@ -13,8 +13,8 @@ Video ids name files directly inside the cache, so :func:`bad_video_id` refuses 
 ``.`` and ``..``, a path separator or NUL, and a leading dot (names beginning with a dot are the cache's own: temp
 files, ``.locks/``, the extraction run's ``.clicktal/``).
 
-The synthesizer layout (``features/<video>.npy`` + ``annotations.json`` holding ``feature_meta``) opens through
-:func:`open_features` as well.
+The synthesizer layout (``features/<video>.npy`` + ``annotations.json`` holding ``feature_meta``) is read here too
+(:class:`SynthSource`); :func:`clicktal.pipeline.data.formats.open_features` picks the reader of a folder.
 """
 from __future__ import annotations
 
@@ -119,16 +119,19 @@ class NonFiniteFeatures(CacheError):
 
 # rows of this many bytes are checked at a time (the boolean mask of a chunk is a quarter of it for float32)
 CHECK_CHUNK_BYTES = 1 << 25
-_checked: dict[Path, tuple[int, int, int]] = {}  # path -> (inode, size, mtime_ns) of files found finite here
+# (path, where) -> (inode, size, mtime_ns) of files (or videos of a file) found finite here
+_checked: dict[tuple[Path, str | None], tuple[int, int, int]] = {}
 
 
 def _listed(indices: np.ndarray, n: int = 5) -> str:
     return ", ".join(str(int(i)) for i in indices[:n]) + (", ..." if len(indices) > n else "")
 
 
-def check_finite(arr: np.ndarray, path: Path, streams: dict[str, tuple[int, int]] | None = None) -> None:
-    """Raise :class:`NonFiniteFeatures` when ``arr`` ``[T, D]`` holds a NaN or inf, naming ``path``, the first rows
-    and columns that do (with counts) and the streams of those columns.
+def check_finite(arr: np.ndarray, path: Path, streams: dict[str, tuple[int, int]] | None = None, *,
+                 where: str | None = None) -> None:
+    """Raise :class:`NonFiniteFeatures` when ``arr`` ``[T, D]`` holds a NaN or inf, naming ``path`` (or ``where``:
+    one video of a file holding many), the first rows and columns that do (with counts) and the streams of those
+    columns.
 
     Cost: one pass over the array in chunks of :data:`CHECK_CHUNK_BYTES` (32 MiB of rows): a memory-mapped file is
     read once (into the page cache, not the heap), with at most one 8 MiB mask allocated at a time and no copy of
@@ -142,7 +145,8 @@ def check_finite(arr: np.ndarray, path: Path, streams: dict[str, tuple[int, int]
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
     except OSError:
         stamp = None
-    if stamp is not None and _checked.get(path) == stamp:
+    key = (path, where)
+    if stamp is not None and _checked.get(key) == stamp:
         return
     rows_per_chunk = max(1, CHECK_CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
     bad_rows, bad_cols = [], np.zeros(arr.shape[1], bool)
@@ -160,17 +164,17 @@ def check_finite(arr: np.ndarray, path: Path, streams: dict[str, tuple[int, int]
         n_inf += int((~finite[rows]).sum()) - int(nan.sum())
     if not bad_rows:
         if stamp is not None:
-            _checked[path] = stamp
+            _checked[key] = stamp
         return
     rows, cols = np.concatenate(bad_rows), np.flatnonzero(bad_cols)
-    where = ""
+    in_streams = ""
     if streams:
         names = [name for name, (lo, hi) in streams.items() if ((cols >= lo) & (cols < hi)).any()]
-        where = f" (stream{'s' if len(names) > 1 else ''} {', '.join(names)})"
+        in_streams = f" (stream{'s' if len(names) > 1 else ''} {', '.join(names)})"
     raise NonFiniteFeatures(
-        f"{path}: {n_nan + n_inf} non-finite feature values ({n_nan} NaN, {n_inf} inf) in {len(rows)} of "
+        f"{where or path}: {n_nan + n_inf} non-finite feature values ({n_nan} NaN, {n_inf} inf) in {len(rows)} of "
         f"{arr.shape[0]} rows (snippets) and {len(cols)} of {arr.shape[1]} columns: rows {_listed(rows)}; columns "
-        f"{_listed(cols)}{where}. Re-extract this video (a NaN row would remove all of its detections)")
+        f"{_listed(cols)}{in_streams}. Re-extract this video (a NaN row would remove all of its detections)")
 
 
 class FeatureCache:
@@ -265,7 +269,10 @@ def _load_npy(path: Path, meta: FeatureMeta, rows: int | None = None) -> np.ndar
 
 
 class FeatureSource:
-    """Read-only view over any feature layout: ``ids()``, ``load(video_id) -> (features, meta)``."""
+    """Read-only view over any feature layout: ``ids()``, ``load(video_id) -> (features, meta)``.
+    ``per_video_geometry``: each video has its own grid (its meta says which), not one grid for the set."""
+
+    per_video_geometry = False
 
     def ids(self) -> list[str]:
         raise NotImplementedError
@@ -331,24 +338,3 @@ class SynthSource(FeatureSource):
         if not (self.root / "features" / f"{video_id}.npy").is_file():
             raise CacheError(f"{self.root / 'features' / video_id}.npy: no features for video {video_id!r}")
         return self._meta
-
-
-def open_features(root: str | os.PathLike) -> FeatureSource:
-    """Open a feature cache or a synthesizer output folder, whichever ``root`` is."""
-    root = Path(root)
-    if (root / "features").is_dir() and (root / "annotations.json").is_file():
-        return SynthSource(root)
-    if root.is_dir():
-        return CacheSource(root)
-    raise CacheError(f"{root}: no such feature folder")
-
-
-def describe_no_features(root: str | os.PathLike) -> str:
-    """Why ``root`` offers no video's features, in one line: what a feature folder must hold and what it holds."""
-    root = Path(root)
-    npy = sorted(p.name for p in root.glob("*.npy")) if root.is_dir() else []
-    found = (f"it holds {len(npy)} .npy file(s) without a <video>.json sidecar (e.g. {npy[0]})" if npy
-             else "it holds no .npy file")
-    return (f"{root}: no video's features: expected <video>.npy with its <video>.json sidecar (a clicktal feature "
-            f"cache, tools/extract_features.py), or features/<video>.npy with annotations.json (the synthesizer's "
-            f"layout); {found}")

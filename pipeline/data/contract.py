@@ -1,7 +1,9 @@
 """The feature contract: what a model trained on features depends on, recorded in every run and checked on load.
 
 A :class:`FeatureContract` is the extractor, its weights' sha256 per stream, the geometry (fps, window, stride), the
-stream layout and the width. Features that break a run's contract are refused with the field that differs named
+stream layout and the width. Layouts whose every video has its own grid (ActionFormer's per-video fps, BackTAL's
+resize to 750 rows) set ``per_video_geometry``: the geometry then travels with each video's features, and the
+contract holds the first video's as an example, not a requirement. Features that break a run's contract are refused with the field that differs named
 (features of another fps or stride put clicks and detections at the wrong seconds even when the width matches).
 """
 from __future__ import annotations
@@ -24,27 +26,34 @@ class FeatureContract:
     streams: dict[str, tuple[int, int]]
     dim: int
     weights_sha256: dict[str, str] = field(default_factory=dict)
+    per_video_geometry: bool = False
 
     @classmethod
-    def of(cls, meta: FeatureMeta) -> "FeatureContract":
+    def of(cls, meta: FeatureMeta, *, per_video_geometry: bool = False) -> "FeatureContract":
         return cls(meta.extractor, meta.geometry, {k: (int(a), int(b)) for k, (a, b) in meta.streams.items()},
-                   int(meta.dim), dict(meta.weights_sha256))
+                   int(meta.dim), dict(meta.weights_sha256), per_video_geometry)
 
     def to_dict(self) -> dict:
-        return {"extractor": self.extractor, "geometry": self.geometry.to_dict(),
-                "streams": {k: list(v) for k, v in self.streams.items()}, "dim": self.dim,
-                "weights_sha256": dict(self.weights_sha256)}
+        d = {"extractor": self.extractor, "geometry": self.geometry.to_dict(),
+             "streams": {k: list(v) for k, v in self.streams.items()}, "dim": self.dim,
+             "weights_sha256": dict(self.weights_sha256)}
+        if self.per_video_geometry:
+            d["per_video_geometry"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureContract":
         return cls(str(d["extractor"]), FeatureGeometry.from_dict(d["geometry"]),
                    {k: (int(v[0]), int(v[1])) for k, v in d["streams"].items()}, int(d["dim"]),
-                   dict(d.get("weights_sha256") or {}))
+                   dict(d.get("weights_sha256") or {}), bool(d.get("per_video_geometry", False)))
 
     def differences(self, other: "FeatureContract") -> list[str]:
-        """``field: ours != theirs`` for every field that differs (geometry field by field)."""
+        """``field: ours != theirs`` for every field that differs (geometry field by field, unless both hold
+        per-video geometries)."""
         out = []
-        for name in ("fps", "window", "stride"):
+        if self.per_video_geometry != other.per_video_geometry:
+            out.append(f"per_video_geometry: {self.per_video_geometry} != {other.per_video_geometry}")
+        for name in () if self.per_video_geometry and other.per_video_geometry else ("fps", "window", "stride"):
             a, b = getattr(self.geometry, name), getattr(other.geometry, name)
             if abs(float(a) - float(b)) > 1e-9:
                 out.append(f"geometry.{name}: {a} != {b}")
@@ -67,9 +76,11 @@ def source_contract(source: FeatureSource, video_ids: Iterable[str] | None = Non
     ids = list(source.ids() if video_ids is None else video_ids)
     if not ids:
         raise ContractError(f"{getattr(source, 'root', source)}: no features")
-    first = FeatureContract.of(source.meta(ids[0]))
+    per_video = bool(getattr(source, "per_video_geometry", False))
+    first = FeatureContract.of(source.meta(ids[0]), per_video_geometry=per_video)
     for vid in ids[1:]:
-        first.check(FeatureContract.of(source.meta(vid)), f"video {vid}", expected=f"video {ids[0]} of the same set")
+        first.check(FeatureContract.of(source.meta(vid), per_video_geometry=per_video), f"video {vid}",
+                    expected=f"video {ids[0]} of the same set")
     return first
 
 

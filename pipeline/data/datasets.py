@@ -39,7 +39,8 @@ import torch
 
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.annotations import GroundTruth, Segment, load_ground_truth
-from clicktal.pipeline.data.cache import FeatureSource, SynthSource, open_features
+from clicktal.pipeline.data.cache import FeatureSource, SynthSource
+from clicktal.pipeline.data.formats import FeatureFormat, FeatureLayoutConfig, open_features
 from clicktal.pipeline.data.contract import FeatureContract, source_contract
 from clicktal.pipeline.data.labels import LabelConfig, LabelSet, training_supervision
 from clicktal.pipeline.data.normalize import Normalization, NormalizeKind, fit_normalization, normalized
@@ -53,8 +54,11 @@ from clicktal.pipeline.data.supervision import Supervision
 class DataConfig:
     """Features, labels, sampling and the train/test subsets.
 
-    ``features``: a feature cache or a synthesizer output folder (``tools/train_localizer.py --features`` overrides
-    it). ``ground_truth``: ActivityNet-schema file; empty means the synthesizer's ``annotations.json``.
+    ``features``: a feature folder (``tools/train_localizer.py --features`` overrides it) in the layout
+    ``feature_format`` (``auto``: recognised; :mod:`~clicktal.pipeline.data.formats`: the cache, the synthesizer's
+    folder, W-TALC's joint file, BaS-Net's, BackTAL's and ActionFormer's per-video files), with ``feature_layout``
+    stating what the layout does not (grid, RGB width). ``ground_truth``: ActivityNet-schema file (ActionFormer's
+    annotation JSON included); empty means the synthesizer's ``annotations.json`` or the W-TALC release's arrays.
     ``sampling``: the temporal sampling of training and of validation/inference (default: whole videos).
     ``val_fraction``: share of the training subset held out for validation (never the test subset).
     ``accept_changed_sources``: use features whose source video file was replaced since extraction (refused by
@@ -64,6 +68,8 @@ class DataConfig:
     """
 
     features: str = ""
+    feature_format: FeatureFormat = "auto"
+    feature_layout: FeatureLayoutConfig = field(default_factory=FeatureLayoutConfig)
     ground_truth: str = ""
     train_subset: str = "validation"
     test_subset: str = "test"
@@ -375,12 +381,24 @@ def split_holdout(video_ids: Sequence[str], fraction: float, seed: int) -> tuple
 
 
 def resolve_ground_truth(cfg: DataConfig, source: FeatureSource) -> GroundTruth:
-    """``cfg.ground_truth``, or the synthesizer's ``annotations.json`` beside the features."""
+    """``cfg.ground_truth``, or the synthesizer's ``annotations.json`` beside the features, or the ground truth of a
+    W-TALC release's annotation arrays."""
     if cfg.ground_truth:
         return load_ground_truth(cfg.ground_truth)
     if isinstance(source, SynthSource):
         return load_ground_truth(source.annotations_path)
-    raise ValueError("data.ground_truth is empty and the features are not a synthesizer folder holding one")
+    if callable(getattr(source, "ground_truth", None)):
+        return source.ground_truth()
+    raise ValueError("data.ground_truth is empty and the features carry no ground truth (the synthesizer's folder "
+                     "and a W-TALC release do)")
+
+
+def open_data_features(cfg: DataConfig) -> FeatureSource:
+    """The feature source ``cfg`` names, read in its layout."""
+    if not cfg.features:
+        raise ValueError("data.features is empty: give a feature folder (config or --features)")
+    return open_features(Path(os.path.expanduser(cfg.features)), format=cfg.feature_format,
+                         layout=cfg.feature_layout, annotations=cfg.ground_truth or None)
 
 
 @dataclass
@@ -422,9 +440,7 @@ def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = 
     refused; ground-truth videos without features are listed in ``without_features`` and ``note`` says so.
     ``source`` and the datasets give the features normalised as ``cfg.normalize`` asks, with the statistics of
     the training videos (held-out ones excluded), or with ``normalization`` (a trained run's) when given."""
-    if not cfg.features:
-        raise ValueError("data.features is empty: give a feature folder (config or --features)")
-    source = open_features(Path(os.path.expanduser(cfg.features)))
+    source = open_data_features(cfg)
     gt = resolve_ground_truth(cfg, source)
     classes = gt.classes()
     available = set(source.ids())
@@ -451,7 +467,9 @@ def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = 
     # refuses NaN / inf naming the file; preloaded training videos are checked as the datasets load them below
     for v in test_only if cfg.preload else used:
         source.load(v)
-    labels = training_supervision(gt, cfg.train_subset, cfg.labels, seed=seed, geometry=found.geometry)
+    labels = training_supervision(gt, cfg.train_subset, cfg.labels, seed=seed, geometry=found.geometry,
+                                  per_video={v: m.geometry for v, m in metas.items()} if found.per_video_geometry
+                                  else None)
     sup = labels.supervision
     train_ids, val_ids = split_holdout(train_ids, cfg.val_fraction, seed)
     norm = normalization if normalization is not None else fit_normalization(source, train_ids, cfg.normalize)
@@ -483,5 +501,5 @@ def label_counts(dataset: VideoDataset) -> dict[str, int]:
 
 
 __all__ = ["DataConfig", "VideoItem", "TrainingContext", "Batch", "VideoDataset", "DataBundle", "make_item",
-           "collate", "sample_batch", "batch_rng", "split_holdout", "load_data", "segment_snippets", "frame_labels",
+           "collate", "sample_batch", "batch_rng", "split_holdout", "load_data", "open_data_features", "segment_snippets", "frame_labels",
            "label_counts"]

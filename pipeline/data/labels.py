@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -208,17 +208,19 @@ def choose_background_clicks(gt: GroundTruth, subset: str, cfg: BackgroundClickC
 
 
 def choose_labelled_segments(gt: GroundTruth, subset: str, cfg: SegmentLabelConfig, seed: int,
-                             geometry: FeatureGeometry, length: LengthCheck = LengthCheck()
+                             geometry: FeatureGeometry, length: LengthCheck = LengthCheck(), *,
+                             per_video: Mapping[str, FeatureGeometry] | None = None
                              ) -> tuple[dict[str, tuple[Segment, ...]], list[ReadReport]]:
     """Labelled segments per video of ``subset`` from the configured source (simulated ones are snippets of
-    ``geometry``), and the reports of the files read (as :func:`choose_action_clicks`)."""
+    ``geometry``, or of the video's own in ``per_video``), and the reports of the files read (as
+    :func:`choose_action_clicks`)."""
     videos = gt.subset(subset)
     if cfg.source == "none":
         return {}, []
     if cfg.source == "simulated":
         rng = np.random.default_rng([seed, SEGMENT_STREAM])
-        return {vid: simulate_labelled_segments(videos[vid], rng, geometry, per_instance=cfg.per_instance)
-                for vid in sorted(videos)}, []
+        return {vid: simulate_labelled_segments(videos[vid], rng, (per_video or {}).get(vid, geometry),
+                                                per_instance=cfg.per_instance) for vid in sorted(videos)}, []
     if not cfg.file:
         raise ValueError("labelled-segment source 'file' needs data.labels.segments.file (ActivityNet schema)")
     chosen, report = _read_labels(read_labelled_segments, cfg.file, gt, subset, length)
@@ -226,16 +228,19 @@ def choose_labelled_segments(gt: GroundTruth, subset: str, cfg: SegmentLabelConf
 
 
 def training_supervision(gt: GroundTruth, subset: str, cfg: LabelConfig, *, seed: int,
-                         geometry: FeatureGeometry) -> LabelSet:
+                         geometry: FeatureGeometry, per_video: Mapping[str, FeatureGeometry] | None = None
+                         ) -> LabelSet:
     """:class:`Supervision` for every video of ``subset`` with the configured labels. ``geometry`` is the features'
-    (simulated labelled segments are snippets of it). ``frame_targets`` adds nothing here: the per-frame targets
+    (simulated labelled segments are snippets of it; of each video's own in ``per_video`` where the layout gives
+    every video its grid). ``frame_targets`` adds nothing here: the per-frame targets
     are made from the records' boundaries, which it requires, when the videos are read
     (:func:`~clicktal.pipeline.data.datasets.make_item`)."""
     seed = seed if cfg.seed is None else cfg.seed
     length = cfg.length_check()
     clicks, reports = choose_action_clicks(gt, subset, cfg.action_clicks, seed, length)
     background, bg_reports = choose_background_clicks(gt, subset, cfg.background_clicks, seed, length)
-    segments, seg_reports = choose_labelled_segments(gt, subset, cfg.segments, seed, geometry, length)
+    segments, seg_reports = choose_labelled_segments(gt, subset, cfg.segments, seed, geometry, length,
+                                                     per_video=per_video)
     sup = build_supervision(gt, subset=subset, action_clicks=clicks, background_clicks=background,
                             labelled_segments=segments, with_boundaries=cfg.boundaries,
                             with_video_labels=cfg.video_labels)

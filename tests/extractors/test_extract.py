@@ -12,7 +12,8 @@ from clicktal.extractors.extract import ExtractionConfig, compute_features, extr
 from clicktal.extractors.flowio import read_saved_flow
 from clicktal.extractors.runner import extract_folder, plan_videos
 from clicktal.extractors.snippets import SnippetAssembler
-from clicktal.pipeline.data.cache import FeatureCache, open_features
+from clicktal.pipeline.data.cache import FeatureCache
+from clicktal.pipeline.data.formats import open_features
 
 # Small frames and TV-L1 at 32 px (see conftest.fast_config)
 FAST = dict(random_init=True, resize=48, crop=40, flow_size=32)

@@ -10,7 +10,8 @@ from clicktal.pipeline.core.config import ConfigError, config_from_dict
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.annotations import (AnnotationError, GroundTruth, Segment, VideoAnnotation,
                                                 load_ground_truth)
-from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta, NonFiniteFeatures, open_features
+from clicktal.pipeline.data.cache import FeatureCache, FeatureMeta, NonFiniteFeatures
+from clicktal.pipeline.data.formats import open_features
 from clicktal.pipeline.data.datasets import VideoDataset
 from clicktal.pipeline.data.labels import LabelConfig, training_supervision
 from clicktal.pipeline.data.supervision import Supervision

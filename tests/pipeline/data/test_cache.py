@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from clicktal.pipeline.data.cache import CacheError, FeatureCache, FeatureMeta, SynthSource, open_features
+from clicktal.pipeline.data.cache import CacheError, FeatureCache, FeatureMeta, SynthSource
+from clicktal.pipeline.data.formats import open_features
 from clicktal.pipeline.core.geometry import FeatureGeometry
 
 META = FeatureMeta(FeatureGeometry(), {"rgb": (0, 4), "flow": (4, 8)}, extractor="test")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from clicktal.pipeline.core.geometry import FeatureGeometry
-from clicktal.pipeline.data.cache import open_features
+from clicktal.pipeline.data.formats import open_features
 from clicktal.pipeline.data.contract import ContractError
 from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 from clicktal.pipeline.runs.experiments import apply_overrides, evaluate_run, run_experiment

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from clicktal.pipeline.data.cache import CacheSource, open_features
+from clicktal.pipeline.data.cache import CacheSource
+from clicktal.pipeline.data.formats import open_features
 from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 from clicktal.pipeline.runs.engine import load_checkpoint
 from clicktal.pipeline.runs.experiments import apply_overrides, evaluate_run, run_experiment
