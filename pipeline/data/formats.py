@@ -20,6 +20,7 @@ from typing import Literal
 
 from clicktal.pipeline.core.config import FieldError
 from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.data.annotations import load_ground_truth
 from clicktal.pipeline.data.cache import CacheError, CacheSource, FeatureSource, SynthSource
 from clicktal.pipeline.data.releases import WtalcSource, is_wtalc
 
@@ -98,8 +99,10 @@ def open_features(root: str | os.PathLike, *, format: str = "auto", layout: Feat
         return WtalcSource(root, geometry=layout.geometry(None), rgb_dim=rgb)
     if fmt == "basnet":
         return layouts.BasnetSource(root, geometry=layout.geometry(None), rgb_dim=rgb)
-    if fmt == "backtal_npz":
-        return layouts.BacktalNpzSource(root, fps=layout.fps or None, rgb_dim=rgb)
+    if fmt == "backtal_npz":  # training files may lack durations: the ground truth's then
+        durations = ({v: a.duration_s for v, a in load_ground_truth(annotations).videos.items()} if annotations
+                     else None)
+        return layouts.BacktalNpzSource(root, durations=durations, default_fps=layout.fps or None, rgb_dim=rgb)
     if fmt == "actionformer":
         return layouts.ActionFormerSource(root, annotations=Path(annotations) if annotations else None,
                                           feat_stride=layout.stride or 4, num_frames=layout.window or 16,
