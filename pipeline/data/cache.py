@@ -284,6 +284,10 @@ class FeatureSource:
         """The metadata alone (no array is opened)."""
         raise NotImplementedError
 
+    def problems(self) -> list[str]:
+        """One line per file or video the reader left out of :meth:`ids`, naming it and why."""
+        return []
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.ids())
 

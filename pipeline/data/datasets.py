@@ -441,6 +441,10 @@ def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = 
     ``source`` and the datasets give the features normalised as ``cfg.normalize`` asks, with the statistics of
     the training videos (held-out ones excluded), or with ``normalization`` (a trained run's) when given."""
     source = open_data_features(cfg)
+    problems = source.problems()
+    if problems and note is not None:
+        note(f"{cfg.features}: the reader left out {len(problems)} item(s): " + "; ".join(problems[:3])
+             + ("; ..." if len(problems) > 3 else ""))
     gt = resolve_ground_truth(cfg, source)
     classes = gt.classes()
     available = set(source.ids())

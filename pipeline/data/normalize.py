@@ -106,6 +106,7 @@ class NormalizedSource(FeatureSource):
     def __init__(self, source: FeatureSource, normalization: Normalization):
         self.source, self.normalization = source, normalization
         self.root = getattr(source, "root", None)
+        self.per_video_geometry = source.per_video_geometry
 
     def ids(self) -> list[str]:
         return self.source.ids()

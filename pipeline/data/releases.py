@@ -178,6 +178,12 @@ class WtalcSource(FeatureSource):
     def ids(self) -> list[str]:
         return sorted(self._row)
 
+    def problems(self) -> list[str]:
+        out = [f"video {v}: left out: its row of {self.path.name} holds 0 snippets" for v in self.empty]
+        out += [f"{n} {subset!r} rows of {self.annotations_dir.name} have no segment: not in its ground truth (SF-Net "
+                f"trains only on annotated rows)" for subset, n in sorted(self.release.unannotated.items())]
+        return out
+
     def meta(self, video_id: str) -> FeatureMeta:
         if video_id not in self._row:
             why = "its row holds 0 snippets" if video_id in self.empty else "not listed in videoname.npy"
