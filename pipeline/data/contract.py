@@ -48,12 +48,10 @@ class FeatureContract:
                    dict(d.get("weights_sha256") or {}), bool(d.get("per_video_geometry", False)))
 
     def differences(self, other: "FeatureContract") -> list[str]:
-        """``field: ours != theirs`` for every field that differs (geometry field by field, unless both hold
-        per-video geometries)."""
+        """``field: ours != theirs`` for every field that differs (geometry field by field; not at all when this
+        contract holds per-video geometries: each video's own grid is then used)."""
         out = []
-        if self.per_video_geometry != other.per_video_geometry:
-            out.append(f"per_video_geometry: {self.per_video_geometry} != {other.per_video_geometry}")
-        for name in () if self.per_video_geometry and other.per_video_geometry else ("fps", "window", "stride"):
+        for name in () if self.per_video_geometry else ("fps", "window", "stride"):
             a, b = getattr(self.geometry, name), getattr(other.geometry, name)
             if abs(float(a) - float(b)) > 1e-9:
                 out.append(f"geometry.{name}: {a} != {b}")

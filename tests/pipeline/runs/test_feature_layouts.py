@@ -93,3 +93,21 @@ def test_every_layout_trains_sfnet_to_the_same_results(benchkit, layouts, tmp_pa
         assert dets["results"] == ref_dets["results"], name
         for key in ("mAP", "average_mAP", "evaluation", "iterations"):
             assert res[key] == ref_res[key], (name, key)
+
+
+def test_infer_reads_a_layout_with_the_run_s_reading_of_it(benchkit, layouts, tmp_path, load_tool, capsys):
+    """A folder of plain ``<video>.npy`` files (ActionFormer's layout) is recognised, read with the run's grid and
+    the fps of the run's annotation JSON: the run's own test detections come back (before: 0 videos, exit 0)."""
+    folder, data = layouts["actionformer"]
+    _, dets = train(benchkit, folder, data, tmp_path / "run")
+    test_videos = sorted(dets["results"])
+    out = tmp_path / "infer.json"
+    assert load_tool("infer").main(["--run", str(tmp_path / "run"), "--features", str(folder), "--out", str(out),
+                                    "--videos", *test_videos]) == 0
+    assert json.loads(out.read_text())["results"] == dets["results"]
+    capsys.readouterr()
+    # a folder of another layout than the run's features is refused, naming what differs
+    assert load_tool("infer").main(["--run", str(tmp_path / "run"), "--features", str(layouts["cache"][0]),
+                                    "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "extractor: actionformer != test" in err and len(err.strip().splitlines()) == 1
