@@ -32,8 +32,10 @@ class FeatureLayoutConfig:
     """What a layout may not state. ``fps``, ``window``, ``stride``: the snippet grid in frames (0: the layout's
     own: the cache's sidecars, the synthesizer's ``annotations.json``, SF-Net's per-dataset values for W-TALC,
     25 / 16 / 16 for BaS-Net; for ActionFormer ``window`` / ``stride`` are its ``num_frames`` / ``feat_stride``
-    (default 16 / 4) and ``fps`` its ``default_fps`` (0: each video's fps from the annotation JSON)). ``rgb_dim``:
-    width of the RGB stream in two-stream features (0: half the width). The cache and the synthesizer's folder
+    (default: a ``clicktal-export`` folder's ``export.json``, else 16 / 4) and ``fps`` its ``default_fps`` (0: each
+    video's fps from the annotation JSON)). ``rgb_dim``: width of the RGB stream in two-stream features (0: W-TALC
+    half the width; BaS-Net and BackTAL name their streams; ActionFormer one stream ``features`` unless its folder's
+    ``export.json`` names them). The cache and the synthesizer's folder
     state all of it; giving any of it for them is refused."""
 
     fps: float = 0.0
@@ -105,7 +107,7 @@ def open_features(root: str | os.PathLike, *, format: str = "auto", layout: Feat
         return layouts.BacktalNpzSource(root, durations=durations, default_fps=layout.fps or None, rgb_dim=rgb)
     if fmt == "actionformer":
         return layouts.ActionFormerSource(root, annotations=Path(annotations) if annotations else None,
-                                          feat_stride=layout.stride or 4, num_frames=layout.window or 16,
+                                          feat_stride=layout.stride or None, num_frames=layout.window or None,
                                           default_fps=layout.fps or None, rgb_dim=rgb)
     raise CacheError(f"{root}: unknown feature format {fmt!r}")
 

@@ -463,16 +463,32 @@ class ActionFormerSource(_IndexedSource):
     one is refused, naming it. As ActionFormer, only videos both in the JSON (when given) and in the folder are read;
     the others are named in :meth:`problems`. ``rgb_dim`` names the streams: ``{"rgb": (0, rgb_dim), "flow":
     (rgb_dim, C)}`` (``rgb_dim == C``: RGB only); without it the columns are one stream ``"features"``.
+
+    A folder written by :func:`export_actionformer` holds ``export.json``: its ``feat_stride``, ``num_frames``,
+    ``default_fps``, streams, extractor and weights are used where the arguments leave them ``None``, so that exported features keep
+    the feature contract of the cache they came from (a run trained on the cache reads them). Otherwise the defaults
+    are ActionFormer's THUMOS14 config: ``feat_stride`` 4, ``num_frames`` 16.
     """
 
     per_video_geometry = True
 
-    def __init__(self, root: str | os.PathLike, *, annotations: str | os.PathLike | None, feat_stride: float = 4,
-                 num_frames: float = 16, default_fps: float | None = None, rgb_dim: int | None = None,
-                 file_ext: str = ".npy", prefix: str = ""):
+    def __init__(self, root: str | os.PathLike, *, annotations: str | os.PathLike | None,
+                 feat_stride: float | None = None, num_frames: float | None = None, default_fps: float | None = None,
+                 rgb_dim: int | None = None, file_ext: str = ".npy", prefix: str = ""):
         self.root = Path(root)
         if not self.root.is_dir():
             raise LayoutError(f"{self.root}: no such feature folder")
+        export = self._export()
+        self.exported = export is not None
+        export = export or {}
+        config = export.get("actionformer", {})
+        feat_stride = feat_stride if feat_stride is not None else config.get("feat_stride", 4)
+        num_frames = num_frames if num_frames is not None else config.get("num_frames", 16)
+        default_fps = default_fps if default_fps is not None else config.get("default_fps")
+        self.extractor = str(export.get("extractor", "actionformer"))
+        self.weights_sha256 = dict(export.get("weights_sha256") or {})
+        self.exported_streams = ({k: (int(a), int(b)) for k, (a, b) in export["streams"].items()}
+                                 if rgb_dim is None and export.get("streams") else None)
         if annotations is None and default_fps is None:
             raise LayoutError(f"{self.root}: ActionFormer features need the annotation JSON (each video's fps) or a "
                               f"default_fps")
@@ -495,6 +511,19 @@ class ActionFormerSource(_IndexedSource):
         else:
             self._index(files, database, default_fps)
         self._geometry_from = "default_fps" if default_fps is not None else f"fps of {self.annotations}"
+
+    def _export(self) -> dict | None:
+        """``export.json`` of a folder written by :func:`export_actionformer` (None when there is none)."""
+        path = self.root / "export.json"
+        if not path.is_file():
+            return None
+        try:
+            d = json.loads(path.read_text())
+            if not isinstance(d, dict) or d.get("layout") != "actionformer":
+                raise ValueError("not an export record")
+            return d
+        except (OSError, ValueError) as e:
+            raise LayoutError(f"{path}: unreadable export record ({e})") from None
 
     def _database(self) -> dict | None:
         if self.annotations is None:
@@ -529,6 +558,11 @@ class ActionFormerSource(_IndexedSource):
                                   f"({_first(absent)})")
 
     def _streams(self, path: Path, width: int) -> dict[str, tuple[int, int]]:
+        if self.exported_streams is not None:
+            if max(b for _, b in self.exported_streams.values()) != width:
+                raise LayoutError(f"{path}: {width} columns where {self.root / 'export.json'} records streams "
+                                  f"{self.exported_streams}")
+            return dict(self.exported_streams)
         if self.rgb_dim is None:
             return {"features": (0, width)}
         if not 0 < self.rgb_dim <= width:
@@ -539,7 +573,8 @@ class ActionFormerSource(_IndexedSource):
         path, fps, source = self._video(video_id)
         return FeatureMeta(
             geometry=FeatureGeometry(fps=fps, window=self.num_frames, stride=self.feat_stride, origin=0),
-            streams=self._streams(path, width), extractor="actionformer", source=dict(source),
+            streams=self._streams(path, width), extractor=self.extractor, weights_sha256=dict(self.weights_sha256),
+            source=dict(source),
             options={"layout": "actionformer", "geometry_from": f"feat_stride {self.feat_stride}, num_frames "
                                                                  f"{self.num_frames}, {self._geometry_from}"})
 
@@ -656,6 +691,7 @@ def _export_config(source: FeatureSource, first: FeatureMeta, g: FeatureGeometry
     """``export.json``: where the features came from and the ActionFormer / OpenTAD config values to use."""
     return {
         "layout": "actionformer", "source": str(getattr(source, "root", "")), "extractor": first.extractor,
+        "weights_sha256": dict(first.weights_sha256),
         "videos": n, "geometry": g.to_dict(), "streams": {k: list(v) for k, v in first.streams.items()},
         "feature_offset": FEATURE_OFFSET,
         "actionformer": {"json_file": "annotations.json", "file_prefix": None, "file_ext": ".npy",

@@ -111,3 +111,15 @@ def test_infer_reads_a_layout_with_the_run_s_reading_of_it(benchkit, layouts, tm
                                     "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "extractor: actionformer != test" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_trained_on_the_cache_detects_on_its_actionformer_export(benchkit, layouts, tmp_path, load_tool):
+    """clicktal-export keeps the cache's feature contract (extractor, streams, grid) in export.json, so the features
+    exported for an ActionFormer run still serve the run trained on the cache, to the same detections."""
+    folder, data = layouts["cache"]
+    _, dets = train(benchkit, folder, data, tmp_path / "run")
+    assert load_tool("export_features").main([str(folder), "--out", str(tmp_path / "af"), "--no-progress"]) == 0
+    out = tmp_path / "infer.json"
+    assert load_tool("infer").main(["--run", str(tmp_path / "run"), "--features", str(tmp_path / "af"),
+                                    "--out", str(out), "--videos", *sorted(dets["results"])]) == 0
+    assert json.loads(out.read_text())["results"] == dets["results"]
