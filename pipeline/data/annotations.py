@@ -120,7 +120,7 @@ def _read_text(path: Path, what: str) -> str:
         raise AnnotationError(f"{path}: {not_utf8(e)}") from None
 
 
-def _read_database(path: Path, what: str) -> dict:
+def read_database(path: Path, what: str) -> dict:
     """The ``database`` mapping of an ActivityNet-schema file; ``what`` names the file's kind in errors."""
     text = _read_text(path, what)
     try:
@@ -163,7 +163,7 @@ def _annotations(entry, where: str) -> list[tuple[str, float, float, str]]:
 def load_ground_truth(path: str | os.PathLike) -> GroundTruth:
     """Read an ActivityNet-schema ground-truth file."""
     path = Path(path)
-    database = _read_database(path, "ground-truth")
+    database = read_database(path, "ground-truth")
     videos, warnings = {}, []
     for vid, entry in database.items():
         where = f"{path}: video {vid}"
@@ -404,7 +404,7 @@ def read_labelled_segments(path: str | os.PathLike, gt: GroundTruth, *, strict: 
     known = set(gt.classes())
     report = ReadReport(str(path), unit="labelled segments")
     segments: dict[str, list[Segment]] = {}
-    for vid, entry in _read_database(path, "labelled-segment").items():
+    for vid, entry in read_database(path, "labelled-segment").items():
         for where, start, end, label in _annotations(entry, f"{path}: video {vid}"):
             if not (_check_click(gt, vid, end, where, report, strict, length)
                     and _check_label(gt, known, label, where, report, strict)):

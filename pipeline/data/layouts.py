@@ -43,7 +43,7 @@ import numpy as np
 
 from clicktal.pipeline.core.files import atomic_write, atomic_write_text
 from clicktal.pipeline.core.geometry import FeatureGeometry
-from clicktal.pipeline.data.annotations import AnnotationError, GroundTruth, _read_database
+from clicktal.pipeline.data.annotations import AnnotationError, GroundTruth, read_database
 from clicktal.pipeline.data.cache import CacheError, FeatureMeta, FeatureSource, bad_video_id, check_finite, npy_problem
 
 BASNET_GEOMETRY = FeatureGeometry(fps=25, window=16, stride=16)  # THUMOS14 as BaS-Net / BackTAL released it
@@ -529,7 +529,7 @@ class ActionFormerSource(_IndexedSource):
         if self.annotations is None:
             return None
         try:
-            return _read_database(self.annotations, "annotation")
+            return read_database(self.annotations, "annotation")
         except AnnotationError as e:
             raise LayoutError(str(e)) from None
 
