@@ -443,8 +443,8 @@ def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = 
     source = open_data_features(cfg)
     problems = source.problems()
     if problems and note is not None:
-        note(f"{cfg.features}: the reader left out {len(problems)} item(s): " + "; ".join(problems[:3])
-             + ("; ..." if len(problems) > 3 else ""))
+        note(f"{cfg.features}: not read: " + "; ".join(problems[:3])
+             + (f"; and {len(problems) - 3} more (FeatureSource.problems())" if len(problems) > 3 else ""))
     gt = resolve_ground_truth(cfg, source)
     classes = gt.classes()
     available = set(source.ids())

@@ -179,7 +179,8 @@ class WtalcSource(FeatureSource):
         return sorted(self._row)
 
     def problems(self) -> list[str]:
-        out = [f"video {v}: left out: its row of {self.path.name} holds 0 snippets" for v in self.empty]
+        out = [f"{len(self.empty)} videos left out: their rows of {self.path.name} hold 0 snippets ("
+               f"{', '.join(self.empty[:3])}{', ...' if len(self.empty) > 3 else ''})"] if self.empty else []
         out += [f"{n} {subset!r} rows of {self.annotations_dir.name} have no segment: not in its ground truth (SF-Net "
                 f"trains only on annotated rows)" for subset, n in sorted(self.release.unannotated.items())]
         return out
