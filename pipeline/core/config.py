@@ -1,5 +1,8 @@
 """Typed dataclass configs loaded from YAML.
 
+A file may inherit others with ``_base_: other.yaml`` (or a list; paths relative to the file): the bases are merged
+underneath it, mappings key by key (OpenTAD's and MMEngine's convention), and the result is checked as one config.
+
 Unknown keys and wrong types are errors naming the key (as a dotted path) and the file. Nested dataclasses,
 ``Optional``, ``list``/``tuple``/``dict`` and ``Literal`` fields are checked; ints are accepted where floats are
 expected. A dataclass checks its values in ``__post_init__``: a :class:`FieldError` there names the field (relative
@@ -182,19 +185,52 @@ def parse_yaml_value(text: str, where: str) -> object:
         raise ConfigError(f"{where}: not valid YAML (nested too deeply to read)") from None
 
 
-def load_config(cls: type[C], path: str | os.PathLike, overrides: dict | None = None) -> C:
-    """Load ``cls`` from a YAML file; ``overrides`` (nested dict) are merged on top before checking."""
-    path = Path(path)
+BASE_KEY = "_base_"
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, list[Path]]:
+    """The mapping of the YAML file ``path`` with the files its ``_base_`` names (one path or a list, relative to
+    ``path``'s folder) merged underneath, in order (mappings merge key by key, anything else is replaced), and the
+    files read, bases first."""
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: {not_utf8(e)}") from None
+    except OSError as e:
+        via = f" (the {BASE_KEY} of {chain[-1]})" if chain else ""
+        raise ConfigError(f"{path}{via}: cannot read it ({e.strerror or e})") from None
     data = parse_yaml_value(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data, [path]
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: {BASE_KEY}: expected a file name or a list of them, got {bases!r}")
+    merged: dict = {}
+    files: list[Path] = []
+    for name in bases:
+        base = Path(os.path.normpath(path.parent / os.path.expanduser(name)))
+        if base in chain + (path,):
+            raise ConfigError(f"{path}: {BASE_KEY}: {name} inherits from itself "
+                              f"({' -> '.join(str(p) for p in chain + (path, base))})")
+        data_b, files_b = _read_yaml(base, chain + (path,))
+        merged = merge_overrides(merged, data_b)
+        files += files_b
+    return merge_overrides(merged, data), files + [path]
+
+
+def load_config(cls: type[C], path: str | os.PathLike, overrides: dict | None = None) -> C:
+    """Load ``cls`` from a YAML file and the files its ``_base_`` names (:func:`_read_yaml`); ``overrides`` (nested
+    dict) are merged on top before checking. An error names the key and every file read."""
+    path = Path(path)
+    data, files = _read_yaml(path)
     if overrides:
         data = merge_overrides(data, overrides)
-    return config_from_dict(cls, data, str(path))
+    source = str(path) if len(files) == 1 else f"{path} (with its {BASE_KEY} {', '.join(map(str, files[:-1]))})"
+    return config_from_dict(cls, data, source)
 
 
 def merge_overrides(base: dict, over: dict) -> dict:
