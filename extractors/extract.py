@@ -127,6 +127,17 @@ class ExtractionConfig:
             sig["flow_impl"] = flow_impl or flow_implementation(self.flow, self.flow_device)
         return sig
 
+    @classmethod
+    def from_signature(cls, signature: dict, **given) -> "ExtractionConfig":
+        """The config that makes features of ``signature`` (:meth:`signature`, as a run records it) again, with the
+        non-``None`` ``given`` fields on top. The TV-L1 implementation recorded as ``flow_impl`` is chosen again
+        (CPU and CUDA TV-L1 differ in their numbers)."""
+        options = dict(signature)
+        impl = options.pop("flow_impl", None)
+        method, device = {v: k for k, v in FLOW_IMPLEMENTATIONS.items()}.get(impl, (None, None))
+        config = cls(**options, **({"flow": method, "flow_device": device} if device else {}))
+        return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
+
     def model_key(self) -> tuple:
         return (self.features, self.weights_dir, self.random_init, self.seed, self.device, self.precision,
                 self.tsn_arch, self.window)

@@ -173,6 +173,13 @@ class I3DExtractor(SnippetExtractor):
             self.flow.to(dev)
             self.weights_sha256["flow"], self.weights_source["flow"] = sha_flow, src_flow
 
+    def classifier_head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The RGB stream's Kinetics classifier on pooled RGB features: weight ``[num_classes, 1024]`` and bias
+        ``[num_classes]`` (copies), so that logits are ``features[:, :1024] @ weight.T + bias``
+        (:meth:`~clicktal.extractors.i3d.InceptionI3d.classify`)."""
+        conv = self.rgb.logits.conv3d
+        return conv.weight.detach().flatten(1).clone(), conv.bias.detach().clone()
+
     def forward(self, rgb, flow):
         x = self.rgb.features(self._rgb_tensor(rgb).mul_(2.0).sub_(1.0))  # RGB in [-1, 1]
         return x if self.flow is None else torch.cat([x, self.flow.features(self._flow_tensor(flow))], dim=1)

@@ -1,7 +1,9 @@
 """The layer contract: a layer imports only the layers below it, and only ``pipeline.runs`` imports ``models``.
 
     tools  >  pipeline.runs  >  models  >  pipeline.postprocess | pipeline.evaluation  >  pipeline.data  >  pipeline.core
-    extractors  >  pipeline.data  >  pipeline.core        (extractors write the cache; nothing in the pipeline reads them)
+    pipeline.runs  >  extractors  >  pipeline.data  >  pipeline.core
+    (extractors write the cache; of the pipeline only the application layer, pipeline.runs, calls them: detection
+    on new video files extracts with a run's options)
 """
 import ast
 from pathlib import Path
@@ -16,7 +18,8 @@ ALLOWED = {
     "pipeline.postprocess": {"pipeline.core", "pipeline.data"},
     "pipeline.evaluation": {"pipeline.core", "pipeline.data"},
     "models": {"pipeline.core", "pipeline.data"},
-    "pipeline.runs": {"pipeline.core", "pipeline.data", "pipeline.postprocess", "pipeline.evaluation", "models"},
+    "pipeline.runs": {"pipeline.core", "pipeline.data", "pipeline.postprocess", "pipeline.evaluation", "models",
+                      "extractors"},
     "extractors": {"pipeline.core", "pipeline.data"},
     "tools": {"pipeline.core", "pipeline.data", "pipeline.postprocess", "pipeline.evaluation", "pipeline.runs",
               "extractors"},

@@ -19,38 +19,19 @@ file).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
-from clicktal.extractors.decode import find_videos
-from clicktal.extractors.extract import ExtractionConfig, planned_contract
-from clicktal.extractors.flow import FLOW_DEVICES, FLOW_IMPLEMENTATIONS, FLOW_METHODS
+from clicktal.extractors.flow import FLOW_DEVICES, FLOW_METHODS
 from clicktal.extractors.networks import FEATURES
-from clicktal.extractors.runner import extract_folder
 from clicktal.extractors.weights import WeightsError
 from clicktal.pipeline.core.files import DiskFullError, check_writable
-from clicktal.pipeline.data.cache import CacheError, CacheSource
+from clicktal.pipeline.data.cache import CacheError
 from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth
 from clicktal.pipeline.data.detections import write_detections, write_detections_csv
 from clicktal.pipeline.runs.inference import load_run
+from clicktal.pipeline.runs.videos import detect_files, extraction_config
 from clicktal.tools.timeline import plot_timeline
-
-
-def extraction_config(run, args) -> ExtractionConfig:
-    """The run's extraction options with the flags given on the command line on top."""
-    if run.extraction is None and args.features is None:
-        raise ValueError(f"the run {args.run} was trained on features not extracted by clicktal "
-                         f"({run.contract.extractor}); say how to extract new videos (--features ...)")
-    options = dict(run.extraction or {})
-    # the TV-L1 implementation that made the training features runs again (CPU and CUDA TV-L1 differ)
-    impl = options.pop("flow_impl", None)
-    method, device = {v: k for k, v in FLOW_IMPLEMENTATIONS.items()}.get(impl, (None, None))
-    config = ExtractionConfig(**options, **({"flow": method, "flow_device": device} if device else {}))
-    given = {"features": args.features, "weights_dir": args.weights_dir, "flow_size": args.flow_size,
-             "flow": args.flow, "flow_device": args.flow_device, "device": args.device,
-             "random_init": args.random_init or None}
-    return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,48 +55,36 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     cache = args.cache or args.out.with_name(args.out.name + ".features")
+    csv_path = args.out.with_suffix(".csv")
     try:
-        for path in (args.out, args.out.with_suffix(".csv")):
+        for path in (args.out, csv_path):
             check_writable(path)
         gt = load_ground_truth(args.gt) if args.gt else None
         run = load_run(args.run)
-        config = extraction_config(run, args)
-        run.contract.check(planned_contract(config), "extraction options " + str(config.signature()),
-                           expected=f"the run {args.run}")
-        paths = [p for v in args.videos for p in find_videos(v)]
-        summary = extract_folder(paths, cache, config=config, workers=args.workers)
+        config = extraction_config(run, features=args.features, weights_dir=args.weights_dir,
+                                   flow_size=args.flow_size, flow=args.flow, flow_device=args.flow_device,
+                                   device=args.device, random_init=args.random_init or None)
+        report = detect_files(run, args.videos, cache=cache, config=config, workers=args.workers)
+        print(report.extraction.text())
+        write_detections(args.out, report.detections, version=run.config.name)
+        write_detections_csv(csv_path, report.detections)
     except DiskFullError as e:
         print(f"error: {e}", file=sys.stderr)
         return 4
     except (WeightsError, AnnotationError, ValueError, OSError, CacheError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
-    print(summary.text())
-    ids = [r.video_id for r in summary.results if r.status in ("done", "skipped")]
-    scores: dict = {}
-    csv_path = args.out.with_suffix(".csv")
-    try:
-        detections = run.detect(CacheSource(cache), ids, scores_out=scores)
-        write_detections(args.out, detections, version=run.config.name)
-        write_detections_csv(csv_path, detections)
-    except DiskFullError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 4
-    except (ValueError, CacheError) as e:
-        print("error: " + " ".join(str(e).split()), file=sys.stderr)
-        return 2
     pictures = args.out.with_name(args.out.stem + ".timelines")
-    source = CacheSource(cache)
-    for vid in ids:
-        fs, grid = scores[vid]
+    for vid in report.video_ids:
+        fs, grid = report.scores[vid]
         truth = gt.videos[vid].segments if gt is not None and vid in gt.videos else ()
-        plot_timeline(pictures / f"{vid}.png", vid, fs.scores, grid, run.classes,
-                      [d for d in detections if d.video == vid], truth=truth,
-                      duration_s=source.meta(vid).source.get("duration_s"), top=args.top)
+        plot_timeline(pictures / f"{vid}.png", vid, fs.scores, grid, run.classes, report.of(vid), truth=truth,
+                      duration_s=report.durations[vid], top=args.top)
+    detections, ids = report.detections, report.video_ids
     print(f"{len(detections)} detections on {len(ids)} videos -> {args.out}, {csv_path}, {pictures}/")
     for d in sorted(detections, key=lambda d: -d.score)[:args.top]:
         print(f"  {d.video}  {d.start_s:8.2f}-{d.end_s:8.2f} s  {d.label:<24} {d.score:.3f}")
-    return 0 if summary.ok else 1
+    return 0 if report.extraction.ok else 1
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from clicktal.extractors.extract import ExtractionConfig, get_extractor, planned_contract
 from clicktal.extractors.i3d import kinetics400_classes
 from clicktal.extractors.weights import WeightsError
@@ -45,17 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         index = match_class_names(classes, kinetics, aliases)
         extraction = ExtractionConfig(features="i3d_rgb", weights_dir=args.weights_dir)
         contract = planned_contract(extraction)
-        head = get_extractor(extraction).rgb.logits.conv3d
+        head_weight, head_bias = get_extractor(extraction).classifier_head()
         config = config_from_dict(ExperimentConfig, {
             "name": f"kinetics_{Path(args.gt).stem}",
             "data": {"ground_truth": str(args.gt)},
-            "model": {"name": "kinetics", "params": {"class_index": index, "feature_dim": head.weight.shape[1]}},
+            "model": {"name": "kinetics", "params": {"class_index": index, "feature_dim": head_weight.shape[1]}},
             "postprocess": {"preset": args.preset}}, "<kinetics run>")
         source = get_extractor(extraction).weights_source["rgb"]
         write_untrained_run(args.out, config, classes=classes, contract=contract,
                             extraction=extraction.signature(),
-                            buffers={"head_weight": head.weight.detach().flatten(1).clone(),
-                                     "head_bias": head.bias.detach().clone()},
+                            buffers={"head_weight": head_weight, "head_bias": head_bias},
                             note=f"not trained: the Kinetics-400 head of {source}", overwrite=args.overwrite)
     except (WeightsError, AnnotationError, ValueError, OSError, FolderBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
