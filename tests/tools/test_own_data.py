@@ -14,8 +14,7 @@ from clicktal.pipeline.data.annotations import load_ground_truth, read_action_cl
 from clicktal.pipeline.data.labels import choose_action_clicks
 from clicktal.pipeline.data.stats import inside_instances
 from clicktal.pipeline.runs.schema import ExperimentConfig, _flatten
-from clicktal.tools import own_data
-from clicktal.tools.demo import main as demo
+from clicktal.tools.demo import OWN_CLASSES, main as demo, own_data_paths, own_data_walkthrough
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +31,7 @@ def test_ground_truth_and_videos(example):
     assert gt.subsets() == ["test", "training"] and not gt.warnings
     assert {v: a.subset for v, a in gt.videos.items()} == {"clip_00": "training", "clip_01": "training",
                                                            "clip_02": "test"}
-    assert sorted(gt.classes("test")) == sorted(gt.classes("training")) == sorted(own_data.CLASSES)
+    assert sorted(gt.classes("test")) == sorted(gt.classes("training")) == sorted(OWN_CLASSES)
     for vid, video in gt.videos.items():
         with av.open(str(example / "videos" / f"{vid}.mp4")) as container:
             stream = container.streams.video[0]
@@ -75,12 +74,12 @@ def test_config_is_sfnet_with_only_data_and_schedule_changed(example):
         "data.features", "data.ground_truth", "data.train_subset", "data.ambiguous",
         "data.labels.action_clicks.source", "data.labels.action_clicks.files", "data.labels.action_clicks.annotator"}
     # what the walkthrough runs is what the demo prints
-    assert [c[0] for c in own_data.walkthrough(example)] == ["clicktal-extract", "clicktal-train", "clicktal-detect",
+    assert [c[0] for c in own_data_walkthrough(example)] == ["clicktal-extract", "clicktal-train", "clicktal-detect",
                                                              "clicktal-evaluate"]
 
 
 def test_a_second_run_refuses_and_overwrite_rewrites_the_same_files(example, capsys):
-    before = {p: p.read_bytes() for p in own_data.example_paths(example)}
+    before = {p: p.read_bytes() for p in own_data_paths(example)}
     assert demo(["--own-data", str(example)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "already holds videos/clip_00.mp4" in err and "--overwrite" in err
@@ -119,7 +118,7 @@ def test_the_walkthrough_runs_as_docs_own_data_says(tmp_path):
                            timeout=120)
     assert setup.returncode == 0, setup.stderr
     outputs = []
-    for cmd in own_data.walkthrough(example):
+    for cmd in own_data_walkthrough(example):
         assert " ".join(cmd) in setup.stdout  # the demo prints the commands it is run with here
         proc = subprocess.run([bin_dir / cmd[0], *cmd[1:]], capture_output=True, text=True, timeout=300, cwd=REPO)
         assert proc.returncode == 0, f"{cmd[0]}: {proc.stderr[-2000:]}"
