@@ -1,12 +1,14 @@
-"""Every shipped config loads (unknown keys and bad values are refused at load time) and builds its model; the
-BackTAL code preset is the authors' network (VividLe/BackTAL lib/models/network.py)."""
+"""Every shipped config loads (unknown keys and bad values are refused at load time) and builds its model; every
+fragment under configs/_base_ is inherited by one of them; the BackTAL code preset is the authors' network
+(VividLe/BackTAL lib/models/network.py)."""
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from clicktal.models import build_localizer
-from clicktal.pipeline.core.config import load_config
+from clicktal.pipeline.core.config import _read_yaml, load_config
 from clicktal.pipeline.runs.schema import ExperimentConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +22,14 @@ def test_config_loads_and_builds(path):
     with torch.device("meta"):
         build_localizer(cfg.model.name, cfg.model.params, input_dim=64, num_classes=5,
                         streams={"rgb": (0, 32), "flow": (32, 64)})  # the two-stream layout of every extractor
+
+
+def test_every_fragment_is_inherited_and_none_is_taken_for_a_runnable_config():
+    fragments = sorted((REPO / "configs" / "_base_").glob("*.yaml"))
+    assert fragments and not set(fragments) & set(CONFIGS)
+    read = {f for path in CONFIGS for f in _read_yaml(path)[1]}
+    assert [f.name for f in fragments if f not in read] == []
+    assert all(yaml.safe_load(f.read_text()).get("name") is None for f in fragments)  # the child names the run
 
 
 def _params(module) -> int:

@@ -97,3 +97,84 @@ def test_post_init_field_errors_name_the_dotted_key_and_the_file(tmp_path):
     assert (nested_error("params", inner).key, nested_error("params", inner).reason) == \
         ("params.mining.xi", "expected a number, got 'x'")
     assert nested_error("params", ConfigError("params: unknown key(s) etaa")).key == "params"
+
+
+# ------------------------------------------------------------------------------------------------------ _base_
+
+
+def test_base_chain_of_two_levels_merges_mappings_and_replaces_lists(tmp_path):
+    (tmp_path / "grand.yaml").write_text("name: g\niterations: 3\noptim: {lr: 0.5, kind: sgd}\ntiou: [0.1, 0.3]\n")
+    (tmp_path / "parent.yaml").write_text("_base_: grand.yaml\noptim: {lr: 0.25}\nclip: 1.0\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("_base_: ../parent.yaml\nname: c\ntiou: [0.7]\n")  # relative to the child's folder
+    assert load_config(Experiment, child) == Experiment("c", 3, Optim(0.25, "sgd"), [0.7], 1.0)
+
+
+def test_base_list_is_merged_in_order_under_the_child(tmp_path):
+    (tmp_path / "a.yaml").write_text("iterations: 4\noptim: {kind: sgd}\ntiou: [0.2]\n")
+    (tmp_path / "b.yaml").write_text("iterations: 5\noptim: {lr: 2}\n")
+    child = write(tmp_path, "_base_: [a.yaml, b.yaml]\nname: x\n")
+    assert load_config(Experiment, child) == Experiment("x", 5, Optim(2.0, "sgd"), [0.2], None)
+    # the child wins over its bases, the overrides over all of them
+    child.write_text("_base_: [a.yaml, b.yaml]\nname: x\niterations: 6\n")
+    assert load_config(Experiment, child, overrides={"optim": {"kind": "adam"}}) == \
+        Experiment("x", 6, Optim(2.0, "adam"), [0.2], None)
+
+
+def test_a_typo_under_a_base_names_the_dotted_key_and_both_files(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("name: a\noptim: {kind: sgd}\n")
+    child = write(tmp_path, "_base_: base.yaml\noptim: {lrr: 1}\n")
+    with pytest.raises(ConfigError, match=r"optim\.lrr") as err:
+        load_config(Experiment, child)
+    assert str(child) in str(err.value) and str(base) in str(err.value)
+    base.write_text("name: a\noptim: {kind: rmsprop}\n")  # a bad value read from the base: both files too
+    child.write_text("_base_: base.yaml\n")
+    with pytest.raises(ConfigError, match=r"optim\.kind: expected one of") as err:
+        load_config(Experiment, child)
+    assert str(child) in str(err.value) and str(base) in str(err.value)
+
+
+def test_a_missing_base_names_the_file_and_the_child(tmp_path):
+    child = write(tmp_path, "_base_: nowhere.yaml\nname: a\n")
+    with pytest.raises(ConfigError, match="cannot read it") as err:
+        load_config(Experiment, child)
+    assert str(tmp_path / "nowhere.yaml") in str(err.value) and f"the _base_ of {child}" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["5", "[]", "['']", "{a: b}"])
+def test_a_base_that_is_not_file_names_is_refused(tmp_path, value):
+    child = write(tmp_path, f"_base_: {value}\nname: a\n")
+    with pytest.raises(ConfigError, match=rf"^{child}: _base_: expected a file name or a list of them"):
+        load_config(Experiment, child)
+
+
+def test_a_cycle_of_bases_is_refused_naming_the_chain(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("_base_: b.yaml\nname: a\n")
+    b.write_text("_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match="inherits from itself") as err:
+        load_config(Experiment, a)
+    assert f"{a} -> {b} -> {a}" in str(err.value)
+    a.write_text("_base_: ./a.yaml\nname: a\n")  # itself, spelled another way
+    with pytest.raises(ConfigError, match=f"inherits from itself \\({a} -> {a}\\)"):
+        load_config(Experiment, a)
+
+
+def test_the_same_base_twice_in_a_diamond_is_not_a_cycle(tmp_path):
+    (tmp_path / "root.yaml").write_text("name: r\niterations: 2\n")
+    (tmp_path / "left.yaml").write_text("_base_: root.yaml\noptim: {kind: sgd}\n")
+    (tmp_path / "right.yaml").write_text("_base_: root.yaml\nclip: 3.0\n")
+    child = write(tmp_path, "_base_: [left.yaml, right.yaml]\n")
+    assert load_config(Experiment, child) == Experiment("r", 2, Optim(1e-3, "sgd"), [0.5], 3.0)
+
+
+def test_the_dumped_config_is_resolved_and_reloads_to_the_same_config(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: b\noptim: {lr: 0.5, kind: sgd}\ntiou: [0.1]\n")
+    cfg = load_config(Experiment, write(tmp_path, "_base_: base.yaml\niterations: 7\noptim: {lr: 0.25}\n"))
+    out = tmp_path / "elsewhere" / "resolved.yaml"
+    out.parent.mkdir()
+    dump_config(cfg, out)  # in another folder: it cannot lean on base.yaml
+    assert "_base_" not in out.read_text()
+    assert load_config(Experiment, out) == cfg == Experiment("b", 7, Optim(0.25, "sgd"), [0.1], None)
