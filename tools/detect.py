@@ -27,11 +27,27 @@ from clicktal.extractors.networks import FEATURES
 from clicktal.extractors.weights import WeightsError
 from clicktal.pipeline.core.files import DiskFullError, check_writable
 from clicktal.pipeline.data.cache import CacheError
-from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth
+from clicktal.pipeline.data.annotations import AnnotationError, GroundTruth, load_ground_truth
 from clicktal.pipeline.data.detections import write_detections, write_detections_csv
-from clicktal.pipeline.runs.inference import load_run
-from clicktal.pipeline.runs.videos import detect_files, extraction_config
+from clicktal.pipeline.runs.inference import LoadedRun, load_run
+from clicktal.pipeline.runs.videos import DetectionReport, detect_files, extraction_config
 from clicktal.tools.timeline import plot_timeline
+
+
+def write_outputs(report: DetectionReport, run: LoadedRun, out: Path, *, gt: GroundTruth | None = None,
+                  top: int = 10) -> tuple[Path, Path]:
+    """Write ``report``'s detections as ``out`` (ActivityNet results JSON) and ``<out>.csv``, and one timeline PNG
+    per video under ``<out>.timelines/`` (with ``gt``'s segments when given); returns the CSV path and the
+    timeline folder."""
+    csv_path, pictures = out.with_suffix(".csv"), out.with_name(out.stem + ".timelines")
+    write_detections(out, report.detections, version=run.config.name)
+    write_detections_csv(csv_path, report.detections)
+    for vid in report.video_ids:
+        fs, grid = report.scores[vid]
+        truth = gt.videos[vid].segments if gt is not None and vid in gt.videos else ()
+        plot_timeline(pictures / f"{vid}.png", vid, fs.scores, grid, run.classes, report.of(vid), truth=truth,
+                      duration_s=report.durations[vid], top=top)
+    return csv_path, pictures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     cache = args.cache or args.out.with_name(args.out.name + ".features")
-    csv_path = args.out.with_suffix(".csv")
     try:
-        for path in (args.out, csv_path):
+        for path in (args.out, args.out.with_suffix(".csv")):
             check_writable(path)
         gt = load_ground_truth(args.gt) if args.gt else None
         run = load_run(args.run)
@@ -66,20 +81,13 @@ def main(argv: list[str] | None = None) -> int:
                                    device=args.device, random_init=args.random_init or None)
         report = detect_files(run, args.videos, cache=cache, config=config, workers=args.workers)
         print(report.extraction.text())
-        write_detections(args.out, report.detections, version=run.config.name)
-        write_detections_csv(csv_path, report.detections)
+        csv_path, pictures = write_outputs(report, run, args.out, gt=gt, top=args.top)
     except DiskFullError as e:
         print(f"error: {e}", file=sys.stderr)
         return 4
     except (WeightsError, AnnotationError, ValueError, OSError, CacheError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
-    pictures = args.out.with_name(args.out.stem + ".timelines")
-    for vid in report.video_ids:
-        fs, grid = report.scores[vid]
-        truth = gt.videos[vid].segments if gt is not None and vid in gt.videos else ()
-        plot_timeline(pictures / f"{vid}.png", vid, fs.scores, grid, run.classes, report.of(vid), truth=truth,
-                      duration_s=report.durations[vid], top=args.top)
     detections, ids = report.detections, report.video_ids
     print(f"{len(detections)} detections on {len(ids)} videos -> {args.out}, {csv_path}, {pictures}/")
     for d in sorted(detections, key=lambda d: -d.score)[:args.top]:

