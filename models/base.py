@@ -9,15 +9,11 @@ features' :class:`~clicktal.pipeline.core.geometry.FeatureGeometry`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import numpy as np
 import torch
 from torch import nn
-
-from clicktal.pipeline.core.config import config_from_dict, config_to_dict
-from clicktal.pipeline.core.geometry import FeatureGeometry
-from clicktal.pipeline.core.registry import Registry
 
 from clicktal.pipeline.data.datasets import TrainingContext
 
@@ -94,45 +90,3 @@ class Localizer(nn.Module):
 def describe(model: nn.Module) -> dict[str, Any]:
     """Parameter count and module tree, for run logs."""
     return {"parameters": int(sum(p.numel() for p in model.parameters())), "modules": str(model)}
-
-
-# ------------------------------------------------------------------------------------------------ registry
-
-
-@dataclass(frozen=True)
-class LocalizerEntry:
-    """A registered localizer: its typed config class and a keyword-only builder
-    ``build(*, config, input_dim, num_classes, streams, geometry) -> Localizer``."""
-
-    config_type: type
-    build: Callable[..., Localizer]
-
-
-LOCALIZERS: Registry[LocalizerEntry] = Registry("localizer")
-
-
-def register_localizer(name: str, config_type: type):
-    """Decorator registering a builder under ``name`` with its config dataclass."""
-
-    def decorator(build):
-        LOCALIZERS.register(name)(LocalizerEntry(config_type, build))
-        return build
-
-    return decorator
-
-
-def localizer_config(name: str, params: dict | None, source: str = "<model.params>"):
-    """``params`` (a plain mapping, e.g. from YAML) checked into the typed config of localizer ``name``."""
-    return config_from_dict(LOCALIZERS.get(name).config_type, params or {}, source)
-
-
-def build_localizer(name: str, params: dict | None, *, input_dim: int, num_classes: int,
-                    streams: dict[str, tuple[int, int]] | None = None,
-                    geometry: FeatureGeometry | None = None) -> tuple[Localizer, dict]:
-    """Build localizer ``name`` for ``input_dim``-d features with the column ranges ``streams`` (e.g. ``{"rgb": (0,
-    1024), "flow": (1024, 2048)}``) on the time grid ``geometry`` (the features' own: a model that predicts per
-    frame needs frames per snippet); returns the model and its fully resolved params (for the saved config)."""
-    cfg = localizer_config(name, params)
-    model = LOCALIZERS.get(name).build(config=cfg, input_dim=input_dim, num_classes=num_classes, streams=streams,
-                                       geometry=geometry or FeatureGeometry())
-    return model, config_to_dict(cfg)

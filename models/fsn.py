@@ -16,85 +16,15 @@ open points are fields of :class:`FSNConfig` / :class:`WFSNConfig` with the reas
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clicktal.pipeline.core.config import FieldError
 from clicktal.pipeline.core.geometry import FeatureGeometry
 
-from .base import FrameScores, Localizer, LocalizerOutput, register_localizer
-from .blocks import TemporalConvStack, receptive_field, upsample_to_frames
-
-Streams = Literal["rgb", "flow", "both"]
-
-
-@dataclass
-class TemporalCNNConfig:
-    """The network both variants share. Paper values: kernel 3, dilations 1, 2, 4 (Sec. 3.3). Open points:
-
-    * ``streams``: ``rgb``, ``flow`` (Table 1's single-stream rows) or ``both``; ``fusion`` of the two streams,
-      which the paper does not state: ``late`` (default) runs one temporal CNN per stream, each trained by its own
-      loss as TSN trains its streams, and at inference takes the weighted mean of the streams' scores *before* the
-      softmax with ``fusion_weights`` (rgb, flow) = (1, 1.5), TSN's fusion weights [14] (the networks FSN is built
-      on, and Table 1 reports the single streams next to the fused model as TSN does); ``early`` concatenates the
-      RGB and flow features into one temporal CNN;
-    * ``hidden_dim`` 512 for the three convolutions (the paper gives no width; half of a 1024-d TSN stream
-      feature), ReLU after each (VGG, which Sec. 3.3 follows for the kernel size) and ``dropout`` 0.5 after each
-      ReLU (VGG's rate; the paper names none);
-    * ``temporal_cnn`` false: Sec. 4.4's ablation, the classification layer alone (kernel 1, one snippet seen).
-    """
-
-    streams: Streams = "both"
-    fusion: Literal["late", "early"] = "late"
-    fusion_weights: tuple[float, float] = (1.0, 1.5)
-    temporal_cnn: bool = True
-    hidden_dim: int = 512
-    kernel_size: int = 3
-    dilations: tuple[int, ...] = (1, 2, 4)
-    dropout: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.hidden_dim < 1:
-            raise FieldError("hidden_dim", f"must be >= 1, got {self.hidden_dim}")
-        if not self.dilations or min(self.dilations) < 1:
-            raise FieldError("dilations", f"needs one or more dilations >= 1, got {list(self.dilations)}")
-        if self.kernel_size < 1 or self.kernel_size % 2 != 1:
-            raise FieldError("kernel_size", f"must be odd (the length is kept), got {self.kernel_size}")
-        if not 0 <= self.dropout < 1:
-            raise FieldError("dropout", f"must be in [0, 1), got {self.dropout}")
-        if min(self.fusion_weights) < 0 or sum(self.fusion_weights) <= 0:
-            raise FieldError("fusion_weights", f"must be >= 0 with a positive sum, got {list(self.fusion_weights)}")
-
-    @property
-    def receptive_field(self) -> int:
-        """Snippets one output snippet sees (7 + 8 = 15 for kernel 3 and dilations 1, 2, 4; 1 without the CNN)."""
-        return receptive_field(self.kernel_size, self.dilations) if self.temporal_cnn else 1
-
-
-@dataclass
-class FSNConfig(TemporalCNNConfig):
-    """FSN (strong supervision, per-frame labels). ``frame_loss``: ``sum`` over the frames of a window and the mean
-    over the batch, as Eq. 4 is printed (``1/B sum_b sum_t``), or ``mean`` over all valid frames."""
-
-    frame_loss: Literal["sum", "mean"] = "sum"
-
-
-@dataclass
-class WFSNConfig(TemporalCNNConfig):
-    """WFSN (video labels). ``pooling``: ``max`` (GMP, the paper's choice, Sec. 3.4) or ``avg`` (GAP, Table 5).
-    The cross-entropy's target for a video with several classes is the multi-hot label divided by its sum (the
-    paper, with "the standard cross-entropy", does not say; this is W-TALC's and UntrimmedNet's choice).
-    ``frame_signal``: what post-processing thresholds per frame, ``softmax`` over the K classes (the paper's "softmax
-    score", Sec. 4.3) or the upsampled ``logits`` (with no background class a frame's softmax says which class, not
-    whether any; docs/fsn.md has the held-out measurement)."""
-
-    pooling: Literal["max", "avg"] = "max"
-    frame_signal: Literal["softmax", "logits"] = "logits"
-
+from .base import FrameScores, Localizer, LocalizerOutput
+from .blocks import TemporalConvStack, upsample_to_frames
+from .fsn_config import FSNConfig, TemporalCNNConfig, WFSNConfig
 
 class TemporalClassifier(nn.Module):
     """One stream's FSN head: ``[B, T, in_dim]`` -> ``[B, T, outputs]`` logits, zero on padding. The temporal CNN
@@ -218,7 +148,6 @@ def _stream_columns(config: TemporalCNNConfig, streams: dict[str, tuple[int, int
     return {s: [have[s]] for s in wanted}
 
 
-@register_localizer("fsn", FSNConfig)
 def build_fsn(*, config: FSNConfig, input_dim: int, num_classes: int,
               streams: dict[str, tuple[int, int]] | None = None,
               geometry: FeatureGeometry | None = None) -> FrameSegmentationNetwork:
@@ -228,7 +157,6 @@ def build_fsn(*, config: FSNConfig, input_dim: int, num_classes: int,
                                     geometry=geometry or FeatureGeometry(), weak=False)
 
 
-@register_localizer("wfsn", WFSNConfig)
 def build_wfsn(*, config: WFSNConfig, input_dim: int, num_classes: int,
                streams: dict[str, tuple[int, int]] | None = None,
                geometry: FeatureGeometry | None = None) -> FrameSegmentationNetwork:

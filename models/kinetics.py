@@ -8,33 +8,13 @@ no scores and is never detected.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 
-from clicktal.pipeline.core.config import FieldError
 from clicktal.pipeline.core.geometry import FeatureGeometry
 
-from .base import FrameScores, Localizer, LocalizerOutput, register_localizer
-
-KINETICS_CLASSES = 400
-
-
-@dataclass
-class KineticsConfig:
-    """``class_index``: for each dataset class, the index of its Kinetics-400 class, or -1 when it has none
-    (``tools/kinetics_run.py`` matches the names); ``feature_dim``: the I3D RGB feature width the head reads (the first columns of
-    the features, the ``rgb`` stream)."""
-
-    class_index: list[int] = field(default_factory=list)
-    feature_dim: int = 1024
-
-    def __post_init__(self) -> None:
-        bad = [i for i in self.class_index if not -1 <= i < KINETICS_CLASSES]
-        if bad:
-            raise FieldError("class_index", f"entries must be -1 or a Kinetics-400 index, got {bad[:5]}")
-
+from .base import FrameScores, Localizer, LocalizerOutput
+from .kinetics_config import KINETICS_CLASSES, KineticsConfig
 
 class KineticsLocalizer(Localizer):
     """Per-snippet Kinetics-400 softmax of the I3D head ``[400, feature_dim]``; :meth:`frame_scores` gives the
@@ -72,7 +52,6 @@ class KineticsLocalizer(Localizer):
         return FrameScores(scores=p.numpy(), video_scores=p.mean(0).numpy(), class_probs=p.numpy())
 
 
-@register_localizer("kinetics", KineticsConfig)
 def build_kinetics(*, config: KineticsConfig, input_dim: int, num_classes: int,
                    streams: dict[str, tuple[int, int]] | None = None,
                    geometry: FeatureGeometry | None = None) -> KineticsLocalizer:

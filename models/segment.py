@@ -20,7 +20,6 @@ leaves open is a field of :class:`SegmentConfig` with its default and the reason
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -29,68 +28,9 @@ from torch import nn
 
 from clicktal.pipeline.core.geometry import FeatureGeometry
 
-from .base import FrameScores, Localizer, LocalizerOutput, register_localizer
+from .base import FrameScores, Localizer, LocalizerOutput
 from .blocks import masked_softmax, topk_pool
-
-
-@dataclass
-class SegmentConfig:
-    """The method's network and losses; defaults are the paper's where it gives them (Sec. 5.1: alpha 0.1, beta
-    1e-4, gamma 0.02, ``r = 2Q``). The open points, and why they are set as they are:
-
-    * ``hidden_dim`` None = D (the paper: ``f in R^{l x D}``, the FC keeps the input width), ``dropout`` 0.7 after
-      the ReLU (W-TALC's network, [8], whose top-k and attention pooling the paper reuses);
-    * ``topk``: Sec. 5.1 sets the ratio ``r = 2Q`` (Q = the video's labelled segments) in ``k = floor(T / r)``.
-      ``ratio`` (default) reads that literally, ``k = max(floor(T / (2Q)), 1)``; ``count`` reads it as ``k = 2Q``
-      (twice the labelled segments, which is what "the ratio of selected segments" would give if r counted
-      segments). Q is counted as the sample's labelled snippets (a labelled 16-frame segment is one snippet at
-      THUMOS14's geometry); a video without labelled snippets uses ``fallback_r`` (W-TALC's ``r = 8``).
-      ``fixed``: ``k = max(floor(T / fallback_r), 1)`` whatever the labels, the "fixed number" of the video-level
-      methods Sec. 5.1 contrasts r = 2Q with. Table 1's rows without the partial segment loss are equal for one
-      and two segments (CL 19.4, +SL 24.4, +PL 19.7, +SL+PL 26.1), so they read no segment label: ``fixed`` is
-      that label-free CL;
-    * ``sphere_margin`` m = 4 (SphereFace's choice for its main results; the paper gives no value) and
-      ``sphere_psi``: ``sphereface`` = ``(-1)^k cos(m theta) - 2k`` (SphereFace's psi, monotone in theta; at m = 1
-      the loss is the plain softmax loss on normalised weights) or ``printed`` = ``(-1)^k cos(m theta) - 2``
-      (Eq. 9 as printed, which is not monotone and does not reduce to softmax at m = 1). The paper's Eq. 9 indexes
-      ``F^n(i)`` over the D dimensions, which gives an angle between a vector and a scalar; here ``F^n`` is one
-      D-vector per class, so the ``1 / D`` factor is not applied. Only the video's labelled classes get a term (a
-      target n absent from the video has no true ``F^n``). SphereFace's lambda annealing is not used (the paper
-      does not mention it);
-    * ``median``: ``torch.median`` over the valid snippets (the lower median for an even count);
-    * ``propagation_similarity``: ``cosine`` (default: ``S_ij`` = cosine of ``f_i, f_j``, scale-free, so gamma
-      means the same for any feature width) or ``dot`` (``S = f f^T`` as printed); ``detach_similarity`` true
-      treats S as given weights, as ``W_ij`` in Weston et al.'s Eq. 11 (otherwise the loss also pulls ``f`` apart,
-      and with ``dot`` it is lowest for ``f = 0``); ``propagation_classes``: ``all`` (the printed ``sum_n`` over
-      the N classes) or ``labelled``; ``propagation_reduction``: ``mean`` over the ``T^2`` pairs (default, so the
-      term does not grow with the square of the video length) or ``sum`` (as printed);
-    * averaging over a batch: every term per video, then the mean over the videos that have it.
-    """
-
-    hidden_dim: int | None = None
-    dropout: float = 0.7
-    alpha: float = 0.1
-    beta: float = 1e-4
-    gamma: float = 0.02
-    topk: Literal["ratio", "count", "fixed"] = "ratio"
-    fallback_r: float = 8.0
-    segment_loss: bool = True
-    sphere_loss: bool = True
-    propagation_loss: bool = True
-    sphere_margin: int = 4
-    sphere_psi: Literal["sphereface", "printed"] = "sphereface"
-    propagation_similarity: Literal["cosine", "dot"] = "cosine"
-    detach_similarity: bool = True
-    propagation_classes: Literal["all", "labelled"] = "all"
-    propagation_reduction: Literal["mean", "sum"] = "mean"
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.sphere_margin < 1:
-            raise ValueError(f"sphere_margin must be an integer >= 1, got {self.sphere_margin}")
-        if self.fallback_r <= 0 or min(self.alpha, self.beta, self.gamma) < 0:
-            raise ValueError("fallback_r must be > 0 and alpha, beta, gamma >= 0")
+from .segment_config import SegmentConfig
 
 
 # ------------------------------------------------------------------------------------------------ losses
@@ -261,7 +201,6 @@ class SegmentLocalizer(Localizer):
                            class_probs=p_a.expand(T, -1).cpu().numpy())
 
 
-@register_localizer("segment", SegmentConfig)
 def build_segment(*, config: SegmentConfig, input_dim: int, num_classes: int,
                   streams: dict[str, tuple[int, int]] | None = None,
                   geometry: FeatureGeometry | None = None) -> SegmentLocalizer:

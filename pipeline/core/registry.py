@@ -1,7 +1,9 @@
-"""Plain registries: a dict and a decorator per kind (as in ActionFormer's ``libs/modeling/models.py``)."""
+"""Plain registries: a dict and a decorator per kind (as in ActionFormer's ``libs/modeling/models.py``), and
+:func:`import_object` for entries that name what they register instead of importing it."""
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+import importlib
+from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -31,3 +33,12 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+
+def import_object(target: str) -> Any:
+    """The object ``target`` names as ``"package.module:attribute"`` (an entry point's spelling), importing the
+    module now: an entry that names its object costs no import until it is used."""
+    module, sep, attribute = target.partition(":")
+    if not (sep and module and attribute):
+        raise ValueError(f"expected 'package.module:attribute', got {target!r}")
+    return getattr(importlib.import_module(module), attribute)

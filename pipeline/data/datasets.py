@@ -39,47 +39,16 @@ import torch
 
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.annotations import GroundTruth, Segment, load_ground_truth
+from clicktal.pipeline.data.config import DataConfig
 from clicktal.pipeline.data.cache import FeatureSource, SynthSource
-from clicktal.pipeline.data.formats import FeatureFormat, FeatureLayoutConfig, open_features
+from clicktal.pipeline.data.formats import open_features
 from clicktal.pipeline.data.contract import FeatureContract, source_contract
-from clicktal.pipeline.data.labels import LabelConfig, LabelSet, training_supervision
-from clicktal.pipeline.data.normalize import Normalization, NormalizeKind, fit_normalization, normalized
+from clicktal.pipeline.data.labels import LabelSet, training_supervision
+from clicktal.pipeline.data.normalize import Normalization, fit_normalization, normalized
 from clicktal.pipeline.data.provenance import check_sources
-from clicktal.pipeline.data.sampling import (SampleGrid, Sampler, SamplingConfig, resample_features,
+from clicktal.pipeline.data.sampling import (SampleGrid, Sampler, resample_features,
                                              resample_points, resample_targets, whole_grid)
 from clicktal.pipeline.data.supervision import Supervision
-
-
-@dataclass
-class DataConfig:
-    """Features, labels, sampling and the train/test subsets.
-
-    ``features``: a feature folder (``tools/train_localizer.py --features`` overrides it) in the layout
-    ``feature_format`` (``auto``: recognised; :mod:`~clicktal.pipeline.data.formats`: the cache, the synthesizer's
-    folder, W-TALC's joint file, BaS-Net's, BackTAL's and ActionFormer's per-video files), with ``feature_layout``
-    stating what the layout does not (grid, RGB width). ``ground_truth``: ActivityNet-schema file (ActionFormer's
-    annotation JSON included); empty means the synthesizer's ``annotations.json`` or the W-TALC release's arrays.
-    ``sampling``: the temporal sampling of training and of validation/inference (default: whole videos).
-    ``val_fraction``: share of the training subset held out for validation (never the test subset).
-    ``accept_changed_sources``: use features whose source video file was replaced since extraction (refused by
-    default, naming the video). ``normalize``: ``none`` (the features as stored) or ``standardize`` (per dimension,
-    with the mean and std of the training videos; :mod:`~clicktal.pipeline.data.normalize`). Relative paths are
-    taken from the current directory.
-    """
-
-    features: str = ""
-    feature_format: FeatureFormat = "auto"
-    feature_layout: FeatureLayoutConfig = field(default_factory=FeatureLayoutConfig)
-    ground_truth: str = ""
-    train_subset: str = "validation"
-    test_subset: str = "test"
-    ambiguous: str = ""  # THUMOS14's ambiguous test segments, used by evaluation when given
-    labels: LabelConfig = field(default_factory=LabelConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    val_fraction: float = 0.0
-    preload: bool = True
-    accept_changed_sources: bool = False
-    normalize: NormalizeKind = "none"
 
 
 @dataclass

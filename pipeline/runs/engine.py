@@ -39,7 +39,8 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 
-from clicktal.models.base import Localizer, localizer_config
+from clicktal.models import localizer_config
+from clicktal.models.base import Localizer
 from clicktal.pipeline.core.config import config_from_dict, config_to_dict, dump_config
 from clicktal.pipeline.core.files import atomic_write, atomic_write_text, naming_full_disk, sweep_temp_files
 from clicktal.pipeline.data.datasets import TrainingContext, VideoDataset, batch_rng, collate, sample_batch

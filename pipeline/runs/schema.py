@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
-
 from clicktal.models import LOCALIZERS, localizer_config
 from clicktal.pipeline.core.config import ConfigError, FieldError, nested_error
-from clicktal.pipeline.data.datasets import DataConfig
+from clicktal.pipeline.data.config import DataConfig
 from clicktal.pipeline.postprocess.grouping import PRESETS, PostprocessConfig
 
 
@@ -88,7 +87,15 @@ class TrainConfig:
         ])
 
 
+# the usual device names, checked without importing torch (checking a config imports none)
+_COMMON_DEVICE = re.compile(r"(cpu|cuda|mps)(:(0|[1-9][0-9]{0,3}))?")
+
+
 def _is_device(name: str) -> bool:
+    """Whether torch reads ``name`` as a device; torch is imported only for a name that is not a usual one."""
+    if _COMMON_DEVICE.fullmatch(name):
+        return True
+    import torch
     try:
         torch.device(name)
     except (RuntimeError, ValueError):

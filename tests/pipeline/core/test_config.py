@@ -5,7 +5,8 @@ import pytest
 
 from clicktal.pipeline.core.config import (ConfigError, FieldError, config_to_dict, dump_config, load_config,
                                            nested_error)
-from clicktal.pipeline.core.registry import Registry
+from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.core.registry import Registry, import_object
 
 
 @dataclass
@@ -73,6 +74,13 @@ def test_registry_registers_and_names_unknown_entries():
         reg.get("huge")
     with pytest.raises(KeyError, match="already registered"):
         reg.register("tiny")(build_tiny)
+
+
+def test_import_object_imports_what_module_colon_attribute_names():
+    assert import_object("clicktal.pipeline.core.geometry:FeatureGeometry") is FeatureGeometry
+    for bad in ("clicktal.pipeline.core.geometry", "clicktal.pipeline.core.geometry:", ":FeatureGeometry"):
+        with pytest.raises(ValueError, match="expected 'package.module:attribute'"):
+            import_object(bad)
 
 
 @dataclass

@@ -1,0 +1,75 @@
+"""FSN's and WFSN's typed configs (``model.params`` of a config naming ``fsn`` or ``wfsn``), apart from the networks
+in :mod:`clicktal.models.fsn` so that a config is checked without importing torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from clicktal.pipeline.core.config import FieldError
+
+Streams = Literal["rgb", "flow", "both"]
+
+
+@dataclass
+class TemporalCNNConfig:
+    """The network both variants share. Paper values: kernel 3, dilations 1, 2, 4 (Sec. 3.3). Open points:
+
+    * ``streams``: ``rgb``, ``flow`` (Table 1's single-stream rows) or ``both``; ``fusion`` of the two streams,
+      which the paper does not state: ``late`` (default) runs one temporal CNN per stream, each trained by its own
+      loss as TSN trains its streams, and at inference takes the weighted mean of the streams' scores *before* the
+      softmax with ``fusion_weights`` (rgb, flow) = (1, 1.5), TSN's fusion weights [14] (the networks FSN is built
+      on, and Table 1 reports the single streams next to the fused model as TSN does); ``early`` concatenates the
+      RGB and flow features into one temporal CNN;
+    * ``hidden_dim`` 512 for the three convolutions (the paper gives no width; half of a 1024-d TSN stream
+      feature), ReLU after each (VGG, which Sec. 3.3 follows for the kernel size) and ``dropout`` 0.5 after each
+      ReLU (VGG's rate; the paper names none);
+    * ``temporal_cnn`` false: Sec. 4.4's ablation, the classification layer alone (kernel 1, one snippet seen).
+    """
+
+    streams: Streams = "both"
+    fusion: Literal["late", "early"] = "late"
+    fusion_weights: tuple[float, float] = (1.0, 1.5)
+    temporal_cnn: bool = True
+    hidden_dim: int = 512
+    kernel_size: int = 3
+    dilations: tuple[int, ...] = (1, 2, 4)
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.hidden_dim < 1:
+            raise FieldError("hidden_dim", f"must be >= 1, got {self.hidden_dim}")
+        if not self.dilations or min(self.dilations) < 1:
+            raise FieldError("dilations", f"needs one or more dilations >= 1, got {list(self.dilations)}")
+        if self.kernel_size < 1 or self.kernel_size % 2 != 1:
+            raise FieldError("kernel_size", f"must be odd (the length is kept), got {self.kernel_size}")
+        if not 0 <= self.dropout < 1:
+            raise FieldError("dropout", f"must be in [0, 1), got {self.dropout}")
+        if min(self.fusion_weights) < 0 or sum(self.fusion_weights) <= 0:
+            raise FieldError("fusion_weights", f"must be >= 0 with a positive sum, got {list(self.fusion_weights)}")
+
+    @property
+    def receptive_field(self) -> int:
+        """Snippets one output snippet sees (7 + 8 = 15 for kernel 3 and dilations 1, 2, 4; 1 without the CNN)."""
+        from .blocks import receptive_field  # here, not at the top: blocks imports torch, this module must not
+        return receptive_field(self.kernel_size, self.dilations) if self.temporal_cnn else 1
+
+
+@dataclass
+class FSNConfig(TemporalCNNConfig):
+    """FSN (strong supervision, per-frame labels). ``frame_loss``: ``sum`` over the frames of a window and the mean
+    over the batch, as Eq. 4 is printed (``1/B sum_b sum_t``), or ``mean`` over all valid frames."""
+
+    frame_loss: Literal["sum", "mean"] = "sum"
+
+
+@dataclass
+class WFSNConfig(TemporalCNNConfig):
+    """WFSN (video labels). ``pooling``: ``max`` (GMP, the paper's choice, Sec. 3.4) or ``avg`` (GAP, Table 5).
+    The cross-entropy's target for a video with several classes is the multi-hot label divided by its sum (the
+    paper, with "the standard cross-entropy", does not say; this is W-TALC's and UntrimmedNet's choice).
+    ``frame_signal``: what post-processing thresholds per frame, ``softmax`` over the K classes (the paper's "softmax
+    score", Sec. 4.3) or the upsampled ``logits`` (with no background class a frame's softmax says which class, not
+    whether any; docs/fsn.md has the held-out measurement)."""
+
+    pooling: Literal["max", "avg"] = "max"
+    frame_signal: Literal["softmax", "logits"] = "logits"
