@@ -39,7 +39,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -9,15 +9,13 @@ features' :class:`~clicktal.pipeline.core.geometry.FeatureGeometry`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from clicktal.pipeline.data.datasets import TrainingContext
-
-from .blocks import masked_mean  # noqa: F401  (lives in blocks; still importable from here)
 
 if TYPE_CHECKING:
     from clicktal.pipeline.data.datasets import Batch

@@ -17,7 +17,6 @@ open points are fields of :class:`FSNConfig` / :class:`WFSNConfig` with the reas
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from clicktal.pipeline.core.geometry import FeatureGeometry

@@ -71,7 +71,7 @@ from clicktal.pipeline.core.geometry import FeatureGeometry
 
 from .base import FrameScores, Localizer, LocalizerOutput, TrainingContext
 from .blocks import StreamFusion, TemporalConvStack, TopK, split_streams, stream_ranges, topk_pool
-from .sfnet_config import MiningConfig, SFNetConfig, SFNetInferenceConfig  # noqa: F401  (public here too)
+from .sfnet_config import SFNetConfig
 from .losses import (actionness_loss, background_loss, centre_loss, class_attention_features, soft_cross_entropy,
                      sgd_step_centres, top_mask, update_centres, video_loss, video_targets)
 
