@@ -1,44 +1,28 @@
 """Videos of a feature folder paired with their :class:`Supervision`, as per-snippet targets, and padded batches.
 
 Supervision lives in seconds; here it becomes snippet targets through the features' :class:`FeatureGeometry` (the
-only seconds <-> snippet mapping). A :class:`VideoItem` holds one whole video, or one sample of it drawn by the
-temporal sampling stage (:mod:`clicktal.pipeline.data.sampling`, which moves every target with the features);
-:func:`collate` pads a list of them into a :class:`Batch` with masks.
-
-Targets are kept per kind, so that every cheap-label method can share the engine ([T] for one video, [B, T] in a
-batch):
-
-* ``click_targets [T, C]``: action clicks per snippet and class (counts); ``anchor_mask``: snippets holding one
-  (the anchors SF-Net's mining expands);
-* ``segment_targets [T, C]``: labelled segments (Ding et al.), multi-hot on the snippets whose centre they hold;
-* ``boundary_targets [T, C]``: full boundaries, likewise;
-* ``action_targets [T, C]`` with ``action_mask``: all of these together, each labelled row a distribution over the
-  classes (two clicks of different classes on one snippet share it): what SF-Net's frame loss reads;
-* ``background_mask [T]``: snippets holding a background click (BackTAL);
-* ``video_labels [C]``: the video-level multi-hot labels;
-* ``frame_labels [T * f, C + 1]`` (with ``data.labels.frame_targets``): multi-hot per frame of the resampled video,
-  column ``c + 1`` for every instance of class ``c`` holding the frame (overlapping instances all count: every
-  CliffDiving instance of THUMOS14 lies inside a Diving one), column 0 for background; a batch holds them as
-  ``frame_targets [B, F, C + 1]``, each frame's row divided by its sum (a distribution, for the frame-wise softmax
-  cross-entropy of the models that predict frames).
-
-On a resized sampling grid, clicks (``click_targets``, ``anchor_mask``, ``background_mask``) mark the nearest grid
-element only, and dense labels (segments, boundaries) every element they cover.
+only seconds <-> snippet mapping), one array per target kind of the registry (:mod:`~clicktal.pipeline.data.targets`,
+which lists them). A :class:`VideoItem` holds one whole video, or one sample of it drawn by the temporal sampling
+stage (:mod:`clicktal.pipeline.data.sampling`, which moves every target with the features); :func:`collate` pads a
+list of them into a :class:`Batch` with masks. Items and batches carry their targets in ``targets`` (kind ->
+array); the named fields of before (``click_targets``, ``anchor_mask``, ...: ``ITEM_FIELDS``, ``BATCH_FIELDS``)
+are views of it. A dataset builds the kinds it is told to (default: ``DEFAULT_KINDS``, and ``frames`` with
+``data.labels.frame_targets``), and nothing else.
 
 Which labels a run trains from is :class:`~clicktal.pipeline.data.labels.LabelConfig` (``data.labels``).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from clicktal.pipeline.core.geometry import FeatureGeometry
-from clicktal.pipeline.data.annotations import GroundTruth, Segment, load_ground_truth
+from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth
 from clicktal.pipeline.data.config import DataConfig
 from clicktal.pipeline.data.cache import FeatureSource, SynthSource
 from clicktal.pipeline.data.formats import open_features
@@ -46,88 +30,121 @@ from clicktal.pipeline.data.contract import FeatureContract, source_contract
 from clicktal.pipeline.data.labels import LabelSet, training_supervision
 from clicktal.pipeline.data.normalize import Normalization, fit_normalization, normalized
 from clicktal.pipeline.data.provenance import check_sources
-from clicktal.pipeline.data.sampling import (SampleGrid, Sampler, resample_features,
-                                             resample_points, resample_targets, whole_grid)
+from clicktal.pipeline.data.sampling import SampleGrid, Sampler, resample_features, whole_grid
 from clicktal.pipeline.data.supervision import Supervision
+from clicktal.pipeline.data.targets import (DEFAULT_KINDS, build_targets, frame_labels, pad, segment_snippets,
+                                            target_kind)
+
+# the named fields of an item and of a batch, each a view of one target kind (models read them until they read
+# ``targets``)
+ITEM_FIELDS = {"video_labels": "video_labels", "action_targets": "actions", "anchor_mask": "anchors",
+               "background_mask": "background", "click_targets": "clicks", "segment_targets": "segments",
+               "boundary_targets": "boundaries", "frame_labels": "frames", "truth_targets": "truth"}
+BATCH_FIELDS = {**{k: v for k, v in ITEM_FIELDS.items() if k != "frame_labels"}, "frame_targets": "frames"}
+# a batch's masks of the rows holding a label, per kind
+BATCH_MASKS = {"action_mask": "actions", "segment_mask": "segments", "boundary_mask": "boundaries",
+               "frame_mask": "frames"}
+_UNSET = object()  # an item field not given to the constructor (None given: the kind is absent)
 
 
-@dataclass
+def _view(mapping: str, kind: str) -> property:
+    def get(self):
+        return getattr(self, mapping).get(kind)
+
+    def put(self, value) -> None:
+        if value is None:
+            getattr(self, mapping).pop(kind, None)
+        else:
+            getattr(self, mapping)[kind] = value
+    return property(get, put, doc=f"``{mapping}[{kind!r}]`` (None when absent)")
+
+
+@dataclass(init=False, eq=False)
 class VideoItem:
-    """One video, or one sample of it (``grid`` says which native snippets it stands for; see the module
-    docstring for the targets)."""
+    """One video, or one sample of it (``grid`` says which native snippets it stands for): its features and
+    ``targets`` (kind -> array on the sample's grid; see :mod:`~clicktal.pipeline.data.targets`).
+
+    Built from ``targets``, or from today's named fields (``ITEM_FIELDS``; ``click_targets``, ``segment_targets``
+    and ``boundary_targets`` are then zeros when not given); a named field given beside ``targets`` replaces that
+    kind (None: removes it). ``action_mask`` is the rows of ``actions`` holding a label; given, it must be them."""
 
     video_id: str
     features: np.ndarray
-    video_labels: np.ndarray
-    action_targets: np.ndarray
-    action_mask: np.ndarray
-    anchor_mask: np.ndarray
-    background_mask: np.ndarray
     geometry: FeatureGeometry  # the native grid of the video's features
-    click_targets: np.ndarray | None = None
-    segment_targets: np.ndarray | None = None
-    boundary_targets: np.ndarray | None = None
-    frame_labels: np.ndarray | None = None
-    grid: SampleGrid | None = None
-    truth_targets: np.ndarray | None = None  # [T, C] ground-truth snippets, diagnostics only (never a loss)
+    grid: SampleGrid
+    targets: dict[str, np.ndarray]
 
-    def __post_init__(self) -> None:
-        T, C = self.features.shape[0], self.video_labels.shape[0]
-        for name in ("click_targets", "segment_targets", "boundary_targets"):
-            if getattr(self, name) is None:
-                setattr(self, name, np.zeros((T, C), np.float32))
-        if self.grid is None:
-            self.grid = whole_grid(self.geometry, T)
+    def __init__(self, video_id: str, features: np.ndarray, video_labels=_UNSET, action_targets=_UNSET,
+                 action_mask=_UNSET, anchor_mask=_UNSET, background_mask=_UNSET,
+                 geometry: FeatureGeometry | None = None, click_targets=_UNSET, segment_targets=_UNSET,
+                 boundary_targets=_UNSET, frame_labels=_UNSET, grid: SampleGrid | None = None, truth_targets=_UNSET,
+                 *, targets: Mapping[str, np.ndarray] | None = None):
+        if geometry is None:
+            raise TypeError("VideoItem needs the features' geometry")
+        self.video_id, self.features, self.geometry = video_id, features, geometry
+        named = dict(video_labels=video_labels, action_targets=action_targets, anchor_mask=anchor_mask,
+                     background_mask=background_mask, click_targets=click_targets, segment_targets=segment_targets,
+                     boundary_targets=boundary_targets, frame_labels=frame_labels, truth_targets=truth_targets)
+        if targets is None:  # today's constructor: every kind of before, the per-kind ones zeros when not given
+            missing = [k for k in ("video_labels", "action_targets", "anchor_mask", "background_mask")
+                       if named[k] is _UNSET]
+            if missing:
+                raise TypeError(f"VideoItem needs targets= or {', '.join(missing)}")
+            T, C = features.shape[0], np.shape(video_labels)[0]
+            for name in ("click_targets", "segment_targets", "boundary_targets"):
+                if named[name] is _UNSET or named[name] is None:
+                    named[name] = np.zeros((T, C), np.float32)
+        self.targets = dict(targets or {})
+        for name, value in named.items():
+            if value is not _UNSET:
+                setattr(self, name, value)
+        if action_mask is not _UNSET and action_mask is not None and not np.array_equal(action_mask,
+                                                                                          self.action_mask):
+            raise ValueError(f"video {video_id}: action_mask must be the rows of action_targets holding a label")
+        self.grid = grid if grid is not None else whole_grid(geometry, self.length)
 
-    @classmethod
-    def unlabelled(cls, features: np.ndarray, geometry: FeatureGeometry, num_classes: int) -> "VideoItem":
-        """A video without labels (inference): its features on its grid, every target empty."""
-        T = int(features.shape[0])
-        return cls("", features, np.zeros(num_classes, np.float32), np.zeros((T, num_classes), np.float32),
-                   np.zeros(T, bool), np.zeros(T, bool), np.zeros(T, bool), geometry)
+    @property
+    def action_mask(self) -> np.ndarray | None:
+        """``[T]`` the snippets ``actions`` labels (None without that kind)."""
+        actions = self.targets.get("actions")
+        return None if actions is None else actions.sum(axis=1) > 0
 
     @property
     def length(self) -> int:
         return int(self.features.shape[0])
 
     def sample(self, positions: np.ndarray) -> "VideoItem":
-        """This (whole) video at native snippet ``positions`` ``[L]``: features interpolated, targets moved with
-        them (:mod:`~clicktal.pipeline.data.sampling`)."""
-        grid = SampleGrid(self.geometry, np.asarray(positions, np.float64), self.length)
-        moved = {k: resample_targets(getattr(self, k), grid) for k in ("segment_targets", "boundary_targets")}
-        moved.update({k: resample_points(getattr(self, k), grid) for k in
-                      ("anchor_mask", "background_mask", "click_targets")})
-        if self.truth_targets is not None:
-            moved["truth_targets"] = resample_targets(self.truth_targets, grid)
-        # a snippet labelled by clicks alone moves as a point, one labelled by a segment or boundary as a span
-        point = (self.anchor_mask & ~(self.segment_targets.any(axis=1) | self.boundary_targets.any(axis=1)))[:, None]
-        targets = np.maximum(resample_points(np.where(point, self.action_targets, 0), grid),
-                             resample_targets(np.where(point, 0, self.action_targets), grid))
-        labelled = targets.sum(axis=1) > 0
-        targets[labelled] /= targets[labelled].sum(axis=1, keepdims=True)
-        moved["action_targets"], moved["action_mask"] = targets, labelled
-        frames = None
-        if self.frame_labels is not None:
-            frames = self.frame_labels[grid.frame_positions(self.geometry.frames_per_snippet)]
-        return replace(self, features=resample_features(self.features, grid), frame_labels=frames, grid=grid,
-                       **moved)
+        """This (whole) video at native snippet ``positions`` ``[L]`` (:meth:`on_grid`)."""
+        return self.on_grid(SampleGrid(self.geometry, np.asarray(positions, np.float64), self.length))
+
+    def on_grid(self, grid: SampleGrid) -> "VideoItem":
+        """This (whole) video on the sample grid ``grid``: features interpolated, every target kind moved as its
+        kind says (:mod:`~clicktal.pipeline.data.sampling`)."""
+        moved = {name: target_kind(name).moved(self.targets, grid) for name in self.targets}
+        return VideoItem(self.video_id, resample_features(self.features, grid), geometry=self.geometry, grid=grid,
+                         targets=moved)
 
     def action_content(self, positions: np.ndarray) -> tuple[float | None, int]:
         """(action fraction, majority class) of the native snippets ``positions``: over their frames when the video
         has frame labels, else over the snippets its boundaries label; ``(None, -1)`` with neither; class -1 for a
         stretch without action."""
         idx = np.asarray(positions, np.int64)
-        if self.frame_labels is not None:
+        frames, boundaries = self.targets.get("frames"), self.targets.get("boundaries")
+        if frames is not None:
             f = self.geometry.frames_per_snippet
-            labels = self.frame_labels[(idx[:, None] * f + np.arange(f)).reshape(-1), 1:]
+            labels = frames[(idx[:, None] * f + np.arange(f)).reshape(-1), 1:]
             counts = labels.sum(axis=0, dtype=np.int64)
             fraction = float(labels.any(axis=1).mean())
-        elif self.boundary_targets.any():
-            rows = self.boundary_targets[idx]
+        elif boundaries is not None and boundaries.any():
+            rows = boundaries[idx]
             counts, fraction = rows.sum(axis=0), float((rows.sum(axis=1) > 0).mean())
         else:
             return None, -1
         return fraction, int(counts.argmax()) if counts.any() else -1
+
+
+for _name, _kind in ITEM_FIELDS.items():
+    setattr(VideoItem, _name, _view("targets", _kind))
 
 
 @dataclass
@@ -138,114 +155,99 @@ class TrainingContext:
     device: torch.device
 
 
-@dataclass
+@dataclass(init=False, eq=False)
 class Batch:
-    """Padded samples. ``features [B, T, D]``, ``mask [B, T]`` (True on real snippets), ``video_labels [B, C]``,
-    ``action_targets [B, T, C]``, ``action_mask``/``anchor_mask``/``background_mask [B, T]``, ``offsets [B]`` (the
-    first native snippet of each crop or window; -1 for other grids), ``lengths [B]``; per kind
-    ``click_targets``/``segment_targets``/``boundary_targets [B, T, C]`` with ``segment_mask``/``boundary_mask
-    [B, T]``; ``frame_targets [B, F, C + 1]`` (each frame's row a distribution over background and the classes
-    of the instances holding it) with ``frame_mask [B, F]`` when the run asks for frame targets; ``grids``: each
-    sample's :class:`SampleGrid`; ``truth_targets [B, T, C]``: the ground truth's snippets
-    when every sample has them, for diagnostics (the mining precision), never for a loss."""
+    """Padded samples. ``features [B, T, D]``, ``mask [B, T]`` (True on real snippets), ``offsets [B]`` (the first
+    native snippet of each crop or window; -1 for other grids), ``lengths [B]``, ``grids``: each sample's
+    :class:`SampleGrid`; ``targets``: kind -> tensor (``[B, C]`` per video, ``[B, T, ...]`` per snippet, ``[B, F,
+    ...]`` per frame; frames each row a distribution over background and the classes of the instances holding it)
+    for the kinds every sample has; ``masks``: kind -> ``[B, T]`` (or ``[B, F]``) the rows holding a label, for the
+    kinds with a row mask.
+
+    Today's named fields are views (``BATCH_FIELDS``, ``BATCH_MASKS``): ``video_labels``, ``action_targets`` /
+    ``action_mask``, ``anchor_mask``, ``background_mask``, ``click_targets``, ``segment_targets`` /
+    ``segment_mask``, ``boundary_targets`` / ``boundary_mask``, ``frame_targets`` / ``frame_mask``,
+    ``truth_targets`` (diagnostics only, never a loss); None when the kind is absent. Given to the constructor
+    they replace that kind; a kind with a row mask and no mask given gets the rows of its tensor holding a label."""
 
     video_ids: list[str]
     features: torch.Tensor
     mask: torch.Tensor
-    video_labels: torch.Tensor
-    action_targets: torch.Tensor
-    action_mask: torch.Tensor
-    anchor_mask: torch.Tensor
-    background_mask: torch.Tensor
     offsets: torch.Tensor
     lengths: torch.Tensor
-    click_targets: torch.Tensor | None = None
-    segment_targets: torch.Tensor | None = None
-    segment_mask: torch.Tensor | None = None
-    boundary_targets: torch.Tensor | None = None
-    boundary_mask: torch.Tensor | None = None
-    frame_targets: torch.Tensor | None = None
-    frame_mask: torch.Tensor | None = None
-    grids: list[SampleGrid] | None = None
-    truth_targets: torch.Tensor | None = None  # [B, T, C] the ground truth's snippets, for diagnostics only
+    grids: list[SampleGrid] | None
+    targets: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+
+    def __init__(self, video_ids: list[str], features: torch.Tensor, mask: torch.Tensor, video_labels=None,
+                 action_targets=None, action_mask=None, anchor_mask=None, background_mask=None,
+                 offsets: torch.Tensor | None = None, lengths: torch.Tensor | None = None, click_targets=None,
+                 segment_targets=None, segment_mask=None, boundary_targets=None, boundary_mask=None,
+                 frame_targets=None, frame_mask=None, grids: list[SampleGrid] | None = None, truth_targets=None, *,
+                 targets: Mapping[str, torch.Tensor] | None = None, masks: Mapping[str, torch.Tensor] | None = None):
+        if offsets is None or lengths is None:
+            raise TypeError("Batch needs offsets and lengths")
+        self.video_ids, self.features, self.mask = video_ids, features, mask
+        self.offsets, self.lengths, self.grids = offsets, lengths, grids
+        self.targets, self.masks = dict(targets or {}), dict(masks or {})
+        named = dict(video_labels=video_labels, action_targets=action_targets, anchor_mask=anchor_mask,
+                     background_mask=background_mask, click_targets=click_targets, segment_targets=segment_targets,
+                     boundary_targets=boundary_targets, frame_targets=frame_targets, truth_targets=truth_targets,
+                     action_mask=action_mask, segment_mask=segment_mask, boundary_mask=boundary_mask,
+                     frame_mask=frame_mask)
+        for name, value in named.items():
+            if value is not None:
+                setattr(self, name, value)
+        for name, values in self.targets.items():
+            if name not in self.masks and target_kind(name).row_mask:
+                self.masks[name] = values.sum(-1) > 0
 
     def to(self, device: torch.device | str) -> "Batch":
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
-        return Batch(**moved)
+        move = lambda v: v.to(device) if isinstance(v, torch.Tensor) else v
+        return Batch(self.video_ids, move(self.features), move(self.mask), offsets=move(self.offsets),
+                     lengths=move(self.lengths), grids=self.grids,
+                     targets={k: move(v) for k, v in self.targets.items()},
+                     masks={k: move(v) for k, v in self.masks.items()})
 
 
-def segment_snippets(geometry: FeatureGeometry, start_s: float, end_s: float, num_snippets: int) -> np.ndarray:
-    """Indices of the snippets whose centre lies in ``[start_s, end_s]``; the snippet holding the segment's middle
-    when no centre does (an instance shorter than a snippet still labels one)."""
-    centres = geometry.centre_s(np.arange(num_snippets))
-    idx = np.flatnonzero((centres >= start_s) & (centres <= end_s))
-    if idx.size == 0:
-        idx = np.array([geometry.index_of((start_s + end_s) / 2, num_snippets)])
-    return idx
-
-
-def _segment_targets(segments: Iterable[Segment], geometry: FeatureGeometry, index: dict[str, int], T: int
-                     ) -> np.ndarray:
-    out = np.zeros((T, len(index)), np.float32)
-    for seg in segments:
-        if seg.label in index:
-            out[segment_snippets(geometry, seg.start_s, seg.end_s, T), index[seg.label]] = 1.0
-    return out
-
-
-def frame_labels(segments: Iterable[Segment], geometry: FeatureGeometry, index: dict[str, int], T: int
-                 ) -> np.ndarray:
-    """``[T * f, C + 1]`` uint8 multi-hot, per frame of the resampled video (``f`` frames per snippet): column
-    ``c + 1`` set for every instance of class ``c`` holding the frame's centre (all of them where instances
-    overlap), column 0 (background) where none does."""
-    centres = geometry.frames().centre_s(np.arange(T * geometry.frames_per_snippet))
-    out = np.zeros((len(centres), len(index) + 1), np.uint8)
-    for seg in segments:
-        if seg.label in index:
-            out[(centres >= seg.start_s) & (centres <= seg.end_s), index[seg.label] + 1] = 1
-    out[:, 0] = ~out[:, 1:].any(axis=1)
-    return out
+for _name, _kind in BATCH_FIELDS.items():
+    setattr(Batch, _name, _view("targets", _kind))
+for _name, _kind in BATCH_MASKS.items():
+    setattr(Batch, _name, _view("masks", _kind))
 
 
 def make_item(video_id: str, features: np.ndarray, geometry: FeatureGeometry, supervision: Supervision,
-              classes: Sequence[str], *, with_frame_labels: bool = False) -> VideoItem:
-    """Per-snippet targets of one video from its :class:`Supervision` (seconds -> snippets via ``geometry``)."""
-    T, C = int(features.shape[0]), len(classes)
-    index = {c: i for i, c in enumerate(classes)}
-    clicks = np.zeros((T, C), np.float32)
-    background = np.zeros(T, bool)
-    video_labels = np.zeros(C, np.float32)
-    for label in supervision.video_labels:
-        if label in index:
-            video_labels[index[label]] = 1.0
-    for click in supervision.action_clicks:
-        if click.label in index:
-            clicks[geometry.index_of(click.time_s, T), index[click.label]] += 1.0
-    segments = _segment_targets(supervision.labelled_segments, geometry, index, T)
-    boundaries = _segment_targets(supervision.boundaries or (), geometry, index, T)
-    for t_s in supervision.background_clicks:
-        background[geometry.index_of(t_s, T)] = True
-    targets = np.maximum(clicks, np.maximum(segments, boundaries))
-    labelled = targets.sum(axis=1) > 0
-    targets[labelled] /= targets[labelled].sum(axis=1, keepdims=True)
-    frames = None
-    if with_frame_labels:
-        if supervision.boundaries is None:
-            raise ValueError(f"video {video_id}: frame targets need the boundaries (data.labels.boundaries: true)")
-        frames = frame_labels(supervision.boundaries, geometry, index, T)
-    truth = None if supervision.truth is None else _segment_targets(supervision.truth, geometry, index, T)
-    return VideoItem(video_id, features, video_labels, targets, labelled, clicks.sum(axis=1) > 0, background,
-                     geometry, clicks, segments, boundaries, frames, truth_targets=truth)
+              classes: Sequence[str], *, with_frame_labels: bool = False, kinds: Iterable[str] | None = None
+              ) -> VideoItem:
+    """Per-snippet targets of one video from its :class:`Supervision` (seconds -> snippets via ``geometry``): the
+    target kinds ``kinds`` (default: ``DEFAULT_KINDS``, with ``frames`` when ``with_frame_labels``) and the kinds
+    they require."""
+    kinds = requested_kinds(kinds, frames=with_frame_labels)
+    targets = build_targets(video_id, supervision, geometry, int(features.shape[0]), classes, kinds)
+    return VideoItem(video_id, features, geometry=geometry, targets=targets)
+
+
+def requested_kinds(kinds: Iterable[str] | None, *, frames: bool = False) -> tuple[str, ...]:
+    """``kinds`` (checked against the registry), or the default ones (with ``frames`` when asked for)."""
+    if kinds is None:
+        return DEFAULT_KINDS + (("frames",) if frames else ())
+    kinds = tuple(kinds)
+    for name in kinds:
+        target_kind(name)
+    return kinds + (("frames",) if frames and "frames" not in kinds else ())
 
 
 class VideoDataset:
     """The videos of ``supervision`` found in ``source``, as :class:`VideoItem` (whole videos).
 
-    ``preload`` copies the features into memory (fast batches); otherwise they stay memory-mapped.
+    ``preload`` copies the features into memory (fast batches); otherwise they stay memory-mapped. Each item
+    carries the target kinds ``kinds`` (default: ``DEFAULT_KINDS``, with ``frames`` when ``frame_labels``) and the
+    kinds they require, and no other.
     """
 
     def __init__(self, source: FeatureSource, supervision: dict[str, Supervision], classes: Sequence[str], *,
-                 preload: bool = True, video_ids: Iterable[str] | None = None, frame_labels: bool = False):
+                 preload: bool = True, video_ids: Iterable[str] | None = None, frame_labels: bool = False,
+                 kinds: Iterable[str] | None = None):
         available = set(source.ids())
         wanted = sorted(video_ids if video_ids is not None else supervision)
         missing = [v for v in wanted if v not in available]
@@ -257,7 +259,7 @@ class VideoDataset:
         self.classes = list(classes)
         self.ids = wanted
         self.preload = preload
-        self.frame_labels = frame_labels
+        self.kinds = requested_kinds(kinds, frames=frame_labels)
         self._cache: dict[str, VideoItem] = {}
 
     def __len__(self) -> int:
@@ -269,8 +271,7 @@ class VideoDataset:
         feats, meta = self.source.load(video_id)
         if self.preload:
             feats = np.array(feats, dtype=np.float32)
-        item = make_item(video_id, feats, meta.geometry, self.supervision[video_id], self.classes,
-                         with_frame_labels=self.frame_labels)
+        item = make_item(video_id, feats, meta.geometry, self.supervision[video_id], self.classes, kinds=self.kinds)
         if self.preload:
             self._cache[video_id] = item
         return item
@@ -287,37 +288,21 @@ class VideoDataset:
         return int(self[0].features.shape[1]) if self.ids else 0
 
 
-def _pad(arrays: Sequence[np.ndarray], length: int, dtype) -> np.ndarray:
-    out = np.zeros((len(arrays), length) + arrays[0].shape[1:], dtype)
-    for b, a in enumerate(arrays):
-        out[b, : len(a)] = a
-    return out
-
-
 def collate(items: Sequence[VideoItem]) -> Batch:
-    """Pad ``items`` (whole videos or samples) to the longest; frame targets when every item has frame labels."""
+    """Pad ``items`` (whole videos or samples) to the longest; the target kinds every item has, each collated as
+    its kind says (a kind some items lack is left out)."""
     L = max(it.length for it in items)
-    t = lambda name, dtype=np.float32: torch.from_numpy(_pad([getattr(it, name) for it in items], L, dtype))
-    mask = _pad([np.ones(it.length, bool) for it in items], L, bool)
-    frame_targets = frame_mask = None
-    if all(it.frame_labels is not None for it in items):
-        F = max(len(it.frame_labels) for it in items)
-        frames = torch.from_numpy(_pad([it.frame_labels for it in items], F, np.float32))
-        frame_mask = frames.sum(-1) > 0
-        frame_targets = frames / frames.sum(-1, keepdim=True).clamp_min(1.0)
-    segment_targets, boundary_targets = t("segment_targets"), t("boundary_targets")
-    return Batch(
-        video_ids=[it.video_id for it in items], features=t("features"), mask=torch.from_numpy(mask),
-        video_labels=torch.from_numpy(np.stack([it.video_labels for it in items])),
-        action_targets=t("action_targets"), action_mask=t("action_mask", bool), anchor_mask=t("anchor_mask", bool),
-        background_mask=t("background_mask", bool),
-        offsets=torch.tensor([it.grid.offset for it in items], dtype=torch.long),
-        lengths=torch.tensor([it.length for it in items], dtype=torch.long),
-        click_targets=t("click_targets"), segment_targets=segment_targets, segment_mask=segment_targets.sum(-1) > 0,
-        boundary_targets=boundary_targets, boundary_mask=boundary_targets.sum(-1) > 0,
-        frame_targets=frame_targets, frame_mask=frame_mask, grids=[it.grid for it in items],
-        truth_targets=t("truth_targets") if all(it.truth_targets is not None for it in items) else None,
-    )
+    targets, masks = {}, {}
+    for name in items[0].targets:
+        if all(name in it.targets for it in items):
+            targets[name], mask = target_kind(name).collate([it.targets[name] for it in items], L)
+            if mask is not None:
+                masks[name] = mask
+    return Batch([it.video_id for it in items], torch.from_numpy(pad([it.features for it in items], L, np.float32)),
+                 torch.from_numpy(pad([np.ones(it.length, bool) for it in items], L, bool)),
+                 offsets=torch.tensor([it.grid.offset for it in items], dtype=torch.long),
+                 lengths=torch.tensor([it.length for it in items], dtype=torch.long), grids=[it.grid for it in items],
+                 targets=targets, masks=masks)
 
 
 def sample_batch(dataset: VideoDataset, batch_size: int, rng: np.random.Generator, sampler: Sampler, *,
@@ -463,16 +448,18 @@ def label_counts(dataset: VideoDataset) -> dict[str, int]:
     """How much supervision a dataset carries, in snippets (for run logs)."""
     out = {"videos": len(dataset), "snippets": 0, "labelled_snippets": 0, "anchors": 0, "background_clicks": 0,
            "segment_snippets": 0, "boundary_snippets": 0}
+    rows = lambda it, kind: 0 if kind not in it.targets else int(it.targets[kind].reshape(it.length, -1).any(1).sum())
     for it in dataset:
         out["snippets"] += it.length
-        out["labelled_snippets"] += int(it.action_mask.sum())
-        out["anchors"] += int(it.anchor_mask.sum())
-        out["background_clicks"] += int(it.background_mask.sum())
-        out["segment_snippets"] += int(it.segment_targets.any(axis=1).sum())
-        out["boundary_snippets"] += int(it.boundary_targets.any(axis=1).sum())
+        out["labelled_snippets"] += rows(it, "actions")
+        out["anchors"] += rows(it, "anchors")
+        out["background_clicks"] += rows(it, "background")
+        out["segment_snippets"] += rows(it, "segments")
+        out["boundary_snippets"] += rows(it, "boundaries")
     return out
 
 
 __all__ = ["DataConfig", "VideoItem", "TrainingContext", "Batch", "VideoDataset", "DataBundle", "make_item",
-           "collate", "sample_batch", "batch_rng", "split_holdout", "load_data", "open_data_features", "segment_snippets", "frame_labels",
-           "label_counts"]
+           "requested_kinds", "collate", "sample_batch", "batch_rng", "split_holdout", "load_data",
+           "open_data_features", "segment_snippets", "frame_labels", "label_counts", "ITEM_FIELDS", "BATCH_FIELDS",
+           "BATCH_MASKS"]

@@ -311,18 +311,26 @@ class Sampler:
         return self._windows[key]
 
     # -------------------------------------------------------------------------------- inference
+    def inference_grids(self, geometry: FeatureGeometry, num_snippets: int) -> list[SampleGrid]:
+        """The grids of the deterministic samples that together cover a video of ``num_snippets`` snippets on
+        ``geometry`` (validation and inference)."""
+        cfg, T = self.config.inference, num_snippets
+        if cfg.kind in ("crop", "windows"):
+            positions = _tiles(T, cfg.length, cfg.stride or cfg.length)
+        elif cfg.kind == "resize":
+            positions = [_resize_positions(T, cfg.length)]
+        elif cfg.kind == "segments":
+            positions = [_segment_positions(T, cfg.count, None)]
+        else:
+            return [whole_grid(geometry, T)]
+        return [SampleGrid(geometry, p, T) for p in positions]
+
     def inference_samples(self, item: "VideoItem") -> list["VideoItem"]:
-        """The deterministic samples that together cover ``item`` (validation and inference)."""
-        cfg, T = self.config.inference, item.length
-        if cfg.kind == "crop":
-            return [item.sample(p) for p in _tiles(T, cfg.length, cfg.length)]
-        if cfg.kind == "windows":
-            return [item.sample(p) for p in _tiles(T, cfg.length, cfg.stride or cfg.length)]
-        if cfg.kind == "resize":
-            return [item.sample(_resize_positions(T, cfg.length))]
-        if cfg.kind == "segments":
-            return [item.sample(_segment_positions(T, cfg.count, None))]
-        return [item]
+        """The deterministic samples that together cover ``item`` (:meth:`inference_grids`), targets moved with
+        the features; the whole video is ``item`` itself."""
+        if self.config.inference.kind == "whole":
+            return [item]
+        return [item.on_grid(g) for g in self.inference_grids(item.geometry, item.length)]
 
 
 __all__ = ["SamplerConfig", "SamplingConfig", "SampleGrid", "Sampler", "whole_grid", "resample_features",

@@ -23,11 +23,10 @@ from clicktal.pipeline.core.files import atomic_write_text
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.cache import FeatureMeta, FeatureSource
 from clicktal.pipeline.data.contract import FeatureContract
-from clicktal.pipeline.data.datasets import VideoItem
 from clicktal.pipeline.data.detections import Detection
 from clicktal.pipeline.data.normalize import Normalization, normalized
 from clicktal.pipeline.data.provenance import check_sources
-from clicktal.pipeline.data.sampling import Sampler, to_native
+from clicktal.pipeline.data.sampling import Sampler, resample_features, to_native
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig, detect_segments
 from clicktal.pipeline.core.locks import FolderLock
 from clicktal.pipeline.runs.engine import (RunExistsError, atomic_torch_save, existing_run, load_checkpoint,
@@ -42,25 +41,25 @@ SAMPLES_PER_CALL = 256
 def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeometry, *,
                    sampler: Sampler | None = None, device: torch.device | str = "cpu"
                    ) -> tuple[FrameScores, FeatureGeometry]:
-    """One video's frame scores on its native grid: ``features [T, D]`` through ``sampler``'s inference samples
-    (whole video by default), in eval mode. Returns the scores and their grid: ``geometry`` itself, or its frames
-    (``[T * f]`` rows) for a model whose ``output_resolution`` is ``"frame"``. A video's scores from several
+    """One video's frame scores on its native grid: ``features [T, D]`` resampled on ``sampler``'s inference grids
+    (whole video by default; the features only: inference makes no targets), in eval mode. Returns the scores and
+    their grid: ``geometry`` itself, or its frames (``[T * f]`` rows) for a model whose ``output_resolution`` is
+    ``"frame"``. A video's scores from several
     samples (tiles) are averaged where they overlap; its video-level scores are the maximum over the samples (a
     class present in any part is present in the video). Consecutive samples of one length (tiles) go through the
     model together, up to ``SAMPLES_PER_CALL`` at a time and unpadded, so a sample's output is what it is alone up
     to float rounding (FSN's 7-snippet windows are otherwise a thousand tiny convolution calls per video)."""
     model.eval()
-    sampler = sampler or Sampler()
-    item = VideoItem.unlabelled(features, geometry, model.num_classes)
-    samples = sampler.inference_samples(item)
-    grids, outs = [s.grid for s in samples], []
+    grids = (sampler or Sampler()).inference_grids(geometry, int(features.shape[0]))
+    outs = []
     start = 0
-    while start < len(samples):
+    while start < len(grids):
         stop = start + 1
-        while (stop < len(samples) and stop - start < SAMPLES_PER_CALL
-               and samples[stop].length == samples[start].length):
+        while (stop < len(grids) and stop - start < SAMPLES_PER_CALL
+               and len(grids[stop].positions) == len(grids[start].positions)):
             stop += 1
-        x = torch.tensor(np.stack([s.features for s in samples[start:stop]]), dtype=torch.float32).to(device)
+        x = torch.tensor(np.stack([resample_features(features, g) for g in grids[start:stop]]),
+                         dtype=torch.float32).to(device)
         mask = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
         out = model(x, mask)
         outs.extend(model.frame_scores(out, i) for i in range(stop - start))
