@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from clicktal.pipeline.core.postprocess import PostprocessConfig
+
+from .registry import LabelNeed, Method
+
 Pass = Literal["base", "supp"]
 
 
@@ -126,3 +130,30 @@ class BackTALConfig:
     @property
     def passes(self) -> tuple[str, ...]:
         return ("base", "supp") if self.loss_passes == "both" else (self.loss_passes,)
+
+
+# The method: BackTAL's record (``clicktal.models`` registers it as ``backtal``) and its paper's preset.
+BACKTAL = Method(
+    BackTALConfig, "clicktal.models.backtal:build_backtal",
+    needs=(LabelNeed(("background_clicks", "action_clicks"), "L_frame (frame_loss) acts on clicked snippets",
+                     when=lambda cfg: cfg.frame_loss),
+           LabelNeed(("background_clicks",), "L_sep (separation) contrasts the background-clicked snippets",
+                     when=lambda cfg: cfg.separation),
+           LabelNeed(("video_labels",), "the video-level classification loss")),
+    presets={
+        # BackTAL (Yang et al., TPAMI 2021): Sec. 4.1 sets tau_cls = 0.25 and adopts "the same inference paradigm with
+        # BaS-Net"; Sec. 3.5 thresholds the class activation sequence of the confident classes and scores each instance
+        # by AutoLoc's outer-inner contrast. The paper states neither the thresholds, the inflation, the weight of the
+        # video score nor NMS; github VividLe/BackTAL experiments/THUMOS14.yaml does: ACT_THRESH 0:0.025:0.25
+        # (exclusive), OUTER_LAMBDA 0.25, CONF_GAMMA 0.2 (score = inner - outer + 0.2 x video score, as BaS-Net's
+        # get_proposal_oic gamma=0.2), NMS_THRESHOLD 0.55; lib/post_process/functions.py adds (for THUMOS14) proposals
+        # from the min-max normalised feature magnitudes at 0.3:0.075:0.8 (the model passes them as ``actionness``),
+        # groups the CAS resized to the frame count, and keeps positions with score >= th and > 0 (hence strict:
+        # identical at th = 0, elsewhere up to exact ties). Left out on purpose: the code's outer region is one frame
+        # short on the right and reads the thresholded CAS, and its NMS adds 1 (second) to every length; here the outer
+        # region is symmetric and NMS uses plain tIoU.
+        "backtal": PostprocessConfig(
+            class_threshold=0.25, resolution="frame", thresholds=tuple(round(0.025 * i, 3) for i in range(10)),
+            strict=True, actionness_thresholds=tuple(round(0.3 + 0.075 * i, 3) for i in range(7)),
+            scoring="outer_inner", inflation=0.25, video_weight=0.2, nms="hard", nms_tiou=0.55),
+    })

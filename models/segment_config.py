@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from clicktal.pipeline.core.postprocess import PostprocessConfig
+
+from .registry import LabelNeed, Method
+
 
 @dataclass
 class SegmentConfig:
@@ -64,3 +68,21 @@ class SegmentConfig:
             raise ValueError(f"sphere_margin must be an integer >= 1, got {self.sphere_margin}")
         if self.fallback_r <= 0 or min(self.alpha, self.beta, self.gamma) < 0:
             raise ValueError("fallback_r must be > 0 and alpha, beta, gamma >= 0")
+
+
+# The method: segment-level supervision's record (``clicktal.models`` registers it as ``segment``) and its preset.
+SEGMENT = Method(
+    SegmentConfig, "clicktal.models.segment:build_segment",
+    needs=(LabelNeed(("segments",), "the partial segment loss (segment_loss) reads the labelled segments",
+                     when=lambda cfg: cfg.segment_loss),
+           LabelNeed(("video_labels",), "the video-level classification loss")),
+    presets={
+        # Segment-level supervision (Ding et al.), Sec. 4.7: classes with s_a < 0 are dropped (class_threshold 0 on the
+        # top-k mean of C_a, which the model passes as video_scores), then C_a is thresholded along time. The paper
+        # names no threshold, segment score or NMS; it follows W-TALC [8] ("as in [8]"), whose evaluation is the
+        # half-range threshold with max + video score and no NMS (as SF-Net's detectionMAP.py inherits it, the
+        # sfnet_code_half_range preset). Segments of >= 2 snippets as there.
+        "segment": PostprocessConfig(
+            class_threshold=0.0, thresholds=(0.5,), threshold_reference="range", strict=True, min_snippets=2,
+            scoring="max", video_weight=1.0, nms="none"),
+    })

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from clicktal.pipeline.core.postprocess import PostprocessConfig
+
+from .registry import LabelNeed, Method
+
 
 @dataclass
 class MiningConfig:
@@ -109,3 +113,36 @@ class SFNetConfig:
             raise ValueError(f"video_min_length must be >= 0, got {self.video_min_length}")
         if self.eta < 0 or self.topk_divisor <= 0 or self.mining.radius < 0:
             raise ValueError("eta must be >= 0, topk_divisor > 0, mining.radius >= 0")
+
+
+# The method: SF-Net's record (``clicktal.models`` registers it as ``sfnet``) and its paper's presets.
+SFNET = Method(
+    SFNetConfig, "clicktal.models.sfnet:build_sfnet",
+    needs=(LabelNeed(("action_clicks", "segments", "boundaries"),
+                     "its frame loss and action mining start from labelled action snippets",
+                     when=lambda cfg: cfg.frame_loss),),
+    presets={
+        # SF-Net (Ma et al., ECCV 2020), paper Sec. 3.4: for each predicted class, an interval where class score +
+        # actionness exceeds the threshold at every frame is a segment; its confidence is the highest frame score
+        # inside. The paper gives no threshold value, class rule or minimum length; those come from github
+        # Flowerfan/SF-Net: eval.py generate_segment (threshold = mean of the combined score over the video with main.py
+        # threshold_type='mean' and options.py --adjust-mean 1, compared with '>'; classes with cs > max(cs) / 1.5 and
+        # cs > 0, cs the mean of the top max(T // 12, 1) class scores, which the model passes as video_scores; segments
+        # of >= 2 snippets; no NMS). The model combines the scores: the paper sums class score and actionness, the code
+        # weights actionness by options.py --actionness-weight 2.0.
+        "sfnet": PostprocessConfig(
+            class_ratio=1 / 1.5, thresholds=(1.0,), threshold_reference="mean", strict=True, min_snippets=2,
+            scoring="max", nms="none"),
+        # The code's variant (eval.py generate_segment): aggr_score = max(score inside) + cs[i], the video-level score.
+        "sfnet_code": PostprocessConfig(
+            class_ratio=1 / 1.5, thresholds=(1.0,), threshold_reference="mean", strict=True, min_snippets=2,
+            scoring="max", video_weight=1.0, nms="none"),
+        # The code's other evaluator, detectionMAP.py getLocMAP (inherited from W-TALC): half-range threshold max - (max
+        # - min) * 0.5 per class and video, classes with cs > max(cs) / 2 and cs > 0 (cs the mean of the top T // 8
+        # activations, which the model passes as video_scores), max + cs, segments of >= 2 snippets, no NMS; its
+        # filter_segments drops detections overlapping the THUMOS14 ambiguous segments: the evaluator's ``ambiguous``
+        # option.
+        "sfnet_code_half_range": PostprocessConfig(
+            class_ratio=1 / 2, thresholds=(0.5,), threshold_reference="range", strict=True, min_snippets=2,
+            scoring="max", video_weight=1.0, nms="none"),
+    })

@@ -155,8 +155,14 @@ def _build(cls: type[C], data: dict, where: str) -> C:
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
 
 
-def config_from_dict(cls: type[C], data: dict, source: str = "<dict>") -> C:
+def config_from_dict(cls: type[C], data: dict, source: str = "<dict>", *, folder: Path | None = None) -> C:
+    """``data`` checked into ``cls``. A class with a ``prepare_config(data, *, folder)`` classmethod sees the
+    mapping first and returns the one to check (the experiment config imports the modules its ``imports:`` names
+    there, before its model is looked up); ``folder`` is the config file's, for its relative paths."""
     try:
+        prepare = getattr(cls, "prepare_config", None)
+        if prepare is not None:
+            data = prepare(dict(data or {}), folder=folder)
         return _build(cls, data or {}, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
@@ -230,7 +236,7 @@ def load_config(cls: type[C], path: str | os.PathLike, overrides: dict | None = 
     if overrides:
         data = merge_overrides(data, overrides)
     source = str(path) if len(files) == 1 else f"{path} (with its {BASE_KEY} {', '.join(map(str, files[:-1]))})"
-    return config_from_dict(cls, data, source)
+    return config_from_dict(cls, data, source, folder=path.parent)
 
 
 def merge_overrides(base: dict, over: dict) -> dict:

@@ -29,7 +29,7 @@ from clicktal.pipeline.data.labels import format_label_summary, label_statistics
 from clicktal.pipeline.runs.engine import (RUN_FILES, RunExistsError, TrainResult, Trainer, existing_run,
                                            load_checkpoint, read_log, remove_run_files, resolve_device,
                                            seed_everything, validation_losses)
-from clicktal.pipeline.postprocess.grouping import PostprocessConfig
+from clicktal.pipeline.core.postprocess import PostprocessConfig
 from clicktal.pipeline.runs.schema import ExperimentConfig, postprocess_config
 from clicktal.pipeline.data.sampling import Sampler
 from clicktal.pipeline.evaluation.detection import evaluate_detections, frame_level_map
@@ -119,31 +119,32 @@ def _regroup(bundle: DataBundle, scores: dict, post: PostprocessConfig) -> list[
             for d in group_scores(fs, grid, bundle.classes, v, post, duration_s=durations.get(v))]
 
 
-def _evaluate_nms_per_tiou(cfg: ExperimentConfig, bundle: DataBundle, scores: dict, post: PostprocessConfig,
-                           ambiguous: dict | None) -> tuple[dict[float, float], float, dict]:
-    """A preset whose NMS follows the evaluation tIoU (FSN's rule): the test scores grouped once per tIoU ``t``,
-    with NMS at ``t + nms_tiou_offset``, each grouping evaluated at ``t`` alone. Returns the mAP per tIoU, the
-    average over ``average_over`` and the evaluation's JSON record."""
+def _evaluate_groupings(cfg: ExperimentConfig, bundle: DataBundle, scores: dict,
+                        groupings: list[tuple[PostprocessConfig, tuple[float, ...]]], ambiguous: dict | None
+                        ) -> tuple[dict[float, float], float, dict]:
+    """A protocol whose recipe changes with the evaluation tIoU (``post.protocol.groupings``): the test scores
+    grouped once per recipe, each grouping evaluated at its tIoUs alone. Returns the mAP per tIoU, the average over
+    ``average_over`` and the evaluation's JSON record (with each tIoU's NMS threshold and detection count)."""
     mAP, record = {}, {"tiou_thresholds": [], "mAP": [], "nms_tiou": [], "n_detections": [], "per_class_AP": {}}
-    for t in cfg.evaluation.tiou_thresholds:
-        post_t = post.at_evaluation_tiou(t)
+    for post_t, tious in groupings:
         dets = _regroup(bundle, scores, post_t)
-        res = evaluate_detections(bundle.gt, dets, [t], subset=cfg.data.test_subset, ambiguous=ambiguous,
+        res = evaluate_detections(bundle.gt, dets, list(tious), subset=cfg.data.test_subset, ambiguous=ambiguous,
                                   ignore_unknown_labels=True)
-        mAP[float(t)] = float(res.mAP[0])
-        for key, value in (("tiou_thresholds", float(t)), ("mAP", mAP[float(t)]), ("nms_tiou", post_t.nms_tiou),
-                           ("n_detections", len(dets))):
-            record[key].append(value)
-        for c, ap in res.per_class_AP.items():
-            record["per_class_AP"].setdefault(c, []).append(float(ap[0]))
+        for i, t in enumerate(tious):
+            mAP[float(t)] = float(res.mAP[i])
+            for key, value in (("tiou_thresholds", float(t)), ("mAP", mAP[float(t)]), ("nms_tiou", post_t.nms_tiou),
+                               ("n_detections", len(dets))):
+                record[key].append(value)
+            for c, ap in res.per_class_AP.items():
+                record["per_class_AP"].setdefault(c, []).append(float(ap[i]))
     avg = float(np.mean([mAP[_key(mAP, t)] for t in cfg.evaluation.average_over]))
     record["average_mAP"] = float(np.mean(record["mAP"]))
     return mAP, avg, record
 
 
 def _frame_map(bundle: DataBundle, scores: dict, subset: str) -> dict:
-    """Frame-level mAP (FSN's Table 1) of the test videos' native-grid scores: per snippet, or per frame for a model
-    that predicts frames. Videos of the subset without features are left out, and counted."""
+    """Frame-level mAP (the frame-segmentation papers' metric) of the test videos' native-grid scores: per snippet,
+    or per frame for a model that predicts frames. Videos of the subset without features are left out, and counted."""
     grids = {grid for _, grid in scores.values()}
     if len(grids) != 1:
         raise ValueError(f"frame-level mAP needs one grid for all videos, got {sorted(map(str, grids))}")
@@ -260,10 +261,10 @@ def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: 
              "test_videos_without_features": bundle.without_features.get(cfg.data.test_subset, []),
              "changed_sources": bundle.changed_sources}
     evaluation = res.to_json()
-    if post.nms_tiou_offset is not None:
-        mAP, avg, evaluation = _evaluate_nms_per_tiou(cfg, bundle, scores, post, ambiguous)
-        evaluation["note"] = (f"NMS at each evaluation tIoU {post.nms_tiou_offset:+g}; detections.json is the grouping "
-                              f"with NMS at {post.nms_tiou} (what detection on new videos uses)")
+    groupings = post.protocol.groupings(post, cfg.evaluation.tiou_thresholds)
+    if [recipe for recipe, _ in groupings] != [post]:  # the standard protocol's is the evaluation above
+        mAP, avg, evaluation = _evaluate_groupings(cfg, bundle, scores, groupings, ambiguous)
+        evaluation["note"] = post.protocol.note(post)
     if cfg.evaluation.frame_map:
         extra["frame_mAP"] = _frame_map(bundle, scores, cfg.data.test_subset)
     if cfg.evaluation.without_class_selection:

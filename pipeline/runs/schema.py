@@ -1,24 +1,31 @@
-"""The experiment schema: one YAML file's typed sections (data, model, training, post-processing, evaluation).
+"""The experiment schema: one YAML file's typed sections (data, model, training, post-processing, evaluation) and
+the modules it imports (``imports:``, user methods registered through ``clicktal.models.register_method``).
 
 Every value is checked when the config is built (``__post_init__``), so that a bad value fails at load time with
-its dotted key and the file, never after training: numbers in range, the model name against the localizer
-registry and its params against the model's typed config, the post-processing preset against ``PRESETS`` and its
-params against ``PostprocessConfig``, evaluation thresholds that are evaluated.
+its dotted key and the file, never after training: numbers in range, the model name against the method registry,
+its params against the method's typed config and ``data.labels`` against the labels it needs, the post-processing
+preset against ``PRESETS`` and its params against ``PostprocessConfig``, evaluation thresholds that are evaluated.
 
 :func:`resume_conflicts` says which changes a resumed run refuses (see :data:`RESUME_MAY_CHANGE`).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib
+import importlib.util
 import math
+import os
 import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from clicktal.models import LOCALIZERS, localizer_config
 from clicktal.pipeline.core.config import ConfigError, FieldError, nested_error
+from clicktal.pipeline.core.postprocess import PRESETS, PostprocessConfig
 from clicktal.pipeline.data.config import DataConfig
-from clicktal.pipeline.postprocess.grouping import PRESETS, PostprocessConfig
 
 
 def _require(checks: list[tuple[bool, str, str]]) -> None:
@@ -105,7 +112,7 @@ def _is_device(name: str) -> bool:
 
 @dataclass
 class ModelSpec:
-    """A registered localizer (``clicktal.models.LOCALIZERS``) and its parameters, checked into its typed config
+    """A registered method (``clicktal.models.LOCALIZERS``) and its parameters, checked into its typed config
     (``localizer_config``) when the spec is built."""
 
     name: str = "sfnet"
@@ -181,9 +188,55 @@ class EvalConfig:
                     for name in ("average_over", "report") for i, t in enumerate(getattr(self, name))])
 
 
+# a module name as Python spells one (dotted identifiers)
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def import_module_of_config(name: str, folder: Path | None, key: str = "imports") -> str:
+    """Import what a config's ``imports:`` entry ``name`` names: a ``.py`` file (a path with a ``/`` or ending in
+    ``.py``; a relative one is taken from ``folder``, the config file's, else the current directory) or a module name
+    importable from ``sys.path``. A file is imported once per process whatever its spelling (under a module name
+    made from its resolved path). Returns what the resolved config records: the file's absolute path, or the module
+    name. A missing file or module, or an error raised while importing it, is a :class:`ConfigError` naming ``key``
+    and the file or module."""
+    if name.endswith(".py") or "/" in name or os.sep in name:
+        path = Path(os.path.expanduser(name))
+        path = (path if path.is_absolute() else (folder or Path.cwd()) / path).resolve()
+        if not path.is_file():
+            raise ConfigError(f"{key}: no file {path}")
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+        module = f"_clicktal_imports_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+        if module not in sys.modules:
+            spec = importlib.util.spec_from_file_location(module, path)
+            loaded = importlib.util.module_from_spec(spec)
+            sys.modules[module] = loaded  # before running it: a dataclass in it looks its module up
+            try:
+                spec.loader.exec_module(loaded)
+            except Exception as e:  # the user's code: any error, as one line naming the file
+                del sys.modules[module]
+                raise ConfigError(f"{key}: importing {path} failed: {type(e).__name__}: {e}") from None
+        return str(path)
+    if not _MODULE_NAME.fullmatch(name):
+        raise ConfigError(f"{key}: expected a module name (my_package.my_method) or a .py path, got {name!r}")
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name and name.startswith(e.name):  # the module itself, not something it imports
+            raise ConfigError(f"{key}: no module named {name!r} on the Python path (a file is given as a path "
+                              f"ending in .py, relative to the config's folder)") from None
+        raise ConfigError(f"{key}: importing {name} failed: {type(e).__name__}: {e}") from None
+    except Exception as e:  # the user's code, as above
+        raise ConfigError(f"{key}: importing {name} failed: {type(e).__name__}: {e}") from None
+    return name
+
+
 @dataclass
 class ExperimentConfig:
-    """One YAML file: data, model, training, post-processing, evaluation."""
+    """One YAML file: data, model, training, post-processing, evaluation; ``imports``: modules (names or ``.py``
+    paths, relative to the config's folder) imported before anything else is checked, so that a method they
+    register (``clicktal.models.register_method``) may be named by ``model.name`` and its presets by
+    ``postprocess.preset``. Importing runs the modules' code, as OpenTAD's ``custom_imports`` does: a config is the
+    user's own file."""
 
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
@@ -191,9 +244,26 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     postprocess: PostprocessSpec = field(default_factory=PostprocessSpec)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    imports: list[str] = field(default_factory=list)
+
+    @classmethod
+    def prepare_config(cls, data: dict, *, folder: Path | None) -> dict:
+        """``data`` (the config's mapping) with its ``imports`` imported (before ``model`` is checked, whatever the
+        key order) and recorded as absolute paths or module names, so that a run rebuilt from its saved config in
+        another folder imports the same files."""
+        names = data.get("imports", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ConfigError(f"imports: expected a list of module names or .py paths, got {names!r}")
+        if names:
+            data["imports"] = [import_module_of_config(n.strip(), folder, f"imports[{i}]")
+                               for i, n in enumerate(names)]
+        return data
 
     def __post_init__(self) -> None:
         validates = self.train.validate_every > 0 and self.data.val_fraction > 0
+        # a config that names no features yet is a template (filled in by --features or overrides, then checked)
+        missing = LOCALIZERS.get(self.model.name).missing_labels(
+            localizer_config(self.model.name, self.model.params), self.data.labels) if self.data.features else []
         _require([
             (bool(self.name.strip()) and "/" not in self.name, "name",
              f"must be a non-empty name without '/' (the default run folder is runs/<name>), got {self.name!r}"),
@@ -202,6 +272,7 @@ class ExperimentConfig:
             (self.train.select == "last" or validates, "train.select",
              f"{self.train.select!r} needs a held-out validation set: data.val_fraction > 0 and "
              f"train.validate_every > 0"),
+            (not missing, "data.labels", f"model {self.model.name!r} {'; '.join(missing)}"),
         ])
 
 
@@ -247,6 +318,8 @@ def resume_conflicts(saved: dict, current: dict) -> list[tuple[str, Any, Any]]:
     config as a mapping) differs from ``saved`` (the one the run was trained with) in a way a resume refuses:
     everything but :data:`RESUME_MAY_CHANGE`, and :data:`RESUME_MAY_CHANGE_WITHOUT_VALIDATION` too when the saved
     run validates on held-out videos. A value one side lacks is ``"(absent)"``."""
+    # runs saved before configs had imports record none: an empty list is the same as none
+    saved, current = ({k: v for k, v in c.items() if k != "imports" or v} for c in (saved, current))
     a, b = _flatten(saved), _flatten(current)
     train, data = saved.get("train") or {}, saved.get("data") or {}
     validates = (train.get("validate_every") or 0) > 0 and (data.get("val_fraction") or 0) > 0
