@@ -107,3 +107,25 @@ def test_per_frame_models_get_frame_scores_and_detections_in_seconds():
                                                               "nms_tiou_offset": None}))
     dets = detect_video(Echo("frame"), feats, G, CLASSES, "v", post, sampler=sampled("windows", length=7))
     assert [(d.label, d.start_s, d.end_s) for d in dets] == [("run", pytest.approx(3.2), pytest.approx(5.76))]
+
+
+def test_inference_resamples_the_features_only(monkeypatch):
+    """No target of any kind is built or moved, and no item made, whatever the sampler (before, every window was a
+    labelled item with all-zero targets)."""
+    from clicktal.pipeline.data import datasets, targets
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("inference made a target")
+
+    monkeypatch.setattr(targets, "build_targets", refuse)
+    monkeypatch.setattr(datasets, "build_targets", refuse)
+    monkeypatch.setattr(targets.TargetKind, "moved", refuse)
+    monkeypatch.setattr(datasets.VideoItem, "__init__", refuse)
+    T = 45
+    feats = np.random.default_rng(1).random((T, 3)).astype(np.float32)
+    for sampler in (sampled("whole"), sampled("windows", length=7), sampled("resize", length=60),
+                    sampled("segments", count=10, mode="uniform")):
+        fs, _ = predict_scores(Echo(), feats, G, sampler=sampler)
+        assert fs.scores.shape == (T, 3)
+    fs, _ = predict_scores(Echo("frame"), feats, G, sampler=sampled("windows", length=7))
+    assert np.array_equal(fs.scores, np.repeat(feats, 16, axis=0))
