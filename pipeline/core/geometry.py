@@ -21,6 +21,18 @@ def _plain(x: float) -> float | int:
     return int(x) if float(x).is_integer() else float(x)
 
 
+def interpolate_rows(values: np.ndarray, positions: np.ndarray, *, dtype=None) -> np.ndarray:
+    """``values [N, ...]`` at fractional row ``positions [L]`` (in ``[0, N - 1]``): linear between the two
+    neighbouring rows, exact at whole positions. ``dtype`` (e.g. float32) is the dtype both the rows and the
+    weights are computed in; None keeps the rows' and weighs in float64."""
+    lo = np.floor(positions).astype(np.int64)
+    hi = np.minimum(lo + 1, len(values) - 1)
+    w = (positions - lo).reshape((-1,) + (1,) * (np.ndim(values) - 1))
+    if dtype is not None:
+        w = w.astype(dtype)
+    return np.asarray(values[lo], dtype) * (1 - w) + np.asarray(values[hi], dtype) * w
+
+
 @dataclass(frozen=True)
 class FeatureGeometry:
     fps: float = 25.0

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
-from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.core.geometry import FeatureGeometry, interpolate_rows
 
 if TYPE_CHECKING:
     from clicktal.pipeline.data.datasets import VideoItem
@@ -146,10 +146,7 @@ def resample_features(features: np.ndarray, grid: SampleGrid) -> np.ndarray:
     p = grid.positions
     if grid.integral:
         return np.asarray(features[p.astype(np.int64)], dtype=np.float32)
-    lo = np.floor(p).astype(np.int64)
-    hi = np.minimum(lo + 1, grid.num_native - 1)
-    w = (p - lo)[:, None].astype(np.float32)
-    return np.asarray(features[lo], np.float32) * (1 - w) + np.asarray(features[hi], np.float32) * w
+    return interpolate_rows(features, p, dtype=np.float32)
 
 
 def resample_targets(targets: np.ndarray, grid: SampleGrid) -> np.ndarray:
