@@ -6,7 +6,6 @@ Torch-free and below every other layer, so that each method declares its paper's
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -152,31 +151,8 @@ class NmsPerTiou(EvaluationProtocol):
                 f"{post.nms_tiou} (what detection on new videos uses)")
 
 
-class _PresetRegistry(Registry[PostprocessConfig]):
-    """The named recipes. Each method registers its paper's presets with its record (``clicktal.models``); the
-    built-in methods are imported (by name, once) on the first lookup, so that a lookup from a layer below the
-    models (the grouping module's users, the tests of post-processing alone) sees them too."""
-
-    _builtins = "clicktal.models"
-
-    def _load(self) -> None:
-        if self._builtins:
-            name, self._builtins = self._builtins, ""
-            importlib.import_module(name)
-
-    def get(self, name: str) -> PostprocessConfig:
-        self._load()
-        return super().get(name)
-
-    def names(self) -> list[str]:
-        self._load()
-        return super().names()
-
-    def __contains__(self, name: str) -> bool:
-        self._load()
-        return super().__contains__(name)
-
-
-PRESETS: Registry[PostprocessConfig] = _PresetRegistry("post-processing preset")
+# The named recipes: each method registers its paper's presets with its record (``clicktal.models.register_method``),
+# so they are there once the methods are imported (the experiment schema imports them).
+PRESETS: Registry[PostprocessConfig] = Registry("post-processing preset")
 
 __all__ = ["PostprocessConfig", "EvaluationProtocol", "STANDARD", "NmsPerTiou", "PRESETS"]

@@ -3,6 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+import clicktal.models  # noqa: F401  (registers the methods and their presets)
 from clicktal.pipeline.core.config import ConfigError, config_from_dict
 from clicktal.pipeline.data.detections import Detection
 from clicktal.pipeline.core.geometry import FeatureGeometry
