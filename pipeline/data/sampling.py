@@ -20,9 +20,10 @@ Kinds (:class:`SamplerConfig`):
 
 Every sample carries its :class:`SampleGrid`: the native snippet position each element stands for (and, when the
 positions are evenly spaced, a :class:`FeatureGeometry` of its own, possibly with a fractional stride). Targets move
-with the features: at whole-number positions they are indexed exactly; on a resized grid each element takes the
-labels of its nearest native snippet and every labelled native snippet also lands on its nearest element, so a
-click is never lost by downsampling. :func:`to_native` maps model outputs of any sampler back onto the native
+with the features, each as its kind says (:mod:`~clicktal.pipeline.data.targets`; inference moves none): at
+whole-number positions they are indexed exactly; on a resized grid each element takes the labels of its nearest
+native snippet and every labelled native snippet also lands on its nearest element, so a click is never lost by
+downsampling. :func:`to_native` maps model outputs of any sampler back onto the native
 snippet grid (or the native frames) before post-processing, so detections are always in seconds of the video.
 """
 from __future__ import annotations
