@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.core.geometry import FeatureGeometry, interpolate_rows
 from clicktal.pipeline.core.postprocess import PRESETS, PostprocessConfig, Scoring
 from clicktal.pipeline.data.detections import Detection
 
@@ -104,11 +104,7 @@ def _upsample(x: np.ndarray, geometry: FeatureGeometry, per_snippet: int) -> np.
     num = x.shape[0]
     centres = geometry.centre_s(np.arange(num))
     sample_times = geometry.start_s((np.arange(num * per_snippet) + 0.5) / per_snippet)
-    pos = np.interp(sample_times, centres, np.arange(num, dtype=np.float64))
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, num - 1)
-    w = (pos - lo)[:, None]
-    return x[lo] * (1 - w) + x[hi] * w
+    return interpolate_rows(x, np.interp(sample_times, centres, np.arange(num, dtype=np.float64)))
 
 
 def find_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
