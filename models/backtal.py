@@ -1,38 +1,8 @@
 """BackTAL (Yang et al., "Background-Click Supervision for Temporal Action Localization", TPAMI 2021).
 
-Baseline (paper Sec. 4.1 "Baseline Method": BaS-Net, Lee et al. AAAI 2020):
-
-* filtering module: ``Conv1d(D, 512, 1)`` + LeakyReLU, ``Conv1d(512, 1, 1)`` + sigmoid, the foreground attention
-  ``w [B, T]`` (BaS-Net's layout; BackTAL does not restate it);
-* classification network, "three temporal convolutional layers": ``D -> H`` (kernel 3, LeakyReLU), ``H -> H``
-  (kernel 3, LeakyReLU), dropout, ``H -> C + 1`` (kernel 1, no bias), the class activation sequence (CAS) over
-  ``C + 1`` columns, **column 0 = background** (Eq. 3 writes the background score ``s^0``; it is also the
-  :class:`~clicktal.models.base.LocalizerOutput` convention), action class ``c`` in column ``c + 1``;
-* two passes through the same network: raw features -> base CAS, ``w * features`` -> suppressed CAS;
-* Eq. 1: top-k mean over time with ``k = floor(T / 8)`` (:class:`~clicktal.models.blocks.TopK` ``"floor"``);
-* Eq. 2 ``L_cls``: cross-entropy of the softmax of the pooled scores, summed over the two passes, with BaS-Net's
-  labels: base pass ``[1, y]`` (background positive), suppressed pass ``[0, y]``, each normalised to sum 1.
-
-BackTAL (Sec. 3):
-
-* Eq. 3 ``L_frame``: ``-mean log softmax(S[:, t])_0`` over each video's clicked background snippets
-  (``batch.background_mask``), averaged over the videos with a click; action clicks, when the run has them
-  (Table 6's "action click" rows), add ``-log softmax(S[:, t])_{c}`` at their snippets;
-* pseudo labels (Sec. 3.1, footnote 3): ``b = 1`` clicked background; ``b = 0`` the top-k snippets of each of the
-  video's classes (their union; a clicked snippet stays background); the rest unknown;
-* Eq. 5-8 ``L_sep``: for each (video, labelled class c) with a click, ``p_act`` = mean of the top-k ``S[c]``,
-  ``p_bg`` = mean of ``S[c]`` on the clicks, two-way softmax, ``-log p_act_hat - log(1 - p_bg_hat)``;
-* Eq. 9-13 ``L_aff``: an embedding ("a temporal convolutional layer": ``Conv1d(D, 32, 3)``), L2-normalised; per
-  video the hardest pair of each kind:
-  ``max [tau_same - A]_+`` over background pairs (u != v), the same over pseudo-action pairs, ``max [A - tau_diff]_+``
-  over background-action pairs; ``L_aff = L_bg + L_act + L_diff``;
-* Eq. 14-16: the local affinity mask ``a [h, T]`` (``a[i, t] = A(e_t, e_{t - h//2 + i})``, h = 3) re-weights each
-  neighbour before the kernel-3 convolutions (:class:`AffinityConv1d`, a ``conv`` factory for
-  :class:`~clicktal.models.blocks.TemporalConvStack` fed through its forward kwarg ``affinity``);
-* Eq. 4: ``L = L_cls + L_frame + lambda L_sep + beta L_aff``, ``lambda = 1``, ``beta = 0.8``.
-
-Every choice the paper leaves open is a field of :class:`BackTALConfig`, with the reason in its docstring; see
-also docs/backtal.md.
+The BaS-Net baseline (filtering module, two passes, Eq. 1-2), BackTAL's L_frame, L_sep and L_aff (Eq. 3-13) and the
+affinity-weighted convolutions (Eq. 14-16, :class:`AffinityConv1d`). Every choice the paper leaves open is a field
+of :class:`BackTALConfig`; what each piece implements: docs/backtal.md, "What is implemented".
 """
 from __future__ import annotations
 

@@ -1,63 +1,8 @@
 """SF-Net (Ma et al., ECCV 2020): single-frame supervision for temporal action localization.
 
-Network (paper Sec. 3.2, two-stream fusion as in its ref. [21], 3C-Net, and the authors' code): for every stream
-(RGB columns, flow columns of the features)
-
-* classification module: three fully connected layers, ``D_s -> H -> H -> K`` (ReLU after the first two, dropout
-  before the last), giving class activations ``[B, T, K]`` with ``K = Nc + 1`` (column 0 = background) when
-  background mining is on, ``K = Nc`` otherwise;
-* actionness module: two temporal convolutions ``D_s -> H -> H`` (kernel 3, ReLU) and one fully connected layer
-  ``H -> 1``, giving actionness logits ``[B, T]``.
-
-The fused class activation is ``sum_s m_s * C_s`` with learnable per-class multipliers ``m_s`` (initialised to 1, as
-3C-Net and the code do) and the fused actionness ``sum_s w_s * A_s`` (``w_s`` initialised to ``1 / n_streams``; the
-code starts them at 0). Widths the paper does not give: ``H`` defaults to the stream's own width (1024 for I3D, as
-the authors' code), so the hidden layers neither compress nor expand the features, and a reduced-dimension feature
-set shrinks the network with it. Dropout 0.7 (the code's and 3C-Net's value; the paper names none).
-
-Losses (paper Sec. 3.3), computed on the fused scores and, with ``stream_losses`` (3C-Net, the code), on each
-stream's own scores too, summed:
-
-* Eq. 1 ``L_frame^l``: cross-entropy of the K labelled snippets (clicks plus mined action snippets) of the batch;
-* Eq. 2 ``L_frame^b``: background mining over the whole batch: among the unlabelled valid snippets, the ``eta K``
-  with the highest background activation ``C[..., 0]`` are labelled background (selection is not differentiated);
-* Eq. 3 ``L_frame = L_frame^l + L_frame^b / Nc``;
-* Eq. 4 ``L_actionness``: ``-mean log sigma(A)`` on the labelled snippets ``- mean log(1 - sigma(A))`` on the mined
-  background snippets (the paper: "we also use the background frame mining strategy to get A^b");
-* Eq. 5 ``L_video``: top-k pooling over time (``k = ceil(T_i / 8)``) gives ``r_i [K]``; the target ``q_i`` is the
-  average of the video's labelled-snippet labels (clicks; video labels when a video has none; ``video_target``
-  ``click_classes`` is the authors' code's: the classes present among the labelled snippets of the sample, each
-  weighted equally); softmax over all K columns, the sum over the ``Nc`` action columns; samples shorter than
-  ``video_min_length`` snippets are left out (0: none; the code's train.py ``video_loss`` skips ``seq_len < 5``);
-* Eq. 6 ``L = L_frame + alpha L_video + beta L_actionness``;
-* with ``centre_loss`` (the Weak row of the paper's Table 3 is 3C-Net: video loss plus centre loss), ``+ gamma
-  L_centre``: per stream, the classifier inputs aggregated for each class of a sample's video target by that
-  class's temporal attention (softmax over time, zero below its mean) are pulled to the class's centre (Wen et al.'s
-  centre loss, ``1/(2N) sum ||f - c||^2``, centres moved by Wen et al.'s update at ``centre_rate`` 0.5); gamma 0.1 and
-  single-class videos only before iteration 500 are the authors' code's (options.py ``--gamma``, train.py
-  ``center_loss`` ``itr_th``). ``centre_update: code_sgd`` is the code's variant instead: the loss
-  ``sum ||f - c||^2 / N^2``, centres drawn from N(0, 1) and moved by plain SGD at ``centre_lr`` 0.1 on the gradient of
-  ``gamma L_centre`` scaled by ``1 / beta`` (train.py: ``param.grad.data *= (1. / beta)``, where Wen et al.'s
-  recipe divides by the loss weight; main.py ``optim.SGD(..., lr=0.1)``, center_loss.py ``torch.randn`` centres).
-
-Action-frame mining (Algorithm 1) is :func:`mine_action_frames`, with the typos fixed (see its docstring). It runs
-online on every batch's detached fused scores from ``mining.start_iteration`` (the paper gives no start; a warm-up is
-needed because the test compares predictions of a classifier); ``mining.mode = "once"`` instead mines the whole
-training set once at ``start_iteration`` and keeps the labels, as the authors' code does (which also re-initialises
-the network after mining: ``reinit_after``).
-
-Built from the shared parts: the actionness convolutions are a :class:`~clicktal.models.blocks.TemporalConvStack`,
-the streams are split with :func:`~clicktal.models.blocks.stream_ranges` / :func:`~clicktal.models.blocks.split_streams`
-and fused by two ``weighted`` :class:`~clicktal.models.blocks.StreamFusion` (``class_mul``, ``act_mul``), top-k
-pooling (training Eq. 5 and the video scores at inference) is :func:`~clicktal.models.blocks.topk_pool` with the
-``ceil`` rule; the loss terms are those of :mod:`clicktal.models.losses` (Eq. 1
-:func:`~clicktal.models.losses.soft_cross_entropy`, Eq. 4 :func:`~clicktal.models.losses.actionness_loss`, Eq. 5
-:func:`~clicktal.models.losses.video_targets` and :func:`~clicktal.models.losses.video_loss`, the background
-cross-entropy and :func:`~clicktal.models.losses.top_mask` behind Eq. 2). What stays here is SF-Net's own: its
-configs, the network's layout, Eq. 2's mining of background snippets (:func:`mined_background_loss`), Algorithm 1,
-the combination of the terms (Eq. 3, 6, per-stream losses) and the frame scores of Sec. 3.4. State dicts of the earlier
-monolithic module load: its ``streams.<s>.conv1`` / ``conv2`` are read as ``streams.<s>.temporal.conv1`` / ``conv2``,
-every other key is unchanged.
+The network (per-stream classification and actionness modules, fused), the losses of Eq. 1-6 (with 3C-Net's centre
+loss for the Weak row), Algorithm 1 (:func:`mine_action_frames`) and the frame scores of Sec. 3.4. What each piece
+implements, and where the paper and the authors' code differ: docs/sfnet.md, "SF-Net as implemented".
 """
 from __future__ import annotations
 
