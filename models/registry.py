@@ -109,13 +109,16 @@ def localizer_config(name: str, params: dict | None, source: str = "<model.param
     return config_from_dict(LOCALIZERS.get(name).config_type, params or {}, source)
 
 
-def build_localizer(name: str, params: dict | None, *, input_dim: int, num_classes: int,
+def build_localizer(name: str, params, *, input_dim: int, num_classes: int,
                     streams: dict[str, tuple[int, int]] | None = None,
                     geometry: FeatureGeometry | None = None) -> tuple[Localizer, dict]:
     """Build localizer ``name`` for ``input_dim``-d features with the column ranges ``streams`` (e.g. ``{"rgb": (0,
     1024), "flow": (1024, 2048)}``) on the time grid ``geometry`` (the features' own: a model that predicts per
-    frame needs frames per snippet); returns the model and its fully resolved params (for the saved config)."""
-    cfg = localizer_config(name, params)
+    frame needs frames per snippet); ``params``: its typed config (an experiment's ``model.typed``, checked once
+    when the config loaded) or a plain mapping to check. Returns the model and its fully resolved params (for the
+    saved config)."""
+    config_type = LOCALIZERS.get(name).config_type
+    cfg = params if isinstance(params, config_type) else localizer_config(name, params)
     model = LOCALIZERS.get(name).build(config=cfg, input_dim=input_dim, num_classes=num_classes, streams=streams,
                                        geometry=geometry or FeatureGeometry())
     return model, config_to_dict(cfg)

@@ -212,7 +212,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
     meta = _metadata(bundle)
     seed_everything(seed, cfg.train.deterministic)  # the initial weights are part of what the seed reproduces
     contract = bundle.contract
-    model, params = build_localizer(cfg.model.name, cfg.model.params, input_dim=contract.dim,
+    model, params = build_localizer(cfg.model.name, cfg.model.typed, input_dim=contract.dim,
                                     num_classes=len(bundle.classes), streams=contract.streams,
                                     geometry=contract.geometry)
     cfg = replace(cfg, model=replace(cfg.model, params=params))

@@ -179,7 +179,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None
         raise ValueError(f"{checkpoint}: no config or run metadata (written by clicktal's run_experiment?)")
     cfg = config_from_dict(ExperimentConfig, cfg_dict, str(checkpoint))
     contract = run_contract(meta, checkpoint)
-    model, _ = build_localizer(cfg.model.name, cfg.model.params, input_dim=contract.dim,
+    model, _ = build_localizer(cfg.model.name, cfg.model.typed, input_dim=contract.dim,
                                num_classes=len(meta["classes"]), streams=contract.streams, geometry=contract.geometry)
     model.load_state_dict(ck["model"])
     model.to(dev).eval()
@@ -210,7 +210,7 @@ def write_untrained_run(run_dir: str | os.PathLike, config: ExperimentConfig, *,
     ``tools/detect.py`` and ``tools/infer.py`` use it as any run. ``note`` says in ``run_meta.json`` where the
     weights came from. A folder that already holds a run is refused (:class:`RunExistsError`) unless
     ``overwrite``. Returns the checkpoint's path."""
-    model, params = build_localizer(config.model.name, config.model.params, input_dim=contract.dim,
+    model, params = build_localizer(config.model.name, config.model.typed, input_dim=contract.dim,
                                     num_classes=len(classes), streams=contract.streams, geometry=contract.geometry)
     state = model.state_dict()
     unknown = sorted(set(buffers) - set(state))

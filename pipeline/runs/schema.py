@@ -122,9 +122,15 @@ class ModelSpec:
         if self.name not in LOCALIZERS:
             raise FieldError("name", f"unknown localizer {self.name!r}; known: {', '.join(LOCALIZERS.names())}")
         try:
-            localizer_config(self.name, self.params, source="params")
+            # resolved once here; not a field, so the saved config keeps the plain mapping
+            self._typed = localizer_config(self.name, self.params, source="params")
         except ValueError as e:
             raise nested_error("params", e) from None
+
+    @property
+    def typed(self):
+        """``params`` checked into the method's typed config (when the spec was built)."""
+        return self._typed
 
 
 @dataclass
@@ -263,7 +269,7 @@ class ExperimentConfig:
         validates = self.train.validate_every > 0 and self.data.val_fraction > 0
         # a config that names no features yet is a template (filled in by --features or overrides, then checked)
         missing = LOCALIZERS.get(self.model.name).missing_labels(
-            localizer_config(self.model.name, self.model.params), self.data.labels) if self.data.features else []
+            self.model.typed, self.data.labels) if self.data.features else []
         _require([
             (bool(self.name.strip()) and "/" not in self.name, "name",
              f"must be a non-empty name without '/' (the default run folder is runs/<name>), got {self.name!r}"),
