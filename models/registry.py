@@ -82,7 +82,7 @@ def register_method(name: str, method: Method) -> Method:
     error (nothing is registered then). Returns the method."""
     taken = [p for p in method.presets if p in PRESETS]
     if name in LOCALIZERS or taken:
-        raise KeyError(f"method {name!r}: " + (f"the name is already registered" if name in LOCALIZERS else
+        raise KeyError(f"method {name!r}: " + ("the name is already registered" if name in LOCALIZERS else
                                                f"preset(s) {', '.join(taken)} already registered"))
     for preset, post in method.presets.items():
         if not isinstance(post, PostprocessConfig):
