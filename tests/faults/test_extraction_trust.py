@@ -50,13 +50,22 @@ def _slowed(tmp_path: Path, code: str) -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
 
 
+def _terminal_signals() -> None:
+    """In the child: Ctrl-C and SIGTERM as a terminal's foreground job has them. A test suite started in the
+    background of a non-interactive shell (``make test &``) inherits SIGINT ignored, and Python keeps an ignored
+    SIGINT ignored, so the tool would never see the Ctrl-C these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _start(videos: Path, out: Path, *extra: str, env: dict) -> subprocess.Popen:
     """The tool in its own process group (as a terminal's foreground job), printing to ``out``'s sibling files:
     not pipes, which a worker that outlives the run would keep open."""
     logs = out.parent
     with open(logs / "stdout.txt", "w") as stdout, open(logs / "stderr.txt", "w") as stderr:
         return subprocess.Popen([sys.executable, str(TOOL), str(videos), "--out", str(out), *SMALL, *extra],
-                                stdout=stdout, stderr=stderr, env=env, start_new_session=True)
+                                stdout=stdout, stderr=stderr, env=env, start_new_session=True,
+                                preexec_fn=_terminal_signals)
 
 
 def _printed(out: Path) -> tuple[str, str]:
@@ -275,7 +284,7 @@ def test_ctrl_c_says_how_to_resume_and_leaves_nothing_half_done(tmp_path, worker
     try:
         _wait_for(lambda: list(out.glob(".v*.npy.*.tmp")), 120, "a features file being written", proc)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
-        proc.wait(timeout=180)  # winding down workers: slow only on a loaded machine
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
