@@ -20,6 +20,7 @@ from typing import Literal
 
 from clicktal.pipeline.core.config import FieldError
 from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.data import layouts
 from clicktal.pipeline.data.annotations import load_ground_truth
 from clicktal.pipeline.data.cache import CacheError, CacheSource, FeatureSource, SynthSource
 from clicktal.pipeline.data.releases import WtalcSource, is_wtalc
@@ -65,8 +66,6 @@ class FeatureLayoutConfig:
 def detect_format(root: Path) -> str:
     """The layout of ``root`` (``cache`` when nothing more specific is recognised)."""
     root = Path(root)
-    from clicktal.pipeline.data import layouts
-
     if (root / "features").is_dir() and (root / "annotations.json").is_file():
         return "synth"
     if is_wtalc(root):
@@ -84,8 +83,6 @@ def open_features(root: str | os.PathLike, *, format: str = "auto", layout: Feat
                   annotations: str | os.PathLike | None = None) -> FeatureSource:
     """The :class:`FeatureSource` of ``root`` in layout ``format`` (``auto``: :func:`detect_format`).
     ``annotations``: the ground-truth file (ActionFormer's layout takes each video's fps and duration from it)."""
-    from clicktal.pipeline.data import layouts
-
     root = Path(root)
     layout = layout or FeatureLayoutConfig()
     if not root.is_dir():
