@@ -1,7 +1,8 @@
 """Typed dataclass configs loaded from YAML.
 
 A file may inherit others with ``_base_: other.yaml`` (or a list; paths relative to the file): the bases are merged
-underneath it, mappings key by key (OpenTAD's and MMEngine's convention), and the result is checked as one config.
+underneath it, mappings key by key (OpenTAD's and MMEngine's convention), and the result is checked as one config;
+a mapping marked ``_delete_: true`` replaces the inherited one instead of merging into it.
 
 Unknown keys and wrong types are errors naming the key (as a dotted path) and the file. Nested dataclasses,
 ``Optional``, ``list``/``tuple``/``dict`` and ``Literal`` fields are checked; ints are accepted where floats are
@@ -209,8 +210,11 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, list[Pat
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     bases = data.pop(BASE_KEY, None)
-    if bases is None:
-        return data, [path]
+    if bases is None:  # a file without bases still drops its _delete_ markers
+        try:
+            return merge_overrides({}, data), [path]
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) and b for b in bases):
@@ -225,7 +229,10 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, list[Pat
         data_b, files_b = _read_yaml(base, chain + (path,))
         merged = merge_overrides(merged, data_b)
         files += files_b
-    return merge_overrides(merged, data), files + [path]
+    try:
+        return merge_overrides(merged, data), files + [path]
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def load_config(cls: type[C], path: str | os.PathLike, overrides: dict | None = None) -> C:
@@ -239,12 +246,29 @@ def load_config(cls: type[C], path: str | os.PathLike, overrides: dict | None = 
     return config_from_dict(cls, data, source, folder=path.parent)
 
 
-def merge_overrides(base: dict, over: dict) -> dict:
-    """``base`` with the nested mapping ``over`` merged on top (neither is modified)."""
+DELETE_KEY = "_delete_"
+
+
+def merge_overrides(base: dict, over: dict, where: str = "") -> dict:
+    """``base`` with the nested mapping ``over`` merged on top (neither is modified). A mapping of ``over`` that
+    holds ``_delete_: true`` replaces the one under it instead of merging into it (MMEngine's marker: how a file
+    drops keys its ``_base_`` sets); the marker itself never reaches the result. ``where``: the dotted key of
+    ``over``, for errors."""
     out = dict(base)
     for k, v in over.items():
-        nested = isinstance(v, dict) and isinstance(out.get(k), dict)
-        out[k] = merge_overrides(out[k], v) if nested else copy.deepcopy(v)
+        key = f"{where}.{k}" if where else str(k)
+        if isinstance(v, dict) and DELETE_KEY in v:
+            replace = v[DELETE_KEY]
+            if not isinstance(replace, bool):
+                raise ConfigError(f"{key}.{DELETE_KEY}: expected true or false, got {replace!r}")
+            v = {kk: vv for kk, vv in v.items() if kk != DELETE_KEY}
+            if replace:
+                out[k] = merge_overrides({}, v, key)
+                continue
+        if isinstance(v, dict):
+            out[k] = merge_overrides(out[k] if isinstance(out.get(k), dict) else {}, v, key)
+        else:
+            out[k] = copy.deepcopy(v)
     return out
 
 
@@ -268,4 +292,4 @@ def dump_config(cfg: Any, path: str | os.PathLike) -> None:
 
 
 __all__ = ["ConfigError", "FieldError", "nested_error", "load_config", "config_from_dict", "config_to_dict",
-           "dump_config", "merge_overrides", "parse_yaml_value"]
+           "dump_config", "merge_overrides", "parse_yaml_value", "BASE_KEY", "DELETE_KEY"]

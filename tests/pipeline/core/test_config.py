@@ -144,6 +144,24 @@ def test_a_typo_under_a_base_names_the_dotted_key_and_both_files(tmp_path):
     assert str(child) in str(err.value) and str(base) in str(err.value)
 
 
+def test_delete_marker_replaces_the_inherited_mapping_instead_of_merging(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: a\noptim: {lr: 0.5, kind: sgd}\n")
+    merged = write(tmp_path, "_base_: base.yaml\noptim: {lr: 2}\n")
+    assert load_config(Experiment, merged).optim == Optim(2.0, "sgd")
+    replaced = write(tmp_path, "_base_: base.yaml\noptim: {_delete_: true, lr: 2}\n")
+    assert load_config(Experiment, replaced).optim == Optim(2.0, "adam")  # kind: sgd dropped, the default back
+    # false merges as usual; either way the marker never reaches the typed config
+    kept = write(tmp_path, "_base_: base.yaml\noptim: {_delete_: false, lr: 2}\n")
+    assert load_config(Experiment, kept).optim == Optim(2.0, "sgd")
+
+
+def test_a_delete_marker_that_is_not_a_bool_names_the_key_and_the_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: a\n")
+    child = write(tmp_path, "_base_: base.yaml\noptim: {_delete_: yes please}\n")
+    with pytest.raises(ConfigError, match=rf"^{child}: optim\._delete_: expected true or false"):
+        load_config(Experiment, child)
+
+
 def test_a_missing_base_names_the_file_and_the_child(tmp_path):
     child = write(tmp_path, "_base_: nowhere.yaml\nname: a\n")
     with pytest.raises(ConfigError, match="cannot read it") as err:
