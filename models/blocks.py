@@ -263,17 +263,17 @@ class StreamFusion(nn.Module):
 def upsample_to_frames(x: torch.Tensor, mask: torch.Tensor, geometry: FeatureGeometry) -> torch.Tensor:
     """``x [B, T, C]`` per snippet -> ``[B, T * f, C]`` per frame, ``f = geometry.frames_per_snippet``.
 
-    Frame ``n`` (centre ``n + 0.5`` frames from the grid's origin) takes the linear interpolation of the snippets
-    at position ``(n + 0.5 - window / 2) / stride`` (snippet ``i`` is centred at ``i * stride + window / 2``),
-    clamped to the video's first and last valid snippet: the snippet's own score lands on the frame at its centre
-    and frames past the outer centres repeat the end value. With ``window == stride`` this is
+    The torch twin of :func:`clicktal.pipeline.core.geometry.interpolate` (differentiable, per sample): frame
+    ``n`` takes the linear interpolation of the snippets around its centre (position
+    ``geometry.positions_of(geometry.frames(), ...)``: ``(n + 0.5 - window / 2) / stride``), clamped to the
+    sample's first and last valid snippet, so that the snippet's own score lands on the frame at its centre and
+    frames past the outer centres repeat the end value. With ``window == stride`` this is
     ``F.interpolate(mode="linear", align_corners=False)``; it stays right for overlapping snippets
     (``window > stride``) and never mixes a video's last snippet with padding. Frames of padded snippets are zero."""
     f = geometry.frames_per_snippet
     B, T, C = x.shape
     lengths = mask.bool().sum(1)  # [B]
-    n = torch.arange(T * f, device=x.device, dtype=torch.float64)
-    pos = (n + 0.5 - float(geometry.window) / 2) / float(geometry.stride)  # [F]
+    pos = torch.from_numpy(geometry.positions_of(geometry.frames(), T * f)).to(x.device)  # [F] float64
     last = (lengths - 1).clamp_min(0).to(torch.float64)[:, None]  # [B, 1]
     pos = torch.minimum(pos[None].clamp_min(0.0), last)  # [B, F]
     lo = pos.floor().long()

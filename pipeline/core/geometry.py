@@ -33,6 +33,17 @@ def interpolate_rows(values: np.ndarray, positions: np.ndarray, *, dtype=None) -
     return np.asarray(values[lo], dtype) * (1 - w) + np.asarray(values[hi], dtype) * w
 
 
+def interpolate(values: np.ndarray, src: "FeatureGeometry", dst: "FeatureGeometry", num: int, *,
+                valid: int | None = None, dtype=None) -> np.ndarray:
+    """``values [N, ...]`` given on grid ``src`` -> ``[num, ...]`` on grid ``dst``: each element of ``dst`` takes
+    the linear interpolation of the ``src`` rows around its centre, clamped to the first and the last valid row
+    (``valid``, default ``N``; the rows past it are padding), so that values past the outer centres repeat the end
+    value. The one snippet-to-grid interpolation: grouping on frames and upsampling a model's outputs
+    (:func:`clicktal.models.blocks.upsample_to_frames`, the same positions in torch) read these positions."""
+    last = (len(values) if valid is None else valid) - 1
+    return interpolate_rows(values, np.clip(src.positions_of(dst, num), 0, max(last, 0)), dtype=dtype)
+
+
 @dataclass(frozen=True)
 class FeatureGeometry:
     fps: float = 25.0
@@ -95,6 +106,15 @@ class FeatureGeometry:
         first = self.index_of(start_s, num_snippets)
         last = self.index_of(end_s, num_snippets)
         return int(first), int(max(last, first)) + 1
+
+    def positions_of(self, other: "FeatureGeometry", num: int) -> np.ndarray:
+        """``[num]`` fractional indices on this grid of the centres of ``other``'s elements ``0..num-1`` (same video,
+        same fps): element ``j`` of ``other`` sits at position ``p`` here when its centre is this grid's centre of
+        ``p``. Computed in frames, so that two grids with one origin give exact positions."""
+        if other.fps != self.fps:
+            raise ValueError(f"grids of different fps ({other.fps} and {self.fps}) are not one video's")
+        centres = other.origin + np.arange(num, dtype=np.float64) * other.stride + other.window / 2
+        return (centres - self.origin - self.window / 2) / self.stride
 
     def regrid(self, first: float, step: float) -> "FeatureGeometry":
         """The grid whose element ``j`` stands for native snippet position ``first + j * step`` (a crop: ``step``

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clicktal.pipeline.core.geometry import FeatureGeometry, interpolate_rows
+from clicktal.pipeline.core.geometry import FeatureGeometry, interpolate
 from clicktal.pipeline.core.postprocess import PRESETS, PostprocessConfig, Scoring
 from clicktal.pipeline.data.detections import Detection
 
@@ -101,10 +101,8 @@ def _select_classes(config: PostprocessConfig, num_classes: int, video_scores: n
 def _upsample(x: np.ndarray, geometry: FeatureGeometry, per_snippet: int) -> np.ndarray:
     """``[T, D]`` snippet values -> ``[T * per_snippet, D]``, linear between snippet centres, constant past the
     first and last centre (like cv2.resize / bilinear upsampling, as methods resizing a score map to frames do)."""
-    num = x.shape[0]
-    centres = geometry.centre_s(np.arange(num))
-    sample_times = geometry.start_s((np.arange(num * per_snippet) + 0.5) / per_snippet)
-    return interpolate_rows(x, np.interp(sample_times, centres, np.arange(num, dtype=np.float64)))
+    step = geometry.stride / per_snippet
+    return interpolate(x, geometry, FeatureGeometry(geometry.fps, step, step, geometry.origin), x.shape[0] * per_snippet)
 
 
 def find_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

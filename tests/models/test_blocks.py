@@ -238,3 +238,19 @@ def test_fusion_errors_are_named():
         StreamFusion(streams=["training"], mode="weighted")
     with pytest.raises(KeyError):
         StreamFusion(streams=["rgb", "flow"], mode="sum")({"rgb": torch.zeros(1)})
+
+
+def test_upsample_to_frames_is_the_torch_twin_of_geometry_interpolate():
+    import numpy as np
+
+    from clicktal.models.blocks import upsample_to_frames
+    from clicktal.pipeline.core.geometry import FeatureGeometry, interpolate
+
+    g = FeatureGeometry(fps=30, window=24, stride=8)  # overlapping snippets
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    up = upsample_to_frames(x, mask, g)
+    for b, valid in enumerate((6, 4)):
+        ref = interpolate(x[b].numpy(), g, g.frames(), 6 * 8, valid=valid)
+        assert np.allclose(up[b, :valid * 8].numpy(), ref[:valid * 8], atol=1e-12)
+        assert not up[b, valid * 8:].any()  # frames of padded snippets are zero

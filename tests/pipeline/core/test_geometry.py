@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from clicktal.pipeline.core.geometry import FeatureGeometry
+from clicktal.pipeline.core.geometry import FeatureGeometry, interpolate
 
 G = FeatureGeometry(fps=25, window=16, stride=16)
 
@@ -40,3 +40,18 @@ def test_dict_round_trip_and_validation():
     assert FeatureGeometry.from_dict(G.to_dict()) == G
     with pytest.raises(ValueError):
         FeatureGeometry(fps=0)
+
+
+def test_interpolate_places_each_snippet_on_its_centre_and_clamps_at_the_valid_ends():
+    g = FeatureGeometry(fps=25, window=16, stride=16)
+    values = np.array([[0.0], [16.0], [32.0], [99.0]])  # the last row is padding
+    frames = g.frames()
+    out = interpolate(values, g, frames, 3 * 16, valid=3)[:, 0]
+    assert np.isclose(out[8], 0.5)  # frame 8's centre is half a frame past snippet 0's: 1/32 of the way to 16
+    assert np.allclose(out[:8], 0.0) and np.isclose(out[8 + 16], 16.5) and np.allclose(out[8 + 32:], 32.0)
+    assert out.max() < 99  # padding never leaks in
+    # overlapping snippets (window > stride): positions follow the centres, not the starts
+    wide = FeatureGeometry(fps=25, window=32, stride=16)
+    assert np.allclose(wide.positions_of(wide.frames(), 3), (np.arange(3) + 0.5 - 16) / 16)
+    with pytest.raises(ValueError, match="different fps"):
+        g.positions_of(FeatureGeometry(fps=30), 2)
