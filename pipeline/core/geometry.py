@@ -101,6 +101,12 @@ class FeatureGeometry:
         """Seconds covered by snippets ``[first, last_exclusive)``: ``(start_s, end_s)``."""
         return self.start_s(first), self.start_s(last_exclusive)
 
+    def span_inside(self, start_s: float, end_s: float) -> tuple[int, int]:
+        """Snippets ``[first, last_exclusive)`` whose whole stride span lies inside ``[start_s, end_s]`` (empty,
+        ``last_exclusive <= first``, when the interval holds no whole span)."""
+        frames = (np.array([start_s, end_s], dtype=np.float64) * self.fps - self.origin) / self.stride
+        return int(np.ceil(frames[0] - 1e-9)), int(np.floor(frames[1] + 1e-9))
+
     def segment_to_span(self, start_s: float, end_s: float, num_snippets: int | None = None) -> tuple[int, int]:
         """Snippets ``[first, last_exclusive)`` whose spans overlap ``[start_s, end_s]`` (at least one)."""
         first = self.index_of(start_s, num_snippets)

@@ -101,8 +101,8 @@ def simulate_labelled_segments(video: VideoAnnotation, rng: np.random.Generator,
         raise ValueError(f"per_instance must be 1 or 2, got {per_instance}")
     out = []
     for seg in video.segments:
-        first = int(np.ceil(seg.start_s / geometry.seconds_per_snippet - 1e-9))
-        last = int(np.floor(seg.end_s / geometry.seconds_per_snippet + 1e-9)) - 1  # last snippet ending inside
+        first, end = geometry.span_inside(seg.start_s, seg.end_s)
+        last = end - 1  # the last snippet ending inside
         if last < first:
             first = last = geometry.index_of((seg.start_s + seg.end_s) / 2)
         picks = np.sort(rng.integers(first, last + 1, size=per_instance))

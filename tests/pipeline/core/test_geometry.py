@@ -55,3 +55,12 @@ def test_interpolate_places_each_snippet_on_its_centre_and_clamps_at_the_valid_e
     assert np.allclose(wide.positions_of(wide.frames(), 3), (np.arange(3) + 0.5 - 16) / 16)
     with pytest.raises(ValueError, match="different fps"):
         g.positions_of(FeatureGeometry(fps=30), 2)
+
+
+def test_span_inside_counts_whole_spans_and_follows_the_origin():
+    g = FeatureGeometry(fps=25, window=16, stride=16)  # 0.64 s per snippet
+    assert g.span_inside(0.64, 3 * 0.64) == (1, 3)  # spans 1 and 2, exactly
+    assert g.span_inside(0.65, 3 * 0.64 - 0.01) == (2, 2)  # spans 1 and 2 both stick out: empty
+    assert g.span_inside(0.1, 0.5) == (1, 0)  # shorter than a snippet: empty
+    crop = g.regrid(10, 1)  # a crop starting at native snippet 10: its element 0 starts at 6.4 s
+    assert crop.span_inside(6.4, 6.4 + 2 * 0.64) == (0, 2)
