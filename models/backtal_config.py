@@ -140,6 +140,7 @@ BACKTAL = Method(
            LabelNeed(("background_clicks",), "L_sep (separation) contrasts the background-clicked snippets",
                      when=lambda cfg: cfg.separation),
            LabelNeed(("video_labels",), "the video-level classification loss")),
+    targets=("video_labels", "background", "clicks"),
     presets={
         # BackTAL (Yang et al., TPAMI 2021): Sec. 4.1 sets tau_cls = 0.25 and adopts "the same inference paradigm with
         # BaS-Net"; Sec. 3.5 thresholds the class activation sequence of the confident classes and scores each instance

@@ -84,6 +84,7 @@ class WFSNConfig(TemporalCNNConfig):
 FSN = Method(
     FSNConfig, "clicktal.models.fsn:build_fsn",
     needs=(LabelNeed(("frame_targets",), "Eq. 4 is a per-frame loss (frame_targets needs boundaries)"),),
+    targets=("frames",),
     presets={
         # FSN (Yang et al., "Exploring Frame Segmentation Networks for Temporal Action Localization"). What the paper
         # states: the network's scores are upsampled to frames (Sec. 3.3: frame resolution), thresholds "uniformly
@@ -116,6 +117,7 @@ FSN = Method(
 WFSN = Method(
     WFSNConfig, "clicktal.models.fsn:build_wfsn",
     needs=(LabelNeed(("video_labels",), "its loss is the pooled video-level cross-entropy"),),
+    targets=("video_labels",),
     presets={
         # ``wfsn``: WFSN has no background class, so its signal is each class's own sequence; "other details are the
         # same as strongly supervised FSN" (Sec. 3.5). Our choices (measured as above): the model passes the frame

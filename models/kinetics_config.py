@@ -27,7 +27,8 @@ class KineticsConfig:
             raise FieldError("class_index", f"entries must be -1 or a Kinetics-400 index, got {bad[:5]}")
 
 
-# The baseline's record (``clicktal.models`` registers it as ``kinetics``): nothing trains, so it needs no labels.
+# The baseline's record (``clicktal.models`` registers it as ``kinetics``): nothing trains, so it needs no labels and
+# no target kinds.
 KINETICS = Method(
     KineticsConfig, "clicktal.models.kinetics:build_kinetics",
     presets={

@@ -1,19 +1,21 @@
 """The method registry: each method is one record (:class:`Method`) registered by name: its typed config, its
-builder, the labels it trains from, and its paper's post-processing presets (each preset is a
+builder, the labels it trains from, the target kinds its batches carry, and its paper's post-processing presets (each preset is a
 :class:`~clicktal.pipeline.core.postprocess.PostprocessConfig`, which also says the evaluation protocol the recipe is
 evaluated with). A builder may be named as ``"package.module:function"`` and is then imported the first time the
 method is built, so that a config is checked (its ``model.params`` against the typed config, its ``data.labels``
-against what the method needs) without importing torch. A method from outside the package registers itself with
+against what the method needs, its target kinds against the registry of
+:mod:`~clicktal.pipeline.data.targets`) without importing torch. A method from outside the package registers itself with
 :func:`register_method` (a config lists its module under ``imports:``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from clicktal.pipeline.core.config import config_from_dict, config_to_dict
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.core.postprocess import PRESETS, PostprocessConfig
 from clicktal.pipeline.core.registry import Registry, import_object
+from clicktal.pipeline.data.targets import target_kind
 
 if TYPE_CHECKING:
     from clicktal.pipeline.data.labels import LabelConfig
@@ -52,19 +54,32 @@ class LabelNeed:
 class Method:
     """A registered method: its typed config class, a keyword-only builder
     ``builder(*, config, input_dim, num_classes, streams, geometry) -> Localizer`` (or ``"module:function"``
-    naming it), the labels it needs (:class:`LabelNeed`) and its post-processing presets by name (registered in
-    ``PRESETS`` with the method, so that a config may name them)."""
+    naming it), the labels it needs (:class:`LabelNeed`), its post-processing presets by name (registered in
+    ``PRESETS`` with the method, so that a config may name them) and ``targets``: the target kinds its losses read
+    (names registered with :func:`~clicktal.pipeline.data.targets.register_target_kind`), as a tuple, or as a
+    function of the typed config returning them when a switched-off loss reads fewer. A run's training and
+    held-out datasets build these kinds and the kinds they require, nothing else (``data.labels.frame_targets``
+    adds ``frames``); a method that declares none trains from no targets."""
 
     config_type: type
     builder: Callable[..., Localizer] | str
     needs: tuple[LabelNeed, ...] = ()
     presets: Mapping[str, PostprocessConfig] = field(default_factory=dict)
+    targets: tuple[str, ...] | Callable[[Any], Iterable[str]] = ()
 
     def build(self, *, config, input_dim: int, num_classes: int, streams: dict[str, tuple[int, int]] | None,
               geometry: FeatureGeometry) -> Localizer:
         builder = import_object(self.builder) if isinstance(self.builder, str) else self.builder
         return builder(config=config, input_dim=input_dim, num_classes=num_classes, streams=streams,
                        geometry=geometry)
+
+    def target_kinds(self, config) -> tuple[str, ...]:
+        """The target kinds a batch carries for the typed ``config``; a kind that is not registered is a
+        ValueError naming the registered ones."""
+        kinds = tuple(self.targets(config) if callable(self.targets) else self.targets)
+        for name in kinds:
+            target_kind(name)
+        return kinds
 
     def missing_labels(self, config, labels: LabelConfig) -> list[str]:
         """One line per need that ``labels`` (the config's ``data.labels``) leaves unmet by the typed ``config``."""
@@ -94,8 +109,8 @@ def register_method(name: str, method: Method) -> Method:
 
 
 def register_localizer(name: str, config_type: type):
-    """Decorator registering a builder under ``name`` with its config dataclass (a method with no label needs and
-    no presets of its own; :func:`register_method` declares them)."""
+    """Decorator registering a builder under ``name`` with its config dataclass (a method with no label needs, no
+    presets and no target kinds of its own; :func:`register_method` declares them)."""
 
     def decorator(build):
         register_method(name, Method(config_type, build))

@@ -76,6 +76,8 @@ SEGMENT = Method(
     needs=(LabelNeed(("segments",), "the partial segment loss (segment_loss) reads the labelled segments",
                      when=lambda cfg: cfg.segment_loss),
            LabelNeed(("video_labels",), "the video-level classification loss")),
+    # the labelled segments feed the segment loss and the r = 2Q top-k; Table 1's label-free rows read none
+    targets=lambda cfg: ("video_labels",) + (("segments",) if cfg.segment_loss or cfg.topk != "fixed" else ()),
     presets={
         # Segment-level supervision (Ding et al.), Sec. 4.7: classes with s_a < 0 are dropped (class_threshold 0 on the
         # top-k mean of C_a, which the model passes as video_scores), then C_a is thresholded along time. The paper

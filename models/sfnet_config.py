@@ -121,6 +121,7 @@ SFNET = Method(
     needs=(LabelNeed(("action_clicks", "segments", "boundaries"),
                      "its frame loss and action mining start from labelled action snippets",
                      when=lambda cfg: cfg.frame_loss),),
+    targets=("video_labels", "actions", "anchors", "truth"),  # truth: the n_mined_true diagnostic only, never a loss
     presets={
         # SF-Net (Ma et al., ECCV 2020), paper Sec. 3.4: for each predicted class, an interval where class score +
         # actionness exceeds the threshold at every frame is a segment; its confidence is the highest frame score

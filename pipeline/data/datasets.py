@@ -6,8 +6,9 @@ which lists them). A :class:`VideoItem` holds one whole video, or one sample of 
 stage (:mod:`clicktal.pipeline.data.sampling`, which moves every target with the features); :func:`collate` pads a
 list of them into a :class:`Batch` with masks. Items and batches carry their targets in ``targets`` (kind ->
 array); the named fields of before (``click_targets``, ``anchor_mask``, ...: ``ITEM_FIELDS``, ``BATCH_FIELDS``)
-are views of it. A dataset builds the kinds it is told to (default: ``DEFAULT_KINDS``, and ``frames`` with
-``data.labels.frame_targets``), and nothing else.
+are views of it. A dataset builds the kinds it is told to (a run's: the kinds its method declares, ``Method.targets``;
+default: ``DEFAULT_KINDS``), ``frames`` with ``data.labels.frame_targets``, the kinds they require, and nothing
+else.
 
 Which labels a run trains from is :class:`~clicktal.pipeline.data.labels.LabelConfig` (``data.labels``).
 """
@@ -33,7 +34,7 @@ from clicktal.pipeline.data.provenance import check_sources
 from clicktal.pipeline.data.sampling import SampleGrid, Sampler, resample_features, whole_grid
 from clicktal.pipeline.data.supervision import Supervision
 from clicktal.pipeline.data.targets import (DEFAULT_KINDS, build_targets, frame_labels, pad, segment_snippets,
-                                            target_kind)
+                                            target_kind, with_requirements)
 
 # the named fields of an item and of a batch, each a view of one target kind (models read them until they read
 # ``targets``)
@@ -384,9 +385,13 @@ class DataBundle:
                 f"misses in test mAP; the lists are in run_meta.json and results.json")
 
 
-def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = None,
-              normalization: Normalization | None = None, note=None) -> DataBundle:
-    """Open the features and labels of ``cfg``. Test videos are listed, never given labels here. Every video used
+def load_data(cfg: DataConfig, *, seed: int, kinds: Iterable[str] | None = None,
+              contract: FeatureContract | None = None, normalization: Normalization | None = None,
+              note=None) -> DataBundle:
+    """Open the features and labels of ``cfg``. Test videos are listed, never given labels here. The training and
+    held-out datasets build the target kinds ``kinds`` (a run's method's; default ``DEFAULT_KINDS``), with what
+    ``cfg`` itself reads: ``frames`` with ``labels.frame_targets``, and ``boundaries`` when the training windows are
+    chosen by their action content and there are no frames to measure it on. Every video used
     must share one feature contract, and ``contract`` (a trained run's) when given; an error names the video and
     the field that differs. Before any training, every video used is checked: its features finite (test videos
     too: a NaN found after training would waste it) and made from the source file still at its path
@@ -432,7 +437,12 @@ def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = 
     train_ids, val_ids = split_holdout(train_ids, cfg.val_fraction, seed)
     norm = normalization if normalization is not None else fit_normalization(source, train_ids, cfg.normalize)
     source = normalized(source, norm)
-    kw = dict(preload=cfg.preload, frame_labels=cfg.labels.frame_targets)
+    kinds = requested_kinds(kinds, frames=cfg.labels.frame_targets)
+    windows = cfg.sampling.train
+    by_content = windows.kind == "windows" and (windows.min_action_fraction > 0 or windows.balance)
+    if by_content and not {"frames", "boundaries"} & set(with_requirements(kinds)):
+        kinds += ("boundaries",)  # VideoItem.action_content measures a window on them
+    kw = dict(preload=cfg.preload, kinds=kinds)
     train = VideoDataset(source, sup, classes, video_ids=train_ids, **kw)
     # held-out videos keep their labels (validation loss); their boundaries stay in ``gt`` (validation mAP)
     val = VideoDataset(source, sup, classes, video_ids=val_ids, **kw) if val_ids else None
@@ -444,18 +454,22 @@ def load_data(cfg: DataConfig, *, seed: int, contract: FeatureContract | None = 
     return bundle
 
 
+# what label_counts reports, per target kind
+_COUNTED = {"labelled_snippets": "actions", "anchors": "anchors", "background_clicks": "background",
+            "segment_snippets": "segments", "boundary_snippets": "boundaries"}
+
+
 def label_counts(dataset: VideoDataset) -> dict[str, int]:
-    """How much supervision a dataset carries, in snippets (for run logs)."""
-    out = {"videos": len(dataset), "snippets": 0, "labelled_snippets": 0, "anchors": 0, "background_clicks": 0,
-           "segment_snippets": 0, "boundary_snippets": 0}
+    """How much supervision a dataset carries, in snippets (for run logs): the videos, their snippets, and the
+    snippets each of the kinds of ``_COUNTED`` that the dataset builds labels."""
+    built = with_requirements(dataset.kinds)
+    counted = {key: kind for key, kind in _COUNTED.items() if kind in built}
+    out = {"videos": len(dataset), "snippets": 0, **dict.fromkeys(counted, 0)}
     rows = lambda it, kind: 0 if kind not in it.targets else int(it.targets[kind].reshape(it.length, -1).any(1).sum())
     for it in dataset:
         out["snippets"] += it.length
-        out["labelled_snippets"] += rows(it, "actions")
-        out["anchors"] += rows(it, "anchors")
-        out["background_clicks"] += rows(it, "background")
-        out["segment_snippets"] += rows(it, "segments")
-        out["boundary_snippets"] += rows(it, "boundaries")
+        for key, kind in counted.items():
+            out[key] += rows(it, kind)
     return out
 
 

@@ -8,7 +8,9 @@ nearest element; ``"dense"``: a labelled span stays dense; ``"frames"``: per fra
 positions; ``"video"``: one row per video, unmoved; or a function of the item's targets and the grid) and how it is
 collated (the padding dtype, a ``[B, T]`` mask of the rows holding a label, rows made distributions).
 :func:`register_target_kind` adds one; a dataset builds the kinds it is asked for (:func:`build_targets`) and the
-kinds they require, nothing else.
+kinds they require, nothing else: a run asks for the kinds its method declares (``Method.targets`` in
+:mod:`clicktal.models.registry`, checked against this registry when the config loads; the module imports torch only
+to collate).
 
 Today's kinds (``[T]`` per video, ``[B, T]`` in a batch; ``C`` classes):
 
@@ -30,15 +32,17 @@ Today's kinds (``[T]`` per video, ``[B, T]`` in a batch; ``C`` classes):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.annotations import Segment
 from clicktal.pipeline.data.sampling import SampleGrid, resample_points, resample_targets
 from clicktal.pipeline.data.supervision import Supervision
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class TargetKind:
     def collate(self, arrays: Sequence[np.ndarray], length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``arrays`` (one per sample) padded with zeros to ``length`` elements (frames: to the longest), and the
         mask of the rows holding a label when ``row_mask``."""
+        import torch  # here, not at the top: checking a config looks kinds up (a method's targets) without torch
+
         if self.per == "video":
             return torch.from_numpy(np.stack(arrays)), None
         rows = length if self.per == "snippet" else max(len(a) for a in arrays)
@@ -276,7 +282,7 @@ for _kind in (
 ):
     register_target_kind(_kind)
 
-# what a dataset builds unless told otherwise (frames only when data.labels.frame_targets asks for them)
+# what a dataset builds when no method says which kinds (frames only when data.labels.frame_targets asks for them)
 DEFAULT_KINDS = ("video_labels", "clicks", "anchors", "background", "segments", "boundaries", "actions", "truth")
 
 __all__ = ["BuildContext", "TargetKind", "register_target_kind", "target_kind", "target_kinds", "with_requirements",

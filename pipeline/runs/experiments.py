@@ -208,7 +208,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
     that."""
     out = Path(out_dir)
     seed = cfg.train.seed
-    bundle = load_data(cfg.data, seed=seed, note=log)
+    bundle = load_data(cfg.data, seed=seed, kinds=cfg.model.targets, note=log)
     meta = _metadata(bundle)
     seed_everything(seed, cfg.train.deterministic)  # the initial weights are part of what the seed reproduces
     contract = bundle.contract

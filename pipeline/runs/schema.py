@@ -3,7 +3,8 @@ the modules it imports (``imports:``, user methods registered through ``clicktal
 
 Every value is checked when the config is built (``__post_init__``), so that a bad value fails at load time with
 its dotted key and the file, never after training: numbers in range, the model name against the method registry,
-its params against the method's typed config and ``data.labels`` against the labels it needs, the post-processing
+its params against the method's typed config, the target kinds it declares against the target-kind registry and
+``data.labels`` against the labels it needs, the post-processing
 preset against ``PRESETS`` and its params against ``PostprocessConfig``, evaluation thresholds that are evaluated.
 
 :func:`resume_conflicts` says which changes a resumed run refuses (see :data:`RESUME_MAY_CHANGE`).
@@ -113,7 +114,8 @@ def _is_device(name: str) -> bool:
 @dataclass
 class ModelSpec:
     """A registered method (``clicktal.models.LOCALIZERS``) and its parameters, checked into its typed config
-    (``localizer_config``) when the spec is built."""
+    (``localizer_config``) when the spec is built, and the target kinds the method declares for them, checked
+    against the target-kind registry."""
 
     name: str = "sfnet"
     params: dict[str, Any] = field(default_factory=dict)
@@ -126,11 +128,20 @@ class ModelSpec:
             self._typed = localizer_config(self.name, self.params, source="params")
         except ValueError as e:
             raise nested_error("params", e) from None
+        try:
+            self._targets = LOCALIZERS.get(self.name).target_kinds(self._typed)
+        except ValueError as e:
+            raise FieldError("name", f"method {self.name!r} declares targets: {e}") from None
 
     @property
     def typed(self):
         """``params`` checked into the method's typed config (when the spec was built)."""
         return self._typed
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target kinds the method's training batches carry (``Method.targets`` for :attr:`typed`)."""
+        return self._targets
 
 
 @dataclass
