@@ -247,14 +247,14 @@ class BackTAL(Localizer):
 
     def losses(self, output: LocalizerOutput, batch, *, iteration: int) -> dict[str, torch.Tensor]:
         cfg, mask = self.config, output.mask
-        labels = batch.video_labels.to(output.class_scores.device).float()
-        bg = batch.background_mask.to(mask.device).bool() & mask
+        labels = batch.targets["video_labels"].to(output.class_scores.device).float()
+        bg = batch.targets["background"].to(mask.device).bool() & mask
         zero = output.class_scores.sum() * 0.0
         cls = (pooled_video_loss(output.aux["cas_base"], mask, labels, background=1.0, topk=self.topk)
                + pooled_video_loss(output.class_scores, mask, labels, background=0.0, topk=self.topk))
         frame = sep = zero
         if cfg.frame_loss:
-            targets = self._click_targets(batch, bg)
+            targets = torch.cat([bg.float()[..., None], batch.targets["clicks"].to(bg.device).float()], -1)
             frame = sum(frame_click_loss(self._cas_of(output, p), targets, average=cfg.frame_average)
                         for p in cfg.passes)
         if cfg.separation:
@@ -278,16 +278,6 @@ class BackTAL(Localizer):
             total = total + cfg.attention_l1 * l1
         out["total"] = total
         return out
-
-    @staticmethod
-    def _click_targets(batch, background: torch.Tensor) -> torch.Tensor:
-        """``[B, T, C + 1]`` clicks per snippet: background clicks in column 0, action clicks (when the run has
-        them) in their class's column."""
-        bg = background.float()
-        actions = batch.click_targets
-        if actions is None:
-            actions = bg.new_zeros(*bg.shape, batch.video_labels.shape[1])
-        return torch.cat([bg[..., None], actions.to(bg.device, bg.dtype)], -1)
 
     def frame_scores(self, output: LocalizerOutput, index: int = 0) -> FrameScores:
         """Video scores: softmax over the C + 1 columns of the top-k pooled suppressed CAS, action columns (BaS-Net's

@@ -1,18 +1,7 @@
 """Frame Segmentation Networks (Yang et al., "Exploring Frame Segmentation Networks for Temporal Action
-Localization"): FSN, trained on per-frame labels, and WFSN, trained on video labels, on per-snippet TSN features.
-
-* Sec. 3.2-3.3 network: per snippet, the TSN feature of its centre frame (RGB) or of its 5-pair flow stack (flow);
-  a temporal CNN of three convolutions (kernel 3, stride 1, dilations 1, 2, 4) and a classification layer giving
-  ``x_i in R^{K+1}`` (FSN: K actions and background in column 0) or ``R^K`` (WFSN: no background);
-* Sec. 3.3 bilinear 1-D upsampling of the snippet scores to the frames (:func:`~clicktal.models.blocks.
-  upsample_to_frames`), then the frame-wise softmax (Eq. 1) and, for FSN, the frame-wise cross-entropy (Eq. 4);
-* Sec. 3.4 WFSN: temporal pooling of the scores (GMP; GAP is Table 5's alternative), a K-way softmax (Eq. 2-3) and
-  the cross-entropy with the video labels; at inference the pooling is removed and the classifier's per-snippet
-  scores are upsampled and thresholded like FSN's;
-* Sec. 4.4 "w/o temporal CNN": the temporal CNN replaced by one kernel-1 convolution to the K + 1 outputs.
-
-The paper trains end to end from frames; here the features are fixed (``docs/fsn.md`` says what that changes). Its
-open points are fields of :class:`FSNConfig` / :class:`WFSNConfig` with the reason in their docstrings.
+Localization"): FSN, trained on per-frame targets, and WFSN, trained on video labels; a temporal CNN over fixed
+per-snippet features whose scores are upsampled to frames. What each piece implements: docs/fsn.md, "What is
+implemented"; the paper's open points are fields of :class:`FSNConfig` / :class:`WFSNConfig`.
 """
 from __future__ import annotations
 
@@ -83,8 +72,9 @@ class FrameSegmentationNetwork(Localizer):
         return (logits * m).sum(1) / m.sum(1).clamp_min(1.0)
 
     def losses(self, output: LocalizerOutput, batch, *, iteration: int) -> dict[str, torch.Tensor]:
-        """FSN: Eq. 4 per head on ``batch.frame_targets [B, T * f, K + 1]``; WFSN: the pooled softmax cross-entropy
-        per head on ``batch.video_labels``. Late fusion trains each stream by its own term; ``total`` is their sum."""
+        """FSN: Eq. 4 per head on the ``frames`` targets ``[B, T * f, K + 1]``; WFSN: the pooled softmax
+        cross-entropy per head on ``video_labels [B, K]``. Late fusion trains each stream by its own term; ``total``
+        is their sum."""
         mask = output.mask
         out = {}
         for key, logits in output.aux.items():
@@ -94,10 +84,8 @@ class FrameSegmentationNetwork(Localizer):
         return out
 
     def _frame_loss(self, logits: torch.Tensor, mask: torch.Tensor, batch) -> torch.Tensor:
-        if batch.frame_targets is None:
-            raise ValueError("FSN needs per-frame targets: set data.labels.frame_targets: true (and boundaries)")
-        targets = batch.frame_targets.to(logits.device).float()
-        frame_mask = batch.frame_mask.to(logits.device)
+        targets = batch.targets["frames"].to(logits.device).float()
+        frame_mask = batch.masks["frames"].to(logits.device)
         per_frame = -(targets * upsample_to_frames(logits, mask, self.geometry).log_softmax(-1)).sum(-1)
         per_frame = per_frame * frame_mask.to(per_frame.dtype)
         if self.config.frame_loss == "sum":
@@ -105,7 +93,7 @@ class FrameSegmentationNetwork(Localizer):
         return per_frame.sum() / frame_mask.sum().clamp_min(1)
 
     def _video_loss(self, logits: torch.Tensor, mask: torch.Tensor, batch) -> torch.Tensor:
-        y = batch.video_labels.to(logits.device).float()
+        y = batch.targets["video_labels"].to(logits.device).float()
         keep = (y.sum(1) > 0) & mask.any(1)
         if not bool(keep.any()):
             return logits.sum() * 0.0

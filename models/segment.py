@@ -1,21 +1,7 @@
 """Segment-level supervision (Ding et al., "Weakly Supervised Temporal Action Localization with Segment-Level
-Labels"): partial segment, sphere and propagation losses on a W-TALC-style network.
-
-No public code exists for this paper, so this module is the reference implementation: every choice the paper
-leaves open is a field of :class:`SegmentConfig` with its default and the reason in its docstring.
-
-* Sec. 4.2 network: ``f = dropout(relu(FC(x)))`` (the "FC layer" giving the discriminative feature; ReLU and
-  dropout 0.7 as in W-TALC [8], which the method follows), ``C_cls = FC_cls(f)``, ``C_loc = FC_loc(f)``, both
-  ``[T, N]`` (no background class);
-* Eq. 2-4 ``L_cls``: top-k mean of ``C_cls`` per class, softmax over the classes, ``1/N sum_n -y_n log p_n``;
-* Eq. 5-6 ``L_segment``: softmax of ``C_loc`` over *time* per class, ``-sum log a(t, n)`` over the labelled
-  (snippet, class) pairs only;
-* Eq. 7-10 ``L_sphere``: per labelled class, the attention ``A`` (``a`` where ``a >= median_t a``, else 0),
-  ``F^n = f^T A(:, n)``, an A-Softmax (SphereFace) loss of ``F^n`` with target n over an angular layer ``W``;
-* Eq. 11-13 ``L_prop``: ``sum_{i,j} S_ij ||C_loc^n(i) - C_loc^n(j)||^2`` with ``S`` from ``f``;
-* Eq. 1: ``L = L_cls + alpha L_segment + beta L_sphere + gamma L_prop`` (0.1, 1e-4, 0.02);
-* Sec. 4.7 inference: ``C_a = (C_cls + C_loc) / 2``, video scores ``s_a`` (top-k mean of ``C_a``), classes with
-  ``s_a < 0`` dropped, ``C_a`` thresholded along time.
+Labels"): partial segment, sphere and propagation losses on a W-TALC-style network. No public code exists, so this
+is the reference implementation; what each piece implements: docs/segment.md, "What is implemented"; the paper's
+open points are fields of :class:`SegmentConfig`.
 """
 from __future__ import annotations
 
@@ -168,16 +154,17 @@ class SegmentLocalizer(Localizer):
 
     def losses(self, output: LocalizerOutput, batch, *, iteration: int) -> dict[str, torch.Tensor]:
         cfg, mask = self.config, output.mask
-        labels = batch.video_labels.to(mask.device).float()
+        labels = batch.targets["video_labels"].to(mask.device).float()
         cas_loc, f = output.aux["cas_loc"], output.aux["features"]
         zero = cas_loc.sum() * 0.0
-        targets = batch.segment_targets
-        targets = torch.zeros_like(cas_loc) if targets is None else targets.to(mask.device).float()
-        counts = self._counts(mask, targets.sum(-1) > 0)
+        # absent only where nothing reads it (SEGMENT's targets: topk fixed and no segment loss)
+        segments = batch.targets.get("segments")
+        labelled = torch.zeros_like(mask) if segments is None else segments.to(mask.device).sum(-1) > 0
+        counts = self._counts(mask, labelled)
         out = {"cls": classification_loss(output.aux["cas_cls"], mask, labels, counts),
                "segment": zero, "sphere": zero, "prop": zero}
         if cfg.segment_loss:
-            out["segment"] = partial_segment_loss(cas_loc, mask, targets)
+            out["segment"] = partial_segment_loss(cas_loc, mask, segments.to(mask.device).float())
         if cfg.sphere_loss:
             out["sphere"] = sphere_loss(f, masked_softmax(cas_loc, mask), mask, labels, self.sphere_weight,
                                         m=cfg.sphere_margin, psi=cfg.sphere_psi)

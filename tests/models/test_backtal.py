@@ -298,7 +298,7 @@ def _batch(B=2, T=24):
     bg[0, [2, 10, 20]] = True
     bg[1, [1, 8]] = True
     labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
-    return x, mask, SimpleNamespace(video_labels=labels, background_mask=bg, click_targets=None)
+    return x, mask, SimpleNamespace(targets={"video_labels": labels, "background": bg, "clicks": torch.zeros(B, T, 3)})
 
 
 def test_total_is_eq4_and_cls_uses_the_two_passes_labels():
@@ -311,8 +311,9 @@ def test_total_is_eq4_and_cls_uses_the_two_passes_labels():
     L = {k: v.detach() for k, v in L.items()}
     topk = TopK("floor", 8)
     with torch.no_grad():
-        cls = (pooled_video_loss(out.aux["cas_base"], mask, batch.video_labels, background=1.0, topk=topk)
-               + pooled_video_loss(out.class_scores, mask, batch.video_labels, background=0.0, topk=topk))
+        labels = batch.targets["video_labels"]
+        cls = (pooled_video_loss(out.aux["cas_base"], mask, labels, background=1.0, topk=topk)
+               + pooled_video_loss(out.class_scores, mask, labels, background=0.0, topk=topk))
     assert float(L["cls"]) == pytest.approx(float(cls), rel=1e-6)
     assert float(L["total"]) == pytest.approx(float(L["cls"] + L["frame"] + 1.0 * L["sep"] + 0.8 * L["aff"]), rel=1e-6)
     assert float(L["aff"]) == pytest.approx(float(L["aff_bg"] + L["aff_act"] + L["aff_diff"]), rel=1e-6)
@@ -403,10 +404,22 @@ def test_attention_l1_is_the_norm_over_time_and_losses_follow_loss_passes():
     L = {k: v.detach() for k, v in L.items()}
     assert float(L["attention_l1"]) == pytest.approx(float(expected_l1), rel=1e-6)
     assert float(L["total"]) == pytest.approx(float(L["cls"] + L["frame"] + 1e-4 * expected_l1), rel=1e-6)
-    targets = torch.cat([(batch.background_mask & mask).float()[..., None], torch.zeros(2, 24, 3)], -1)
+    targets = torch.cat([(batch.targets["background"] & mask).float()[..., None], torch.zeros(2, 24, 3)], -1)
     base = frame_click_loss(out.aux["cas_base"].detach(), targets)
     supp = frame_click_loss(out.class_scores.detach(), targets)
     assert float(L["frame"]) == pytest.approx(float(base), rel=1e-6)  # the default: the base pass only
     both = _model(attention_l1=1e-4, separation=False, affinity=False, loss_passes="both")
     L = {k: v.detach() for k, v in both.losses(both(x, mask), batch, iteration=0).items()}
     assert float(L["frame"]) == pytest.approx(float(base + supp), rel=1e-6)
+
+
+def test_the_frame_loss_reads_the_batch_s_action_clicks_in_their_class_column():
+    x, mask, batch = _batch()
+    batch.targets["clicks"][0, 5, 1] = 1.0  # an action click of class 1 on snippet 5 of video 0
+    model = _model(separation=False, affinity=False)
+    out = model(x, mask)
+    frame = float(model.losses(out, batch, iteration=0)["frame"].detach())
+    bg = (batch.targets["background"] & mask).float()[..., None]
+    with_click = frame_click_loss(out.aux["cas_base"].detach(), torch.cat([bg, batch.targets["clicks"]], -1))
+    without = frame_click_loss(out.aux["cas_base"].detach(), torch.cat([bg, torch.zeros(2, 24, 3)], -1))
+    assert frame == pytest.approx(float(with_click), rel=1e-6) and frame != pytest.approx(float(without), rel=1e-3)

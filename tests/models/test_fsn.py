@@ -4,6 +4,7 @@ run of each on 5-frame synthetic features."""
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,10 +29,14 @@ def build(name="fsn", geometry=TSN, **params):
     return model.eval()
 
 
-class FakeBatch:
-    def __init__(self, **kw):
-        self.frame_targets = self.frame_mask = self.video_labels = None
-        self.__dict__.update(kw)
+def frame_batch(targets: torch.Tensor, mask: torch.Tensor) -> SimpleNamespace:
+    """What FSN's loss reads of a batch: the ``frames`` targets ``[B, F, K + 1]`` and their mask ``[B, F]``."""
+    return SimpleNamespace(targets={"frames": targets}, masks={"frames": mask})
+
+
+def video_batch(labels: torch.Tensor) -> SimpleNamespace:
+    """What WFSN's loss reads of a batch: ``video_labels [B, K]``."""
+    return SimpleNamespace(targets={"video_labels": labels}, masks={})
 
 
 # ------------------------------------------------------------------------------------------------ upsampling
@@ -92,7 +97,7 @@ def test_late_fusion_weights_the_stream_logits_and_trains_each_stream_by_its_own
     assert torch.allclose(out.class_scores, fused)
     targets = torch.zeros(2, 35, 4)
     targets[..., 0] = 1
-    losses = model.losses(out, FakeBatch(frame_targets=targets, frame_mask=torch.ones(2, 35, dtype=torch.bool)),
+    losses = model.losses(out, frame_batch(targets, torch.ones(2, 35, dtype=torch.bool)),
                           iteration=0)
     assert torch.allclose(losses["total"], losses["rgb"] + losses["flow"])
     losses["rgb"].backward()
@@ -126,13 +131,11 @@ def test_frame_loss_is_eq4_summed_over_valid_frames_and_averaged_over_the_batch(
     targets[:, :, 2] = 1
     frame_mask = torch.zeros(2, 35, dtype=torch.bool)
     frame_mask[0], frame_mask[1, :15] = True, True
-    batch = FakeBatch(frame_targets=targets, frame_mask=frame_mask)
+    batch = frame_batch(targets, frame_mask)
     losses = model.losses(out, batch, iteration=0)
     assert losses["rgb"].item() == pytest.approx((35 + 15) * math.log(4) / 2)
     mean = build(frame_loss="mean").losses(out, batch, iteration=0)
     assert mean["rgb"].item() == pytest.approx(math.log(4))
-    with pytest.raises(ValueError, match="frame_targets"):
-        model.losses(out, FakeBatch(), iteration=0)
 
 
 def test_frame_loss_reads_the_upsampled_scores_of_each_frame():
@@ -142,7 +145,7 @@ def test_frame_loss_reads_the_upsampled_scores_of_each_frame():
     out.aux["logits_rgb"] = logits
     targets = torch.zeros(1, 10, 4)
     targets[0, :5, 0], targets[0, 5:, 3] = 1, 1  # background on snippet 0's frames, class 3 on snippet 1's
-    loss = model.losses(out, FakeBatch(frame_targets=targets, frame_mask=torch.ones(1, 10, dtype=torch.bool)),
+    loss = model.losses(out, frame_batch(targets, torch.ones(1, 10, dtype=torch.bool)),
                         iteration=0)["rgb"]
     up = upsample_to_frames(logits, torch.ones(1, 2, dtype=torch.bool), TSN)[0].log_softmax(-1)
     assert loss.item() == pytest.approx(-(up[:5, 0].sum() + up[5:, 3].sum()).item())
@@ -155,11 +158,11 @@ def test_wfsn_video_loss_pools_over_time_with_gmp_or_gap():
     out = model(torch.zeros(1, 3, 16), mask)
     out.aux["logits_rgb"] = logits
     labels = torch.tensor([[1.0, 0.0, 1.0]])
-    gmp = model.losses(out, FakeBatch(video_labels=labels), iteration=0)["rgb"]
+    gmp = model.losses(out, video_batch(labels), iteration=0)["rgb"]
     expect = -(0.5 * torch.tensor([3.0, 0.0, 2.0]).log_softmax(-1)[[0, 2]]).sum()  # multi-hot / its sum
     assert gmp.item() == pytest.approx(expect.item())
     gap_model = build("wfsn", streams="rgb", pooling="avg")
-    gap = gap_model.losses(out, FakeBatch(video_labels=labels), iteration=0)["rgb"]
+    gap = gap_model.losses(out, video_batch(labels), iteration=0)["rgb"]
     expect = -(0.5 * torch.tensor([2.0, 0.0, 1.0]).log_softmax(-1)[[0, 2]]).sum()  # padding is not averaged
     assert gap.item() == pytest.approx(expect.item())
 
@@ -240,13 +243,13 @@ def test_fsn_config_windows_keep_five_action_frames_and_balance_the_classes():
     starts_a = sorted(start for vid, start in windows if vid == "a")
     assert starts_a == list(range(1, 8))  # every 35-frame window holding the 5 frames, and no other
     for vid, start in windows:
-        frames = data.item(vid).frame_labels[start * 5:(start + 7) * 5]
+        frames = data.item(vid).targets["frames"][start * 5:(start + 7) * 5]
         assert len(frames) == 35 and frames[:, 1:].any(axis=1).sum() >= 5
     batch = sample_batch(data, 4000, np.random.default_rng(0), sampler)
-    share_a = float(np.mean([t[:, 1].sum() > 0 for t in batch.frame_targets.numpy()]))
+    share_a = float(np.mean([t[:, 1].sum() > 0 for t in batch.targets["frames"].numpy()]))
     assert len(windows) - len(starts_a) > 5 * len(starts_a)  # B has many more windows ...
     assert 0.45 < share_a < 0.55  # ... but both classes are drawn equally often
-    assert batch.frame_targets.shape == (4000, 35, 3)
+    assert batch.targets["frames"].shape == (4000, 35, 3)
 
 
 # ------------------------------------------------------------------------------------------------ preset

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clicktal.models import build_localizer
+from clicktal.models import LOCALIZERS, build_localizer
 from clicktal.models.segment import (classification_loss, partial_segment_loss, propagation_loss, sphere_loss,
                                      sphere_psi, topk_counts)
 
@@ -23,7 +23,8 @@ def test_topk_counts_both_readings_of_r_2q():
 
 def test_fixed_topk_cl_reads_no_segment_label():
     """Table 1's CL is the same for one and two segments: with ``topk: fixed`` and no partial segment loss, the
-    loss is the same whatever the labelled snippets (with ``ratio`` it is not)."""
+    loss is the same whatever the labelled snippets (with ``ratio`` it is not), and the method declares no segment
+    targets, so that its datasets build none."""
     from types import SimpleNamespace
 
     torch.manual_seed(0)
@@ -35,9 +36,13 @@ def test_fixed_topk_cl_reads_no_segment_label():
     for topk, same in (("fixed", True), ("ratio", False)):
         model, _ = build_localizer("segment", {"hidden_dim": 8, "dropout": 0.0, "topk": topk, "segment_loss": False},
                                    input_dim=6, num_classes=3)
+        kinds = LOCALIZERS.get("segment").target_kinds(model.config)
+        assert kinds == (("video_labels",) if same else ("video_labels", "segments"))
         out = model(x, mask)
-        totals = [model.losses(out, SimpleNamespace(video_labels=y, segment_targets=u), iteration=0)["total"].item()
-                  for u in (one, two, None)]
+        batches = [SimpleNamespace(targets={"video_labels": y, "segments": u}) for u in (one, two)]
+        if same:  # what the label-free CL's datasets build
+            batches.append(SimpleNamespace(targets={"video_labels": y}))
+        totals = [model.losses(out, batch, iteration=0)["total"].item() for batch in batches]
         assert all(t == pytest.approx(totals[0], rel=1e-6) for t in totals[1:]) is same
 
 
@@ -117,7 +122,7 @@ def test_total_is_eq1_and_padding_does_not_change_scores():
     mask[1, 7:] = False
     u = torch.zeros(2, 10, 3)
     u[0, 2, 1] = u[1, 4, 0] = 1.0
-    batch = SimpleNamespace(video_labels=torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]), segment_targets=u)
+    batch = SimpleNamespace(targets={"video_labels": torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]), "segments": u})
     model.train()
     L = model.losses(model(x, mask), batch, iteration=0)
     L["total"].backward()
