@@ -1,11 +1,11 @@
 """The method registry: each method is one record (:class:`Method`) registered by name: its typed config, its
-builder, the labels it trains from, the target kinds its batches carry, and its paper's post-processing presets (each preset is a
-:class:`~clicktal.pipeline.core.postprocess.PostprocessConfig`, which also says the evaluation protocol the recipe is
-evaluated with). A builder may be named as ``"package.module:function"`` and is then imported the first time the
-method is built, so that a config is checked (its ``model.params`` against the typed config, its ``data.labels``
-against what the method needs, its target kinds against the registry of
-:mod:`~clicktal.pipeline.data.targets`) without importing torch. A method from outside the package registers itself with
-:func:`register_method` (a config lists its module under ``imports:``)."""
+builder, the labels it trains from, the target kinds its batches carry, and its paper's post-processing presets
+(each preset is a :class:`~clicktal.pipeline.core.postprocess.PostprocessConfig`, which also says the evaluation
+protocol the recipe is evaluated with). A builder may be named as ``"package.module:function"`` and is then
+imported the first time the method is built, so that a config is checked (its ``model.params`` against the typed
+config, its ``data.labels`` against what the method needs, its target kinds against the registry of
+:mod:`~clicktal.pipeline.data.targets`) without importing torch. A method from outside the package registers itself
+with :func:`register_method` (a config lists its module under ``imports:``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,7 +1,8 @@
-"""A method from outside the package (tests/data/plugin_method.py: its own network, loss, preset and label need),
-listed under ``imports:`` in a config, trains through ``clicktal-train`` and detects through ``clicktal-infer``.
-Each tool runs as a user runs it, in its own process: the registries of this test process stay as they are, and
-the detection process imports the plugin again from the path the run recorded."""
+"""A method from outside the package (tests/data/plugin_method.py: its own target kind, network, loss, preset and
+label need), listed under ``imports:`` in a config, trains through ``clicktal-train`` and detects through
+``clicktal-infer``; its batches carry its own kind and no kind it did not declare. Each tool runs as a user runs it,
+in its own process: the registries of this test process stay as they are, and the detection process imports the
+plugin again from the path the run recorded."""
 import json
 import os
 import subprocess
@@ -93,6 +94,35 @@ def test_a_plugin_method_trains_with_clicktal_train_and_detects_with_clicktal_in
     assert all(0 < d.score <= 2 for d in dets)
 
 
+def test_a_plugin_batch_carries_the_plugin_s_own_target_kind_and_no_kind_it_did_not_declare(world):
+    code = """
+import json, sys
+from clicktal.pipeline.core.config import load_config
+from clicktal.pipeline.data.datasets import collate, load_data
+from clicktal.pipeline.runs.schema import ExperimentConfig
+cfg = load_config(ExperimentConfig, sys.argv[1])
+bundle = load_data(cfg.data, seed=cfg.train.seed, kinds=cfg.model.targets)  # as clicktal-train builds them
+items = list(bundle.train)
+batch = collate(items)
+clicks = {it.video_id: [[int(it.geometry.index_of(c.time_s, it.length)), bundle.classes.index(c.label)]
+                        for c in bundle.labels.supervision[it.video_id].action_clicks] for it in items}
+windows = {it.video_id: [[int(t), int(c)] for t, c in zip(*batch.targets["click_window"][b].nonzero(as_tuple=True))]
+           for b, it in enumerate(items)}
+print(json.dumps({"declared": cfg.model.targets, "targets": sorted(batch.targets), "masks": sorted(batch.masks),
+                  "lengths": {it.video_id: it.length for it in items}, "clicks": clicks, "windows": windows}))
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(_config(world / "configs", world))], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["declared"] == ["video_labels", "click_window"]
+    assert out["targets"] == ["click_window", "video_labels"] and out["masks"] == ["click_window"]
+    assert sum(len(c) for c in out["clicks"].values()) >= 6  # every training video has clicks
+    for vid, clicks in out["clicks"].items():
+        expected = sorted({(t + d, c) for t, c in clicks for d in (-1, 0, 1) if 0 <= t + d < out["lengths"][vid]})
+        assert sorted(map(tuple, out["windows"][vid])) == expected, vid
+
+
 def test_a_plugin_config_is_checked_at_load_naming_the_key_and_the_file(world):
     folder = world / "configs"
     good = _load(_config(folder, world))
@@ -117,6 +147,18 @@ def test_a_plugin_config_is_checked_at_load_naming_the_key_and_the_file(world):
     broken.write_text("raise RuntimeError('the plugin is broken')\n")
     out = _load(_config(folder, world, imports=["broken_plugin.py"])).stdout.strip()
     assert out.endswith(f"imports[0]: importing {broken} failed: RuntimeError: the plugin is broken")
+
+    # a method declaring a target kind nobody registered is refused at load, naming the kind and the registered ones
+    undeclared = folder / "undeclared_kind.py"
+    undeclared.write_text("from dataclasses import dataclass\n"
+                          "from clicktal.models import Method, register_method\n"
+                          "@dataclass\nclass Cfg:\n    width: int = 1\n"
+                          "register_method('undeclared', Method(Cfg, 'undeclared_kind:build', "
+                          "targets=('video_labels', 'click_windows')))\n")
+    bad_kind = _config(folder, world, imports=["undeclared_kind.py"], model={"name": "undeclared"})
+    out = _load(bad_kind).stdout.strip()
+    assert out.startswith(f"{bad_kind}: model.name: method 'undeclared' declares targets: unknown target kind "
+                          f"'click_windows' (registered: video_labels, clicks, ") and len(out.splitlines()) == 1
 
     # without the import the method is unknown: the model's key names it and the known ones
     unknown = _config(folder, world, imports=[])

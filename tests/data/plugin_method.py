@@ -1,20 +1,37 @@
 """A method defined outside the clicktal package, as a user writes one (docs/engine.md, "How to add a method"):
-its typed config, its network, its loss, its post-processing preset and the labels it needs, registered through
-the public API. A config lists this file under ``imports:`` (tests/test_plugin_method.py).
+its typed config, its target kind, its network, its loss, its post-processing preset and the labels it needs,
+registered through the public API. A config lists this file under ``imports:`` (tests/test_plugin_method.py).
 
-The network: one temporal convolution and a per-snippet classifier. The loss: the video-level binary
-cross-entropy of the top-k mean of each class's scores against the video labels, plus the cross-entropy of the
-action-clicked snippets (an existing label kind: ``data.labels.action_clicks``)."""
+The target kind ``click_window``: each action click (``data.labels.action_clicks``) spread over its snippet and the
+snippets either side, ``[T, C]`` multi-hot. The network: one temporal convolution and a per-snippet classifier. The
+loss: the video-level binary cross-entropy of the top-k mean of each class's scores against the video labels, plus
+the binary cross-entropy of the snippets a click window covers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clicktal.models import FrameScores, LabelNeed, Localizer, LocalizerOutput, Method, register_method
 from clicktal.pipeline.core.postprocess import PostprocessConfig
+from clicktal.pipeline.data.targets import BuildContext, TargetKind, register_target_kind
+
+
+def click_windows(ctx: BuildContext) -> np.ndarray:
+    """``[T, C]``: 1 on each action click's snippet and its neighbours either side, in the click's class column."""
+    out = np.zeros((ctx.num_snippets, ctx.num_classes), np.float32)
+    for click in ctx.supervision.action_clicks:
+        if click.label in ctx.index:
+            t = ctx.geometry.index_of(click.time_s, ctx.num_snippets)
+            out[max(t - 1, 0):t + 2, ctx.index[click.label]] = 1.0
+    return out
+
+
+# a window is a labelled span: it moves with a sample's grid as the dense kinds do; the batch gets its row mask
+register_target_kind(TargetKind("click_window", click_windows, "dense", row_mask=True))
 
 
 @dataclass
@@ -53,12 +70,12 @@ class PointNet(Localizer):
 
     def losses(self, output: LocalizerOutput, batch, *, iteration: int) -> dict[str, torch.Tensor]:
         scores, mask = output.class_scores, output.mask.bool()
-        video = F.binary_cross_entropy_with_logits(self._video_logits(scores, mask),
-                                                   batch.video_labels.to(scores.device).float().clamp(max=1))
-        anchors = batch.anchor_mask.to(scores.device).bool() & mask
-        if anchors.any():
-            targets = batch.click_targets.to(scores.device).float()[anchors]
-            click = F.binary_cross_entropy_with_logits(scores[anchors], targets)
+        labels = batch.targets["video_labels"].to(scores.device).float()
+        video = F.binary_cross_entropy_with_logits(self._video_logits(scores, mask), labels)
+        covered = batch.masks["click_window"].to(scores.device) & mask
+        if covered.any():
+            targets = batch.targets["click_window"].to(scores.device)[covered]
+            click = F.binary_cross_entropy_with_logits(scores[covered], targets)
         else:
             click = scores.sum() * 0
         return {"total": video + self.config.click_weight * click, "video": video, "click": click}
@@ -80,6 +97,7 @@ def build_point_net(*, config: PointNetConfig, input_dim: int, num_classes: int,
 register_method("plugin_points", Method(
     PointNetConfig, build_point_net,
     needs=(LabelNeed(("action_clicks",), "the click term reads the clicked snippets"),),
+    targets=("video_labels", "click_window"),
     presets={
         # the plugin's own recipe: classes whose video score is >= 0.2, runs of probability >= 0.3 / 0.5 / 0.7,
         # mean score inside plus the video score, class-wise NMS at 0.5

@@ -1,10 +1,13 @@
-"""Videos + Supervision -> per-snippet targets and padded batches (label sources: test_labels.py)."""
+"""Videos + Supervision -> per-snippet targets and padded batches (label sources: test_labels.py); a run's datasets
+build the target kinds asked for."""
+import dataclasses
+
 import numpy as np
 
 from clicktal.pipeline.data.annotations import ActionClick, Segment
 from clicktal.pipeline.data.sampling import Sampler, SamplerConfig, SamplingConfig
-from clicktal.pipeline.data.datasets import (DataConfig, batch_rng, collate, load_data, make_item, sample_batch,
-                                             split_holdout)
+from clicktal.pipeline.data.datasets import (DataConfig, batch_rng, collate, label_counts, load_data, make_item,
+                                             sample_batch, split_holdout)
 from clicktal.pipeline.data.labels import ActionClickConfig, LabelConfig
 from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data.supervision import Supervision
@@ -19,15 +22,15 @@ def test_clicks_become_snippets_through_the_geometry():
                       action_clicks=(ActionClick(1.0, "A"), ActionClick(5.4, "B"), ActionClick(5.41, "A")),
                       background_clicks=(8.0,))
     item = make_item("v", np.zeros((19, 4), np.float32), geo, sup, CLASSES)
-    assert item.anchor_mask.nonzero()[0].tolist() == [geo.index_of(1.0), geo.index_of(5.4)] == [1, 10]
-    assert item.action_targets[1].tolist() == [1, 0]
-    assert item.action_targets[10].tolist() == [0.5, 0.5]  # two clicks of different classes share the snippet
-    assert item.background_mask.nonzero()[0].tolist() == [15]
-    assert item.video_labels.tolist() == [1, 1]
+    assert item.targets["anchors"].nonzero()[0].tolist() == [geo.index_of(1.0), geo.index_of(5.4)] == [1, 10]
+    assert item.targets["actions"][1].tolist() == [1, 0]
+    assert item.targets["actions"][10].tolist() == [0.5, 0.5]  # two clicks of different classes share the snippet
+    assert item.targets["background"].nonzero()[0].tolist() == [15]
+    assert item.targets["video_labels"].tolist() == [1, 1]
     # a click past the last snippet belongs to the last one
     late = make_item("v", np.zeros((5, 4), np.float32), geo, Supervision("v", 3.0, action_clicks=(
         ActionClick(9.0, "A"),)), CLASSES)
-    assert late.anchor_mask.nonzero()[0].tolist() == [4]
+    assert late.targets["anchors"].nonzero()[0].tolist() == [4]
 
 
 def test_boundaries_label_the_snippets_whose_centre_is_inside():
@@ -36,10 +39,10 @@ def test_boundaries_label_the_snippets_whose_centre_is_inside():
     item = make_item("v", np.zeros((16, 3), np.float32), geo, sup, CLASSES)
     centres = geo.centre_s(np.arange(16))
     expected = np.flatnonzero((centres >= 1.0) & (centres <= 3.0)).tolist()
-    assert expected == [2, 3, 4] and item.action_targets[:, 0].nonzero()[0].tolist() == expected
+    assert expected == [2, 3, 4] and item.targets["actions"][:, 0].nonzero()[0].tolist() == expected
     # an instance shorter than a snippet still labels the snippet holding its middle
-    assert item.action_targets[:, 1].nonzero()[0].tolist() == [geo.index_of(5.05)]
-    assert not item.anchor_mask.any()
+    assert item.targets["actions"][:, 1].nonzero()[0].tolist() == [geo.index_of(5.05)]
+    assert not item.targets["anchors"].any()
 
 
 def _item(vid, T, clicks):
@@ -59,7 +62,7 @@ def test_collate_pads_with_masks_and_crops_consistently():
     assert s == 3
     assert crop.features.shape == (2, 5, 2) and crop.offsets[1] == 0
     assert np.array_equal(crop.features[0].numpy(), a.features[s:s + 5])
-    assert np.array_equal(crop.anchor_mask[0].numpy(), a.anchor_mask[s:s + 5])
+    assert np.array_equal(crop.targets["anchors"][0].numpy(), a.targets["anchors"][s:s + 5])
 
 
 def test_holdout_split_is_seeded_and_disjoint():
@@ -78,9 +81,33 @@ def test_load_data_and_seeded_batches(tmp_path):
     bundle = load_data(cfg, seed=0)
     assert bundle.classes == gt.classes() and len(bundle.train) == 3 and len(bundle.val) == 1
     assert bundle.test_ids == sorted(gt.subset("test"))
-    assert int(sum(it.anchor_mask.sum() for it in bundle.train)) > 0
+    assert int(sum(it.targets["anchors"].sum() for it in bundle.train)) > 0
     crop = Sampler(SamplingConfig(train=SamplerConfig(kind="crop", length=50)))
     b1 = sample_batch(bundle.train, 2, batch_rng(0, 5), crop)
     b2 = sample_batch(bundle.train, 2, batch_rng(0, 5), crop)
     assert b1.video_ids == b2.video_ids and np.array_equal(b1.offsets, b2.offsets)
     assert b1.features.shape[1] <= 50
+
+
+def test_load_data_builds_the_kinds_asked_for_and_what_the_data_config_reads(tmp_path):
+    gt = random_ground_truth(n_videos=8, seed=0)
+    synthesize_features(gt, tmp_path / "feats", dim=8, seed=0)
+    cfg = DataConfig(features=str(tmp_path / "feats"), ground_truth=str(gt.write(tmp_path / "gt.json")),
+                     train_subset="training", test_subset="test", val_fraction=0.25,
+                     labels=LabelConfig(ActionClickConfig(source="uniform"), boundaries=True))
+    bundle = load_data(cfg, seed=0, kinds=("video_labels", "background"))  # BackTAL's kinds without clicks
+    assert bundle.train.kinds == bundle.val.kinds == ("video_labels", "background")
+    assert all(set(it.targets) == {"video_labels", "background"} for it in bundle.train)
+    counts = label_counts(bundle.train)
+    assert set(counts) == {"videos", "snippets", "background_clicks"} and counts["videos"] == len(bundle.train)
+    # a kind brings the kinds it requires; frame targets add frames
+    framed = dataclasses.replace(cfg, labels=dataclasses.replace(cfg.labels, frame_targets=True))
+    item = load_data(framed, seed=0, kinds=("anchors",)).train[0]
+    assert set(item.targets) == {"clicks", "anchors", "frames"}
+    # windows chosen by their action content measure it on the boundaries: built although no kind asked for them
+    windows = dataclasses.replace(cfg, sampling=SamplingConfig(train=SamplerConfig(kind="windows", length=7,
+                                                                                   balance=True)))
+    bundle = load_data(windows, seed=0, kinds=("video_labels",))
+    assert set(bundle.train[0].targets) == {"video_labels", "boundaries"}
+    assert len(Sampler(windows.sampling).window_index(bundle.train)[0]) > 0
+    assert load_data(windows, seed=0, kinds=()).train.kinds == ("boundaries",)

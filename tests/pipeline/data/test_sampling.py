@@ -65,7 +65,7 @@ def test_crop_length_mask_and_targets_move_with_the_features():
     start = int(s.features[0, 0])
     assert s.length == 30 and s.grid.offset == start
     assert np.array_equal(s.features[:, 0], np.arange(start, start + 30))
-    assert np.array_equal(s.boundary_targets, it.boundary_targets[start:start + 30])
+    assert np.array_equal(s.targets["boundaries"], it.targets["boundaries"][start:start + 30])
     assert s.grid.geometry.centre_s(0) == pytest.approx(G.centre_s(start))
     batch = collate([s, it])
     assert batch.features.shape == (2, 100, 4) and batch.mask[0].sum() == 30 and not batch.mask[0, 30:].any()
@@ -76,8 +76,8 @@ def test_resize_keeps_every_click_and_maps_a_step_back_within_one_snippet():
     it = item(T=1500, boundaries=((100.0, 300.0, "A"),), clicks=((200.0, "A"), (700.0, "B")), background=(5.0,))
     s = sampler(SamplerConfig(kind="resize", length=750)).train_sample(it, None)
     assert s.length == 750 and s.grid.geometry.stride == pytest.approx(16 * 1499 / 749)
-    assert s.anchor_mask.sum() == 2 and s.background_mask.sum() == 1  # no click lost by downsampling
-    assert s.click_targets.sum() == 2
+    assert s.targets["anchors"].sum() == 2 and s.targets["background"].sum() == 1  # no click lost by downsampling
+    assert s.targets["clicks"].sum() == 2
     # element centres are the centres of the native positions they stand for
     assert s.grid.geometry.centre_s(np.arange(750)) == pytest.approx(G.centre_s(s.grid.positions))
     # a step function through resize and back: its edges stay within one native snippet
@@ -88,7 +88,7 @@ def test_resize_keeps_every_click_and_maps_a_step_back_within_one_snippet():
     # upsampling a short video: a labelled span stays dense
     short = sampler(SamplerConfig(kind="resize", length=40)).train_sample(item(T=10, boundaries=((1.0, 4.0, "A"),),
                                                                               clicks=()), None)
-    rows = np.flatnonzero(short.boundary_targets[:, 0])
+    rows = np.flatnonzero(short.targets["boundaries"][:, 0])
     assert rows.size and np.array_equal(rows, np.arange(rows[0], rows[-1] + 1))
 
 
@@ -96,27 +96,27 @@ def test_resize_upsampling_marks_each_click_on_one_element_and_segments_densely(
     # 100 native snippets resized to 750 (BackTAL's sampler on a short video): 7.5 elements per snippet
     it = item(T=100, boundaries=((10.0, 20.0, "A"),), clicks=((15.0, "A"), (40.0, "B")), background=(30.0,))
     s = sampler(SamplerConfig(kind="resize", length=750)).train_sample(it, None)
-    assert s.anchor_mask.sum() == 2 and s.background_mask.sum() == 1 and s.click_targets.sum() == 2
-    b = np.flatnonzero(s.click_targets[:, 1])
+    assert s.targets["anchors"].sum() == 2 and s.targets["background"].sum() == 1 and s.targets["clicks"].sum() == 2
+    b = np.flatnonzero(s.targets["clicks"][:, 1])
     assert b.size == 1 and abs(s.grid.positions[b[0]] - G.index_of(40.0)) <= 0.5 * 99 / 749 + 1e-9
     # the click on B alone labels one element; the span of A (boundaries) stays dense and keeps its click inside
-    only_b = np.flatnonzero(s.action_targets[:, 1] > 0)
-    assert np.array_equal(only_b, b) and s.action_mask.sum() == (s.boundary_targets[:, 0] > 0).sum() + 1
-    assert np.allclose(s.action_targets[s.action_mask].sum(axis=1), 1.0)
+    only_b = np.flatnonzero(s.targets["actions"][:, 1] > 0)
+    assert np.array_equal(only_b, b) and s.action_mask.sum() == (s.targets["boundaries"][:, 0] > 0).sum() + 1
+    assert np.allclose(s.targets["actions"][s.action_mask].sum(axis=1), 1.0)
 
 
 def test_overlapping_instances_give_every_class_its_frame_targets():
     # B lies inside A (as THUMOS14's CliffDiving inside Diving): both are targets there, shared as a distribution
     it = item(T=10, boundaries=((0.64, 5.12, "A"), (1.28, 2.56, "B")), clicks=(), background=(), frames=True)
-    labels = it.frame_labels  # [T * 16, 3]: background, A, B
+    labels = it.targets["frames"]  # [T * 16, 3]: background, A, B
     inner = (np.arange(160) + 0.5) / 25
     inside_b = (inner >= 1.28) & (inner <= 2.56)
     assert labels[inside_b, 1].all() and labels[inside_b, 2].all() and not labels[inside_b, 0].any()
     assert labels[:, 2].sum() == inside_b.sum() and labels[~inside_b & (inner >= 0.64) & (inner <= 5.12), 1].all()
     assert (labels[:, 0] == (labels[:, 1:].sum(axis=1) == 0)).all()
     batch = collate([it])
-    assert torch.allclose(batch.frame_targets[0, inside_b], torch.tensor([0.0, 0.5, 0.5]))
-    assert torch.allclose(batch.frame_targets[0].sum(-1), torch.ones(160)) and batch.frame_mask.all()
+    assert torch.allclose(batch.targets["frames"][0, inside_b], torch.tensor([0.0, 0.5, 0.5]))
+    assert torch.allclose(batch.targets["frames"][0].sum(-1), torch.ones(160)) and batch.masks["frames"].all()
 
 
 def test_segments_one_snippet_per_equal_part_seeded():
@@ -142,18 +142,18 @@ def test_windows_keep_action_and_balance_classes():
     smp = sampler(cfg)
     windows, prob = smp.window_index(data)
     for vid, start in windows:  # every kept window has at least 5 action frames of 35
-        frames = data.item(vid).frame_labels[start * 16:(start + 7) * 16]
+        frames = data.item(vid).targets["frames"][start * 16:(start + 7) * 16]
         assert (frames > 0).sum() >= 5 / 35 * frames.size
     assert len(windows) < 6 * 10  # background-only windows were dropped
     batch = sample_batch(data, 2000, np.random.default_rng(0), smp)
-    majority = [int(np.argmax(t[m].sum(0))) for t, m in zip(batch.boundary_targets.numpy(),
+    majority = [int(np.argmax(t[m].sum(0))) for t, m in zip(batch.targets["boundaries"].numpy(),
                                                              batch.mask.numpy())]
     share_b = np.mean(np.array(majority) == 1)
     assert 0.4 < share_b < 0.6
-    assert batch.frame_targets.shape == (2000, 7 * 16, 3)
+    assert batch.targets["frames"].shape == (2000, 7 * 16, 3)
     # frame targets move with the window
     s = data.item("b").sample(np.arange(0, 7, dtype=np.float64))
-    assert np.array_equal(s.frame_labels, data.item("b").frame_labels[:112])
+    assert np.array_equal(s.targets["frames"], data.item("b").targets["frames"][:112])
 
 
 def test_inference_tiles_cover_the_video_and_map_back_exactly():

@@ -54,8 +54,9 @@ def test_today_s_kinds_are_registered_and_the_named_fields_are_views_of_them():
         assert getattr(batch, name) is batch.targets[kind], name
     for name, kind in BATCH_MASKS.items():
         assert torch.equal(getattr(batch, name), batch.masks[kind]), name
-    assert batch.frame_targets.shape == (2, T * 5, 3)
-    assert batch.frame_mask[1, :150].all() and not batch.frame_mask[1, 150:].any()  # 30 snippets, then padding
+    assert batch.targets["frames"].shape == (2, T * 5, 3)
+    frame_mask = batch.masks["frames"]
+    assert frame_mask[1, :150].all() and not frame_mask[1, 150:].any()  # 30 snippets, then padding
 
 
 @pytest.mark.parametrize("name", target_kinds())
@@ -121,17 +122,16 @@ def test_a_kind_not_asked_for_is_not_built(own_registry, monkeypatch):
     for name in ("clicks", "boundaries", "frames", "truth", "actions", "anchors"):
         monkeypatch.setitem(registry._KINDS, name, dataclasses.replace(target_kind(name), build=refuse))
     it = make_item("v", np.zeros((T, 4), np.float32), G, supervision(), CLASSES, kinds=("video_labels", "segments"))
-    assert set(it.targets) == {"video_labels", "segments"}
-    assert it.click_targets is None and it.action_mask is None and it.frame_labels is None
+    assert set(it.targets) == {"video_labels", "segments"} and it.action_mask is None
     batch = collate([it, it.sample(np.arange(5, 25))])
     assert set(batch.targets) == {"video_labels", "segments"} and set(batch.masks) == {"segments"}
-    assert batch.click_targets is None and batch.action_mask is None and batch.segment_targets.shape == (2, T, 2)
+    assert batch.targets["segments"].shape == (2, T, 2)
 
 
 def test_a_kind_brings_the_kinds_it_requires():
     it = make_item("v", np.zeros((T, 4), np.float32), G, supervision(), CLASSES, kinds=("actions",))
     assert set(it.targets) == {"clicks", "segments", "boundaries", "anchors", "actions"}
-    assert np.array_equal(it.action_targets, full_item().action_targets)
+    assert np.array_equal(it.targets["actions"], full_item().targets["actions"])
 
 
 def test_a_user_registered_kind_reaches_the_batch_when_asked_for(own_registry, tmp_path):
@@ -166,23 +166,25 @@ def test_a_user_registered_kind_reaches_the_batch_when_asked_for(own_registry, t
 def test_an_unregistered_requirement_and_an_inconsistent_action_mask_are_refused(own_registry):
     with pytest.raises(ValueError, match="requires unregistered kind"):
         register_target_kind(TargetKind("x", lambda ctx: None, "dense", requires=("nope",)))
-    it = full_item()
+    t = full_item().targets
     with pytest.raises(ValueError, match="action_mask must be the rows"):
-        VideoItem("v", it.features, it.video_labels, it.action_targets, ~it.action_mask, it.anchor_mask,
-                  it.background_mask, G)
+        VideoItem("v", np.zeros((T, 8), np.float32), t["video_labels"], t["actions"], ~(t["actions"].sum(1) > 0),
+                  t["anchors"], t["background"], G)
 
 
 def test_items_and_batches_keep_today_s_constructors():
+    """The named fields stay views until every model reads ``targets``."""
     it = full_item()
-    legacy = VideoItem("v", it.features, it.video_labels, it.action_targets, it.action_mask, it.anchor_mask,
-                       it.background_mask, G)
+    t = it.targets
+    legacy = VideoItem("v", it.features, t["video_labels"], t["actions"], it.action_mask, t["anchors"],
+                       t["background"], G)
     assert set(legacy.targets) == {"video_labels", "actions", "anchors", "background", "clicks", "segments",
                                    "boundaries"}
-    assert not legacy.click_targets.any()  # zeros when not given, as before
+    assert not legacy.targets["clicks"].any()  # zeros when not given, as before
     no_frames = dataclasses.replace(it, frame_labels=None)
     assert "frames" not in no_frames.targets and "frames" in it.targets
     batch = collate([it])
     again = Batch(**vars(batch))
-    assert again.targets.keys() == batch.targets.keys() and torch.equal(again.frame_mask, batch.frame_mask)
+    assert again.targets.keys() == batch.targets.keys() and torch.equal(again.masks["frames"], batch.masks["frames"])
     moved = batch.to("cpu")
-    assert torch.equal(moved.action_targets, batch.action_targets) and moved.grids is batch.grids
+    assert torch.equal(moved.targets["actions"], batch.targets["actions"]) and moved.grids is batch.grids
