@@ -1,8 +1,10 @@
 """One experiment end to end: train a localizer from a config, detect on the test subset, evaluate, and write
-everything (resolved config, checkpoints, logs, detections, results) into one run folder.
+everything (resolved config, checkpoints, logs, detections, results, and the raw per-video outputs of the test and
+held-out videos: :mod:`clicktal.pipeline.runs.raw`) into one run folder.
 
 :func:`run_experiment` is what ``tools/train_localizer.py``, the ablation benchmark and the demo call;
-:func:`evaluate_run` is ``--eval-only``. Model selection never looks at the test subset: a run ends with its last
+:func:`evaluate_run` is ``--eval-only`` and ``clicktal-evaluate --run`` (another preset on the saved raw outputs,
+without a forward pass). Model selection never looks at the test subset: a run ends with its last
 weights, or with the best on a held-out part of the training subset (``train.select``), and the results say which.
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +21,13 @@ import numpy as np
 
 from clicktal.models import build_localizer
 
-from clicktal.pipeline.data.annotations import GroundTruth, read_ambiguous
+from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth, read_ambiguous
 from clicktal.pipeline.core.config import (ConfigError, config_from_dict, config_to_dict, merge_overrides,
                                           parse_yaml_value)
 from clicktal.pipeline.core.files import atomic_write_text, sweep_temp_files
 from clicktal.pipeline.core.locks import FolderLock
-from clicktal.pipeline.data.datasets import DataBundle, load_data, label_counts
+from clicktal.pipeline.data.datasets import (DataBundle, load_data, label_counts, open_data_features,
+                                            resolve_ground_truth)
 from clicktal.pipeline.data.detections import Detection, write_detections
 from clicktal.pipeline.data.labels import format_label_summary, label_statistics
 from clicktal.pipeline.runs.engine import (RUN_FILES, RunExistsError, TrainResult, Trainer, existing_run,
@@ -33,12 +37,14 @@ from clicktal.pipeline.core.postprocess import PostprocessConfig
 from clicktal.pipeline.runs.schema import ExperimentConfig, postprocess_config
 from clicktal.pipeline.data.sampling import Sampler
 from clicktal.pipeline.evaluation.detection import evaluate_detections, frame_level_map
-from clicktal.pipeline.runs.inference import group_scores, infer_videos, load_run
+from clicktal.pipeline.runs.inference import VideoOutputs, group_scores, infer_videos, load_run, score_videos
+from clicktal.pipeline.runs.raw import (HELDOUT, RawOutputError, RawOutputs, check_weights, clear_raw, load_raw,
+                                        raw_path, save_raw)
 
 
 @dataclass
 class ExperimentResult:
-    """mAP (fractions) per reported tIoU and their average, plus where everything is."""
+    """mAP (fractions) per reported tIoU and their average, plus where everything is and the results record."""
 
     name: str
     run_dir: Path
@@ -47,8 +53,9 @@ class ExperimentResult:
     selected: str  # which weights: "last" or e.g. "val_loss@1500"
     train_seconds: float
     iterations: int
-    detections: Path
+    detections: Path | None  # None: an evaluation that wrote nothing
     extra: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)  # what results.json holds
 
     def row(self, report: list[float]) -> list[float]:
         """mAP in percent at ``report`` thresholds, then the average."""
@@ -112,14 +119,13 @@ def _evaluate(cfg: ExperimentConfig, gt: GroundTruth, detections: list[Detection
     return res, mAP, avg
 
 
-def _regroup(bundle: DataBundle, scores: dict, post: PostprocessConfig) -> list[Detection]:
-    """The test videos' stored scores (``scores_out`` of inference) grouped again with ``post``."""
-    durations = _durations(bundle.gt, scores)
-    return [d for v, (fs, grid) in scores.items()
-            for d in group_scores(fs, grid, bundle.classes, v, post, duration_s=durations.get(v))]
+def _regroup(videos: dict[str, VideoOutputs], classes: list[str], post: PostprocessConfig) -> list[Detection]:
+    """The scored videos' frame scores grouped with ``post`` (each clipped to its duration), video after video."""
+    return [d for v, out in videos.items()
+            for d in group_scores(out.scores, out.grid, classes, v, post, duration_s=out.duration_s)]
 
 
-def _evaluate_groupings(cfg: ExperimentConfig, bundle: DataBundle, scores: dict,
+def _evaluate_groupings(cfg: ExperimentConfig, gt: GroundTruth, classes: list[str], videos: dict[str, VideoOutputs],
                         groupings: list[tuple[PostprocessConfig, tuple[float, ...]]], ambiguous: dict | None
                         ) -> tuple[dict[float, float], float, dict]:
     """A protocol whose recipe changes with the evaluation tIoU (``post.protocol.groupings``): the test scores
@@ -127,8 +133,8 @@ def _evaluate_groupings(cfg: ExperimentConfig, bundle: DataBundle, scores: dict,
     ``average_over`` and the evaluation's JSON record (with each tIoU's NMS threshold and detection count)."""
     mAP, record = {}, {"tiou_thresholds": [], "mAP": [], "nms_tiou": [], "n_detections": [], "per_class_AP": {}}
     for post_t, tious in groupings:
-        dets = _regroup(bundle, scores, post_t)
-        res = evaluate_detections(bundle.gt, dets, list(tious), subset=cfg.data.test_subset, ambiguous=ambiguous,
+        dets = _regroup(videos, classes, post_t)
+        res = evaluate_detections(gt, dets, list(tious), subset=cfg.data.test_subset, ambiguous=ambiguous,
                                   ignore_unknown_labels=True)
         for i, t in enumerate(tious):
             mAP[float(t)] = float(res.mAP[i])
@@ -142,17 +148,17 @@ def _evaluate_groupings(cfg: ExperimentConfig, bundle: DataBundle, scores: dict,
     return mAP, avg, record
 
 
-def _frame_map(bundle: DataBundle, scores: dict, subset: str) -> dict:
+def _frame_map(gt: GroundTruth, classes: list[str], scored: dict[str, VideoOutputs], subset: str) -> dict:
     """Frame-level mAP (the frame-segmentation papers' metric) of the test videos' native-grid scores: per snippet,
     or per frame for a model that predicts frames. Videos of the subset without features are left out, and counted."""
-    grids = {grid for _, grid in scores.values()}
+    grids = {out.grid for out in scored.values()}
     if len(grids) != 1:
         raise ValueError(f"frame-level mAP needs one grid for all videos, got {sorted(map(str, grids))}")
-    videos = {v: bundle.gt.videos[v] for v in scores}
-    res = frame_level_map(GroundTruth(videos, source=bundle.gt.source), {v: s.scores for v, (s, _) in scores.items()},
-                          bundle.classes, grids.pop())
+    videos = {v: gt.videos[v] for v in scored}
+    res = frame_level_map(GroundTruth(videos, source=gt.source), {v: out.scores.scores for v, out in scored.items()},
+                          classes, grids.pop())
     return {"mAP": res.mAP, "per_class_AP": res.per_class_AP, "videos": len(videos),
-            "videos_without_features": len(bundle.gt.subset(subset)) - len(videos)}
+            "videos_without_features": len(gt.subset(subset)) - len(videos)}
 
 
 def make_validator(cfg: ExperimentConfig, bundle: DataBundle, device):
@@ -228,8 +234,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
                 raise RunExistsError(f"{out}: already holds {held}; continue it with --resume, replace it with "
                                      f"--overwrite, or train into another folder")
             remove_run_files(out)
+            clear_raw(out)
             log(f"{out}: replaced {held} (--overwrite)")
-        stale = sweep_temp_files(out, list(RUN_FILES))  # the run folder's one writer is starting
+        # the run folder's one writer is starting
+        stale = sweep_temp_files(out, list(RUN_FILES)) + clear_raw(out, temp_only=True)
         if stale:
             log(f"{out}: removed {len(stale)} temp file(s) a killed run left: {', '.join(p.name for p in stale)}")
         write_label_report(bundle, out, log=log)
@@ -240,64 +248,90 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
         ck = load_checkpoint(result.checkpoint, trainer.device)
         model.load_state_dict(ck["model"])
         return _detect_and_evaluate(model, cfg, bundle, out, result.selected, result.seconds, result.iterations,
-                                    trainer.device, log)
+                                    trainer.device, (result.checkpoint.name, int(ck["iteration"])), log=log)
 
 
 def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: Path, selected: str,
-                         seconds: float, iterations: int, device, log=print) -> ExperimentResult:
-    post = postprocess_config(cfg.postprocess)
+                         seconds: float, iterations: int, device, weights: tuple[str, int], *, write: bool = True,
+                         log=print) -> ExperimentResult:
+    """Score the test videos with ``model`` (the weights ``weights``: checkpoint file name and iteration), save
+    their raw outputs in ``out/raw`` with the held-out training videos' (when the run holds some out: for tuning
+    post-processing offline, never on the test subset), then group, evaluate and write the results (without
+    ``write`` nothing is written)."""
     t0 = time.perf_counter()
-    scores: dict = {}
-    dets = infer_videos(model, bundle.source, bundle.test_ids, bundle.classes, post,
-                        durations=_durations(bundle.gt, bundle.test_ids), sampler=Sampler(cfg.data.sampling),
-                        device=device, scores_out=scores)
+    sampler = Sampler(cfg.data.sampling)
+    videos = score_videos(model, bundle.source, bundle.test_ids, durations=_durations(bundle.gt, bundle.test_ids),
+                          sampler=sampler, device=device)
+    dets = _regroup(videos, bundle.classes, postprocess_config(cfg.postprocess))
     infer_s = time.perf_counter() - t0
-    det_path = out / "detections.json"
-    write_detections(det_path, dets, version=cfg.name, external_data={"selected": selected})
-    ambiguous = read_ambiguous(cfg.data.ambiguous) if cfg.data.ambiguous and cfg.evaluation.use_ambiguous else None
-    res, mAP, avg = _evaluate(cfg, bundle.gt, dets, cfg.data.test_subset, ambiguous)
-    extra = {"n_detections": len(dets), "inference_seconds": infer_s, "n_ambiguous_dropped": res.n_ambiguous,
-             "n_outside_video": res.n_outside_video,
+    checkpoint, iteration = weights
+    if write:
+        save_raw(out, cfg.data.test_subset, videos, classes=bundle.classes, checkpoint=checkpoint,
+                 iteration=iteration, changed_sources=bundle.changed_sources)
+    if write and bundle.val is not None:
+        held = score_videos(model, bundle.source, bundle.val.ids, durations=_durations(bundle.gt, bundle.val.ids),
+                            sampler=sampler, device=device)
+        save_raw(out, HELDOUT, held, classes=bundle.classes, checkpoint=checkpoint, iteration=iteration)
+    extra = {"n_detections": len(dets), "inference_seconds": infer_s,
              "test_videos_without_features": bundle.without_features.get(cfg.data.test_subset, []),
              "changed_sources": bundle.changed_sources}
+    return _evaluate_and_write(cfg, bundle.gt, bundle.classes, videos, dets, out, selected, seconds, iterations,
+                               extra, write=write, log=log)
+
+
+def _evaluate_and_write(cfg: ExperimentConfig, gt: GroundTruth, classes: list[str], videos: dict[str, VideoOutputs],
+                        dets: list[Detection], out: Path, selected: str, seconds: float, iterations: int,
+                        extra: dict, *, write: bool = True, log=print) -> ExperimentResult:
+    """Evaluate the test videos' detections ``dets`` (grouped from ``videos`` with ``cfg.postprocess``) as the
+    config asks, and (``write``) write ``detections.json`` and ``results.json`` into the run folder ``out``."""
+    post = postprocess_config(cfg.postprocess)
+    ambiguous = read_ambiguous(cfg.data.ambiguous) if cfg.data.ambiguous and cfg.evaluation.use_ambiguous else None
+    res, mAP, avg = _evaluate(cfg, gt, dets, cfg.data.test_subset, ambiguous)
+    extra = {**extra, "n_ambiguous_dropped": res.n_ambiguous, "n_outside_video": res.n_outside_video}
     evaluation = res.to_json()
     groupings = post.protocol.groupings(post, cfg.evaluation.tiou_thresholds)
     if [recipe for recipe, _ in groupings] != [post]:  # the standard protocol's is the evaluation above
-        mAP, avg, evaluation = _evaluate_groupings(cfg, bundle, scores, groupings, ambiguous)
+        mAP, avg, evaluation = _evaluate_groupings(cfg, gt, classes, videos, groupings, ambiguous)
         evaluation["note"] = post.protocol.note(post)
     if cfg.evaluation.frame_map:
-        extra["frame_mAP"] = _frame_map(bundle, scores, cfg.data.test_subset)
+        extra["frame_mAP"] = _frame_map(gt, classes, videos, cfg.data.test_subset)
     if cfg.evaluation.without_class_selection:
-        every_class = _regroup(bundle, scores, replace(post, class_threshold=None, class_ratio=None))
-        _, plain, plain_avg = _evaluate(cfg, bundle.gt, every_class, cfg.data.test_subset, ambiguous)
+        every_class = _regroup(videos, classes, replace(post, class_threshold=None, class_ratio=None))
+        _, plain, plain_avg = _evaluate(cfg, gt, every_class, cfg.data.test_subset, ambiguous)
         extra["mAP_without_class_selection"] = {f"{t:.2f}": m for t, m in plain.items()}
         extra["average_mAP_without_class_selection"] = plain_avg
     validations = read_log(out / "val_log.jsonl", log) if (out / "val_log.jsonl").exists() else []
     if validations:
         extra["last_validation"] = validations[-1]
-    result = ExperimentResult(cfg.name, out, mAP, avg, selected, seconds, iterations, det_path, extra)
-    # config.yaml stays the training config (written by the trainer); what this evaluation used is recorded here
-    atomic_write_text(out / "results.json", json.dumps({
+    det_path = out / "detections.json" if write else None
+    record = {
         "name": cfg.name, "features": cfg.data.features, "subset": cfg.data.test_subset, "selected": selected,
         "iterations": iterations, "train_seconds": seconds, "mAP": {f"{t:.2f}": m for t, m in mAP.items()},
-        "average_mAP": avg, "average_over": cfg.evaluation.average_over, "evaluation": evaluation, **result.extra,
-        "note": "model selection never used the test subset"}, indent=1))
+        "average_mAP": avg, "average_over": cfg.evaluation.average_over, "evaluation": evaluation, **extra,
+        "note": "model selection never used the test subset"}
+    result = ExperimentResult(cfg.name, out, mAP, avg, selected, seconds, iterations, det_path, extra, record)
+    if write:
+        write_detections(det_path, dets, version=cfg.name, external_data={"selected": selected})
+        # config.yaml stays the training config (written by the trainer); what this evaluation used is recorded here
+        atomic_write_text(out / "results.json", json.dumps(record, indent=1))
     return result
 
 
 def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, checkpoint: str | None = None,
-                 subset: str | None = None, log=print) -> ExperimentResult:
-    """``--eval-only``: the run's selected (or given) checkpoint on the test subset (or ``subset``)."""
+                 subset: str | None = None, preset: str | None = None, overrides: dict | None = None,
+                 write: bool = True, log=print) -> ExperimentResult:
+    """``--eval-only``: the run's selected (or given) checkpoint on the test subset (or ``subset``), grouped with the
+    run's post-processing, or ``preset`` (the run's own overrides kept) with ``overrides`` (post-processing fields)
+    on top. Without ``features``, the subset's raw outputs the run saved (``raw/<subset>.npz``) are regrouped when
+    they are the checkpoint's (no forward pass; ``extra["scores_from"]`` names the file); else the videos are scored
+    again from the features (``features``, default the run's) and their raw outputs saved. ``write``: detections and
+    results replace the run's own ``detections.json`` and ``results.json``; without it nothing is written (the
+    result's ``record`` holds what ``results.json`` would)."""
     run = load_run(run_dir, checkpoint=checkpoint)
     cfg = run.config
     data = replace(cfg.data, features=features or cfg.data.features,
                    test_subset=subset or cfg.data.test_subset)
-    cfg = replace(cfg, data=data)
-    bundle = load_data(cfg.data, seed=cfg.train.seed, contract=run.contract, normalization=run.normalization,
-                       note=log)
-    if bundle.classes != run.classes:
-        raise ValueError(f"the run was trained on classes {run.classes}, the data has {bundle.classes}")
-    ck = load_checkpoint(run.checkpoint, "cpu")
+    cfg = replace(cfg, data=data, postprocess=run.postprocess(preset, overrides))
     previous, train_s = Path(run_dir) / "results.json", 0.0
     if previous.exists():
         try:
@@ -306,9 +340,41 @@ def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, che
             log(f"{previous}: not readable ({e}); its training time is lost, recorded as 0")
     selected = {"checkpoint_best.pt": "best", "checkpoint_last.pt": "last"}.get(run.checkpoint.name,
                                                                                 str(run.checkpoint))
-    with FolderLock(run_dir, what="evaluation"):
-        return _detect_and_evaluate(run.model, cfg, bundle, Path(run_dir), selected, train_s, int(ck["iteration"]),
-                                    run.device, log)
+    out = Path(run_dir)
+    if features is None and raw_path(out, data.test_subset).is_file():
+        raw = load_raw(out, data.test_subset)
+        try:
+            check_weights(raw, run)
+        except RawOutputError as e:
+            log(f"note: {e}; scoring the videos again from the features")
+        else:
+            return _evaluate_raw(cfg, run.classes, raw, out, selected, train_s, run.iteration, write=write, log=log)
+    bundle = load_data(cfg.data, seed=cfg.train.seed, contract=run.contract, normalization=run.normalization,
+                       note=log)
+    if bundle.classes != run.classes:
+        raise ValueError(f"the run was trained on classes {run.classes}, the data has {bundle.classes}")
+    with FolderLock(out, what="evaluation") if write else nullcontext():
+        return _detect_and_evaluate(run.model, cfg, bundle, out, selected, train_s, run.iteration, run.device,
+                                    (run.checkpoint.name, run.iteration), write=write, log=log)
+
+
+def _evaluate_raw(cfg: ExperimentConfig, classes: list[str], raw: RawOutputs, out: Path, selected: str,
+                  seconds: float, iterations: int, *, write: bool, log=print) -> ExperimentResult:
+    """Evaluate the test videos' saved raw outputs ``raw`` grouped with ``cfg.postprocess``, without the network
+    or the features."""
+    if raw.classes != classes:
+        raise RawOutputError(f"{raw.path}: classes {raw.classes} are not the run's {classes}")
+    gt = (load_ground_truth(cfg.data.ground_truth) if cfg.data.ground_truth
+          else resolve_ground_truth(cfg.data, open_data_features(cfg.data)))
+    dets = _regroup(raw.videos, classes, postprocess_config(cfg.postprocess))
+    extra = {"n_detections": len(dets), "scores_from": str(raw.path),
+             "test_videos_without_features": [v for v in sorted(gt.subset(cfg.data.test_subset))
+                                              if v not in raw.videos],
+             "changed_sources": raw.changed_sources}
+    log(f"scores: the raw outputs saved in {raw.path} (no forward pass)")
+    with FolderLock(out, what="evaluation") if write else nullcontext():
+        return _evaluate_and_write(cfg, gt, classes, raw.videos, dets, out, selected, seconds, iterations, extra,
+                                   write=write, log=log)
 
 
 __all__ = ["ExperimentResult", "RunExistsError", "run_experiment", "evaluate_run", "apply_overrides", "parse_set", "make_validator"]

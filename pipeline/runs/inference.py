@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from clicktal.models import FrameScores, Localizer, build_localizer
+from clicktal.models import FrameScores, Localizer, LocalizerOutput, build_localizer
 from clicktal.pipeline.core.config import ConfigError, FieldError, config_from_dict, config_to_dict, dump_config
 from clicktal.pipeline.core.files import atomic_write_text
 from clicktal.pipeline.core.geometry import FeatureGeometry
@@ -26,7 +26,7 @@ from clicktal.pipeline.data.contract import FeatureContract
 from clicktal.pipeline.data.detections import Detection
 from clicktal.pipeline.data.normalize import Normalization, normalized
 from clicktal.pipeline.data.provenance import check_sources
-from clicktal.pipeline.data.sampling import Sampler, resample_features, to_native
+from clicktal.pipeline.data.sampling import SampleGrid, Sampler, resample_features, to_native
 from clicktal.pipeline.postprocess.grouping import PostprocessConfig, detect_segments
 from clicktal.pipeline.core.locks import FolderLock
 from clicktal.pipeline.runs.engine import (RunExistsError, atomic_torch_save, existing_run, load_checkpoint,
@@ -37,10 +37,47 @@ from clicktal.pipeline.runs.schema import ExperimentConfig, PostprocessSpec, pos
 SAMPLES_PER_CALL = 256
 
 
+@dataclass
+class SampleOutput:
+    """One inference sample's model output, trimmed to its rows (numpy, the model's dtype): ``class_scores [L, K]``,
+    ``actionness [L]`` or None, and ``aux``: the aux outputs with one value per row (``[L]``; e.g. BackTAL's feature
+    magnitudes), with the sample's ``grid`` on the video's native snippets. What :func:`native_scores` needs to make
+    the video's frame scores again under another inference config, without the network."""
+
+    grid: SampleGrid
+    class_scores: np.ndarray
+    actionness: np.ndarray | None = None
+    aux: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def output(self, device: torch.device | str = "cpu") -> LocalizerOutput:
+        """The sample as a one-video :class:`LocalizerOutput` (``[1, L, K]``, every row valid)."""
+        tensor = lambda a: torch.as_tensor(a, device=device)[None]
+        mask = torch.ones(1, len(self.class_scores), dtype=torch.bool, device=device)
+        return LocalizerOutput(tensor(self.class_scores), None if self.actionness is None else tensor(self.actionness),
+                               mask, {k: tensor(v) for k, v in self.aux.items()})
+
+
+@dataclass
+class VideoOutputs:
+    """One scored video: the :class:`FrameScores` post-processing groups and the grid their rows live on (the
+    native snippets, or their frames), the samples' raw outputs that made them, and the duration its segments are
+    clipped to (seconds; None: not clipped)."""
+
+    scores: FrameScores
+    grid: FeatureGeometry
+    samples: list[SampleOutput]
+    duration_s: float | None = None
+
+    @property
+    def geometry(self) -> FeatureGeometry:
+        """The video's native snippet grid."""
+        return self.samples[0].grid.native
+
+
 @torch.no_grad()
 def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeometry, *,
-                   sampler: Sampler | None = None, device: torch.device | str = "cpu"
-                   ) -> tuple[FrameScores, FeatureGeometry]:
+                   sampler: Sampler | None = None, device: torch.device | str = "cpu",
+                   outputs_out: list | None = None) -> tuple[FrameScores, FeatureGeometry]:
     """One video's frame scores on its native grid: ``features [T, D]`` resampled on ``sampler``'s inference grids
     (whole video by default; the features only: inference makes no targets), in eval mode. Returns the scores and
     their grid: ``geometry`` itself, or its frames (``[T * f]`` rows) for a model whose ``output_resolution`` is
@@ -48,7 +85,8 @@ def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeom
     samples (tiles) are averaged where they overlap; its video-level scores are the maximum over the samples (a
     class present in any part is present in the video). Consecutive samples of one length (tiles) go through the
     model together, up to ``SAMPLES_PER_CALL`` at a time and unpadded, so a sample's output is what it is alone up
-    to float rounding (FSN's 7-snippet windows are otherwise a thousand tiny convolution calls per video)."""
+    to float rounding (FSN's 7-snippet windows are otherwise a thousand tiny convolution calls per video).
+    ``outputs_out`` receives each sample's :class:`SampleOutput` (for saving raw outputs)."""
     model.eval()
     grids = (sampler or Sampler()).inference_grids(geometry, int(features.shape[0]))
     outs = []
@@ -63,7 +101,22 @@ def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeom
         mask = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
         out = model(x, mask)
         outs.extend(model.frame_scores(out, i) for i in range(stop - start))
+        if outputs_out is not None:
+            outputs_out.extend(_sample_output(out, i, grids[start + i]) for i in range(stop - start))
         start = stop
+    return native_scores(model, grids, outs, geometry)
+
+
+def _sample_output(out: LocalizerOutput, index: int, grid: SampleGrid) -> SampleOutput:
+    numpy = lambda t: t[index].detach().cpu().numpy()
+    return SampleOutput(grid, numpy(out.class_scores), None if out.actionness is None else numpy(out.actionness),
+                        {k: numpy(v) for k, v in out.aux.items() if v.dim() == 2})  # [B, L]: one value per row
+
+
+def native_scores(model: Localizer, grids: Sequence[SampleGrid], outs: Sequence[FrameScores],
+                  geometry: FeatureGeometry) -> tuple[FrameScores, FeatureGeometry]:
+    """The samples' :class:`FrameScores` (``outs[i]`` on ``grids[i]``) as one video's scores on its native grid
+    ``geometry`` (or its frames for a per-frame model), and that grid (see :func:`predict_scores`)."""
     per_frame = model.output_resolution == "frame"
     f = geometry.frames_per_snippet if per_frame else None
     native = lambda name: to_native(grids, [getattr(o, name) for o in outs], frames_per_snippet=f)
@@ -106,6 +159,20 @@ def infer_videos(model: Localizer, source: FeatureSource, video_ids: Iterable[st
     return out
 
 
+def score_videos(model: Localizer, source: FeatureSource, video_ids: Iterable[str], *,
+                 durations: dict[str, float] | None = None, sampler: Sampler | None = None,
+                 device: torch.device | str = "cpu") -> dict[str, VideoOutputs]:
+    """Every video of ``video_ids`` (features from ``source``) scored, not grouped: its frame scores, their grid,
+    its samples' raw outputs and its duration from ``durations`` (for evaluation and saving raw outputs)."""
+    out: dict[str, VideoOutputs] = {}
+    for vid in video_ids:
+        feats, meta = source.load(vid)
+        samples: list[SampleOutput] = []
+        fs, grid = predict_scores(model, feats, meta.geometry, sampler=sampler, device=device, outputs_out=samples)
+        out[vid] = VideoOutputs(fs, grid, samples, (durations or {}).get(vid))
+    return out
+
+
 @dataclass
 class LoadedRun:
     """A trained run: its model (eval mode), resolved config, classes, checkpoint and the feature contract its
@@ -119,6 +186,7 @@ class LoadedRun:
     contract: FeatureContract
     extraction: dict | None = None  # the extraction options of the training features (None: not extracted here)
     normalization: Normalization = field(default_factory=Normalization)  # applied to every feature it reads
+    iteration: int = 0  # the training iteration the checkpoint's weights are from
 
     @property
     def sampler(self) -> Sampler:
@@ -138,6 +206,17 @@ class LoadedRun:
                       note=note)
         return metas
 
+    def postprocess(self, preset: str | None = None, overrides: dict | None = None) -> PostprocessSpec:
+        """The run's post-processing, or ``preset`` with the run's own overrides kept (a preset asked for on a tuned
+        run must not silently drop its tuning), with ``overrides`` replacing fields on top; a
+        :class:`ConfigError` names a field that does not fit."""
+        spec = self.config.postprocess
+        try:
+            return PostprocessSpec(preset or spec.preset, {**spec.params, **(overrides or {})})
+        except FieldError as e:
+            raise ConfigError(f"postprocess.{e.key} (the run's, with the preset / overrides given): "
+                              f"{e.reason}") from None
+
     def detect(self, source: FeatureSource, video_ids: Iterable[str], *, preset: str | None = None,
                overrides: dict | None = None, scores_out: dict | None = None, accept_changed_sources: bool = False,
                note=None) -> list[Detection]:
@@ -147,13 +226,7 @@ class LoadedRun:
         record one. ``scores_out[video]`` receives each video's :class:`FrameScores` and their grid. Features made
         from a source file replaced since are refused unless ``accept_changed_sources`` (see
         :meth:`check_features`)."""
-        spec = self.config.postprocess
-        try:
-            spec = PostprocessSpec(preset or spec.preset, {**spec.params, **(overrides or {})})
-        except FieldError as e:
-            raise ConfigError(f"postprocess.{e.key} (the run's, with the preset / overrides given): "
-                              f"{e.reason}") from None
-        post = postprocess_config(spec)
+        post = postprocess_config(self.postprocess(preset, overrides))
         ids = list(video_ids)
         metas = self.check_features(source, ids, accept_changed_sources=accept_changed_sources, note=note)
         durations = {vid: float(d) for vid, meta in metas.items() if (d := meta.source.get("duration_s"))}
@@ -184,7 +257,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str | os.PathLike | None
     model.load_state_dict(ck["model"])
     model.to(dev).eval()
     return LoadedRun(model, cfg, list(meta["classes"]), checkpoint, dev, contract, meta.get("extraction"),
-                     Normalization.from_dict(meta.get("normalization"), str(checkpoint)))
+                     Normalization.from_dict(meta.get("normalization"), str(checkpoint)), int(ck.get("iteration", 0)))
 
 
 def match_class_names(classes: Sequence[str], names: Sequence[str], aliases: dict[str, str] | None = None
@@ -244,5 +317,6 @@ def run_contract(meta: dict, where: str | os.PathLike) -> FeatureContract:
     return FeatureContract.from_dict(meta["contract"])
 
 
-__all__ = ["predict_scores", "detect_video", "group_scores", "infer_videos", "LoadedRun", "load_run",
+__all__ = ["SampleOutput", "VideoOutputs", "predict_scores", "native_scores", "detect_video", "group_scores",
+           "infer_videos", "score_videos", "LoadedRun", "load_run",
            "match_class_names", "run_contract", "write_untrained_run"]
