@@ -6,7 +6,9 @@
 
 Per dataset and seed, one SF-Net (SFBAE, the dataset's config) is trained on 75 % of the training subset with the
 real human clicks (random annotator per video); the other 25 % are held out (each seed holds out its own videos).
-Its test-time scores are then grouped with each candidate rule for which classes a video is localised in:
+The run saves the raw outputs of its held-out and test videos (``raw/``); they are then grouped again, with no
+forward pass, with each candidate rule for which classes a video is localised in (segments clipped to each video's
+duration, as the run's own detections are):
 
 * ``softmax >= t``: the softmax over the action classes of the top-k pooled activations (STPN's rule, t = 0.1);
 * ``softmax > r x max``: relative to the video's best class (the authors' code's rule, r = 1/1.5, is on raw
@@ -49,36 +51,32 @@ CANDIDATES = [  # (name, SF-Net inference.video_score, postprocess overrides)
 ]
 
 
-def evaluate_candidates(run_dir: Path, features: Path, gt_path: Path, ambiguous: Path | None) -> list[dict]:
-    """Held-out and test AVG (mAP %, tIoU 0.1:0.7) of every candidate on the run's weights."""
+def evaluate_candidates(run_dir: Path, gt_path: Path, ambiguous: Path | None) -> list[dict]:
+    """Held-out and test AVG (mAP %, tIoU 0.1:0.7) of every candidate on the run's weights, regrouped from the raw
+    outputs the run saved for its held-out and test videos (no forward pass; the run is left as it is)."""
     import numpy as np
 
     from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth, read_ambiguous
-    from clicktal.pipeline.data.formats import open_features
-    from clicktal.pipeline.data.normalize import normalized
     from clicktal.pipeline.evaluation.detection import evaluate_detections
-    from clicktal.pipeline.runs.inference import infer_videos, load_run
-    from clicktal.pipeline.runs.schema import PostprocessSpec, postprocess_config
+    from clicktal.pipeline.runs.inference import load_run
+    from clicktal.pipeline.runs.raw import HELDOUT, regroup
+    from clicktal.pipeline.runs.schema import postprocess_config
 
     run = load_run(run_dir)
     meta = json.loads((run_dir / "run_meta.json").read_text())
     gt = load_ground_truth(gt_path)
     held = GroundTruth({v: gt.videos[v] for v in meta["heldout_videos"]}, source="held-out training videos")
     test_subset = run.config.data.test_subset
-    test_ids = sorted(gt.subset(test_subset))
-    source = normalized(open_features(features), run.normalization)  # the run's own feature normalisation
     amb = read_ambiguous(ambiguous) if ambiguous else None
     thresholds = run.config.evaluation.tiou_thresholds
     rows = []
     for name, video_score, params in CANDIDATES:
-        # the inference options are read when scores are made; the weights stay the run's
-        run.model.config.inference = dataclasses.replace(run.model.config.inference, video_score=video_score)
-        spec = run.config.postprocess
-        post = postprocess_config(PostprocessSpec(spec.preset, {**spec.params, **params}))
+        inference = dataclasses.replace(run.model.config.inference, video_score=video_score)
+        post = postprocess_config(run.postprocess(overrides=params))
         row = {"rule": name}
-        for part, ids, truth, subset, ambiguous_segments in (
-                ("heldout", meta["heldout_videos"], held, None, None), ("test", test_ids, gt, test_subset, amb)):
-            dets = infer_videos(run.model, source, ids, run.classes, post, sampler=run.sampler, device=run.device)
+        for part, saved, truth, subset, ambiguous_segments in (
+                ("heldout", HELDOUT, held, None, None), ("test", test_subset, gt, test_subset, amb)):
+            dets = regroup(run, saved, post, inference=inference)
             res = evaluate_detections(truth, dets, thresholds, subset=subset, ambiguous=ambiguous_segments,
                                       ignore_unknown_labels=True)
             row[part] = 100 * float(np.mean(res.mAP))
@@ -124,7 +122,7 @@ def main(argv=None) -> int:
             result = run_config(d["config"], over, args.work, args.threads)
             run_dir = args.work / "runs" / over["name"]
             tables[f"{dataset}_seed{seed}"] = evaluate_candidates(
-                run_dir, features, BENCHKIT / d["gt"], BENCHKIT / d["ambiguous"] if d["ambiguous"] else None)
+                run_dir, BENCHKIT / d["gt"], BENCHKIT / d["ambiguous"] if d["ambiguous"] else None)
             tables[f"{dataset}_seed{seed}_run"] = result
     names = [c[0] for c in CANDIDATES]
 

@@ -5,6 +5,7 @@
         [--tiou 0.1:0.1:0.7] [--ambiguous ambiguous_test.txt] [--per-class] [--out results.json]
     python tools/evaluate.py --gt groundtruth.json --pred detections.json --subset validation test   # pooled
     python tools/evaluate.py --gt groundtruth.json --pred detections.json --subset all               # every subset
+    python tools/evaluate.py --run runs/sfnet [--preset sfnet_code] [--set class_ratio=0.5] [--subset test]
 
 Several subsets are pooled into one evaluation: the result is that of a ground-truth file holding only their videos
 (in file order, which decides the class index and ties as the official code's), so the order of the names does not
@@ -15,6 +16,14 @@ subset. Prints which subsets were scored and how many videos they hold, then mAP
 ``--tiou``) or an ``--out`` that cannot be written, checked before any work; 4 the disk is full (naming the file; an
 existing ``--out`` file keeps its old content). Every error is one line on stderr naming the file (a bad option also
 prints the usage).
+
+``--run`` evaluates a trained run folder instead, on its test subset (or the one ``--subset`` names), with the run's
+own evaluation settings (tIoU thresholds, averages, ambiguous segments) and its post-processing, or another preset
+(``--preset``; the run's own overrides kept) and fields (``--set FIELD=VALUE``, as ``tools/infer.py``). The scores are
+the raw outputs the run saved (``raw/<subset>.npz``: no forward pass, no features needed), or, for a run that saved
+none, the videos scored again from the run's features; the first line says which. Nothing in the run folder changes;
+``--out`` writes what a run's ``results.json`` holds. Exit status as above (2 also for a run, config or feature
+error).
 """
 from __future__ import annotations
 
@@ -29,20 +38,22 @@ from pathlib import Path
 from clicktal.pipeline.core.files import DiskFullError, atomic_write_text, check_writable
 from clicktal.pipeline.data.annotations import AnnotationError, GroundTruth, load_ground_truth, read_ambiguous
 from clicktal.pipeline.data.detections import DetectionFileError, read_detection_table
-from clicktal.pipeline.evaluation.detection import (EvaluationError, EvaluationResult, EvaluationWarning,
-                                                    evaluate_detections, parse_tiou)
+from clicktal.pipeline.evaluation.detection import (EvaluationError, EvaluationWarning, evaluate_detections,
+                                                    parse_tiou)
 
 
-def format_table(result: EvaluationResult, per_class: bool) -> str:
+def format_table(result: dict, per_class: bool) -> str:
+    """mAP per tIoU and the averages in % of an evaluation's JSON record (:meth:`EvaluationResult.to_json`, or a
+    run's ``results.json`` ``evaluation``), then AP per class when asked."""
+    tious, per_class_AP = result["tiou_thresholds"], result["per_class_AP"]
     lines = ["tIoU   mAP (%)"]
-    lines += [f"{t:<6.2f} {100 * m:7.2f}" for t, m in zip(result.tiou_thresholds, result.mAP)]
-    lines.append(f"average over the {len(result.tiou_thresholds)} thresholds: {100 * result.average_mAP:.2f}")
-    lines += [f"average over {name}: {100 * m:.2f}" for name, m in result.range_mAP.items()]
+    lines += [f"{t:<6.2f} {100 * m:7.2f}" for t, m in zip(tious, result["mAP"])]
+    lines.append(f"average over the {len(tious)} thresholds: {100 * result['average_mAP']:.2f}")
+    lines += [f"average over {name}: {100 * m:.2f}" for name, m in result.get("range_mAP", {}).items()]
     if per_class:
-        width = max(len("class"), *(len(c) for c in result.per_class_AP))
-        lines += ["", "AP (%) per class", f"{'class':<{width}} " + " ".join(f"{t:>6.2f}" for t in
-                                                                      result.tiou_thresholds)]
-        lines += [f"{c:<{width}} " + " ".join(f"{100 * a:6.2f}" for a in ap) for c, ap in result.per_class_AP.items()]
+        width = max(len("class"), *(len(c) for c in per_class_AP))
+        lines += ["", "AP (%) per class", f"{'class':<{width}} " + " ".join(f"{t:>6.2f}" for t in tious)]
+        lines += [f"{c:<{width}} " + " ".join(f"{100 * a:6.2f}" for a in ap) for c, ap in per_class_AP.items()]
     return "\n".join(lines)
 
 
@@ -94,10 +105,10 @@ def _fail(error: BaseException | str, status: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gt", required=True, type=Path, help="ground truth in the ActivityNet schema")
-    parser.add_argument("--pred", required=True, type=Path, help="detections in the ActivityNet results schema")
-    parser.add_argument("--tiou", default="0.1:0.1:0.7",
-                        help="tIoU thresholds: 'a:b' (step 0.1), 'a:step:b' or '0.3,0.5' (default %(default)s)")
+    parser.add_argument("--gt", type=Path, help="ground truth in the ActivityNet schema")
+    parser.add_argument("--pred", type=Path, help="detections in the ActivityNet results schema")
+    parser.add_argument("--tiou", help="tIoU thresholds: 'a:b' (step 0.1), 'a:step:b' or '0.3,0.5' (default "
+                                       "0.1:0.1:0.7)")
     parser.add_argument("--subset", nargs="+", metavar="SUBSET",
                         help="ground-truth subset(s) to evaluate, pooled into one evaluation; 'all': every subset of "
                              "the file (needed when the file has several)")
@@ -107,10 +118,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", action="store_true", help="also print AP per class")
     parser.add_argument("--ignore-unknown-labels", action="store_true",
                         help="drop detections whose label has no ground truth in the subset instead of failing")
+    parser.add_argument("--run", type=Path, help="evaluate this trained run folder instead of --gt / --pred")
+    parser.add_argument("--preset", help="with --run: post-processing preset instead of the run's")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="with --run: override a post-processing field")
     args = parser.parse_args(argv)
+    if args.run is not None:
+        given = [f"--{k.replace('_', '-')}" for k in ("gt", "pred", "tiou", "ambiguous") if getattr(args, k)]
+        if args.ignore_unknown_labels:
+            given.append("--ignore-unknown-labels")
+        if given:
+            parser.error(f"--run evaluates with the run's own ground truth and evaluation settings: drop "
+                         f"{', '.join(given)}")
+        if args.subset is not None and len(args.subset) != 1:
+            parser.error("--run evaluates one subset: give --subset one name")
+        return _evaluate_run(args)
+    if args.gt is None or args.pred is None:
+        parser.error("give --gt and --pred (or --run RUN)")
+    if args.preset or args.set:
+        parser.error("--preset and --set re-group a run's scores: they need --run")
 
     try:
-        tiou = parse_tiou(args.tiou)
+        tiou = parse_tiou(args.tiou or "0.1:0.1:0.7")
     except ValueError as e:
         parser.error(f"--tiou: {e}")  # exits with 2
     if args.out:
@@ -149,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"warning: {result.n_outside_video} reach outside [0, duration] of their video "
                      f"(evaluated as given, as the official code does)")
     print("; ".join(notes))
-    print(format_table(result, args.per_class))
+    print(format_table(result.to_json(), args.per_class))
     if args.out:
         try:
             payload = {**result.to_json(), "subsets": subsets, "videos_scored": len(pooled.videos)}
@@ -157,6 +186,45 @@ def main(argv: list[str] | None = None) -> int:
         except DiskFullError as e:
             return _fail(e, 4)
         except OSError as e:  # the folder changed since the check
+            return _fail(f"{args.out}: cannot write it: {e.strerror or e}", 2)
+    return 0
+
+
+def _evaluate_run(args: argparse.Namespace) -> int:
+    """``--run``: the run's test subset (or ``--subset``) evaluated with ``--preset`` / ``--set``, from its saved
+    raw outputs where it has them; nothing in the run folder is written."""
+    from clicktal.pipeline.data.cache import CacheError  # the run's stack (torch) only for --run
+    from clicktal.pipeline.runs.experiments import evaluate_run, parse_set
+
+    if args.out:
+        try:
+            check_writable(args.out)
+        except DiskFullError as e:
+            return _fail(e, 4)
+        except OSError as e:
+            return _fail(e, 2)
+    try:
+        result = evaluate_run(args.run, subset=args.subset[0] if args.subset else None, preset=args.preset,
+                              overrides=parse_set(args.set), write=False, log=print)
+    except (ValueError, KeyError, OSError, CacheError) as e:
+        return _fail(e, 2)
+    record = result.record
+    if "scores_from" not in record:
+        print(f"scores: the videos scored again from {record['features']} (the run saved no raw outputs of these "
+              f"weights for {record['subset']!r})")
+    post = record["postprocess"]
+    print(f"run {args.run}, subset {record['subset']}, post-processing {post['preset']}"
+          f"{' ' + json.dumps(post['params']) if post['params'] else ''}: {record['n_detections']} detections "
+          f"evaluated")
+    print(format_table(record["evaluation"], args.per_class))
+    print(f"AVG (mean over {', '.join(f'{t:g}' for t in record['average_over'])}): "
+          f"{100 * record['average_mAP']:.2f}")
+    if args.out:
+        try:
+            atomic_write_text(args.out, json.dumps(record, indent=1))
+        except DiskFullError as e:
+            return _fail(e, 4)
+        except OSError as e:
             return _fail(f"{args.out}: cannot write it: {e.strerror or e}", 2)
     return 0
 

@@ -307,7 +307,8 @@ def _evaluate_and_write(cfg: ExperimentConfig, gt: GroundTruth, classes: list[st
     record = {
         "name": cfg.name, "features": cfg.data.features, "subset": cfg.data.test_subset, "selected": selected,
         "iterations": iterations, "train_seconds": seconds, "mAP": {f"{t:.2f}": m for t, m in mAP.items()},
-        "average_mAP": avg, "average_over": cfg.evaluation.average_over, "evaluation": evaluation, **extra,
+        "average_mAP": avg, "average_over": cfg.evaluation.average_over, "evaluation": evaluation,
+        "postprocess": {"preset": cfg.postprocess.preset, "params": dict(cfg.postprocess.params)}, **extra,
         "note": "model selection never used the test subset"}
     result = ExperimentResult(cfg.name, out, mAP, avg, selected, seconds, iterations, det_path, extra, record)
     if write:
