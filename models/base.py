@@ -80,6 +80,21 @@ class Localizer(nn.Module):
         weights (the engine then rebuilds the optimiser). The default does nothing."""
         return False
 
+    def after_step(self, output: LocalizerOutput, batch: "Batch", *, iteration: int) -> None:
+        """Called by the trainer after each optimiser step, training only (never on a validation pass), with the
+        step's ``output`` and ``batch`` (after :meth:`losses` saw them) and the iteration that step trained: where a
+        method updates state it keeps across iterations, so that no held-out pass can change it. The default does
+        nothing."""
+
+    def training_state(self) -> dict:
+        """State the method keeps across iterations besides its weights and buffers, as plain values (dicts, lists,
+        numbers, strings): the trainer checkpoints it beside the weights and restores it on resume
+        (:meth:`load_training_state`); inference does not need it. The default keeps none."""
+        return {}
+
+    def load_training_state(self, state: dict) -> None:
+        """Restore what :meth:`training_state` returned. The default has nothing to restore."""
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

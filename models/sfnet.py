@@ -1,12 +1,13 @@
-"""SF-Net (Ma et al., ECCV 2020): single-frame supervision for temporal action localization.
+"""SF-Net (Ma et al., ECCV 2020), single-frame supervision for temporal action localization: the network and how
+its parts meet in training and inference.
 
-The network (per-stream classification and actionness modules, fused), the losses of Eq. 1-6 (with 3C-Net's centre
-loss for the Weak row), Algorithm 1 (:func:`mine_action_frames`) and the frame scores of Sec. 3.4. What each piece
-implements, and where the paper and the authors' code differ: docs/sfnet.md, "SF-Net as implemented".
+:class:`SFNet` holds the network (per-stream classification and actionness modules, fused), the class centres of the
+centre loss and an :class:`~clicktal.models.sfnet_mining.ActionMiner` (``model.miner``, Algorithm 1 and the labels
+it keeps); :meth:`SFNet.losses` has the miner propose the batch's labels and computes the terms with the functions
+of :mod:`.sfnet_losses`; :meth:`SFNet.frame_scores` gives the frame scores of Sec. 3.4. What each piece implements,
+and where the paper and the authors' code differ: docs/sfnet.md, "SF-Net as implemented".
 """
 from __future__ import annotations
-
-from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -16,69 +17,10 @@ from clicktal.pipeline.core.geometry import FeatureGeometry
 
 from .base import FrameScores, Localizer, LocalizerOutput, TrainingContext
 from .blocks import StreamFusion, TemporalConvStack, TopK, split_streams, stream_ranges, topk_pool
+from .losses import sgd_step_centres, update_centres
 from .sfnet_config import SFNetConfig
-from .losses import (actionness_loss, background_loss, centre_loss, class_attention_features, soft_cross_entropy,
-                     sgd_step_centres, top_mask, update_centres, video_loss, video_targets)
-
-
-# ------------------------------------------------------------------------------------------------- mining
-
-
-def mine_action_frames(scores: np.ndarray, anchors: Sequence[tuple[int, int]], *, radius: int = 5, xi: float = 0.9,
-                       blocked: np.ndarray | None = None, argmax_from: int = 0, stop_at_failure: bool = True,
-                       past: Literal["previous", "first_step"] = "previous",
-                       blocked_by_mined: bool = False) -> list[tuple[int, int]]:
-    """Algorithm 1 (action frame mining) on one video.
-
-    ``scores [T, K]``: the per-snippet scores; ``anchors``: ``(t, y)`` pairs, ``y`` a column of ``scores``;
-    ``blocked [T]``: snippets the expansion may not enter (other labelled snippets). Returns the mined ``(t, y)``
-    pairs, anchors excluded.
-
-    Fixes to the printed algorithm, each evident from the text around it:
-    1. ``argmin`` -> ``argmax`` (lines 7-9): the "predicted class" of a snippet is its highest score;
-    2. expansion stops at the first snippet that fails (Sec. 3.3: "Otherwise, we stop the expansion process"),
-       whereas the printed loop would skip it and continue (``stop_at_failure=False`` restores that);
-    3. each direction is a separate loop over ``j = 1..r`` (lines 6 and 13 increment ``j`` twice, by 1 and by the
-       direction ``s``, which for ``s = -1`` never terminates);
-    4. line 11 adds ``(t + js, y)`` to S (printed as an assignment that replaces S);
-    and two edge cases the paper does not reach: a step whose ``t + (j+1)s`` falls outside the video stops (the
-    future neighbour cannot be checked), and the expansion stops at a ``blocked`` snippet rather than relabel it.
-    ``argmax_from`` 1 takes the argmax over the action columns only (the code). ``past="first_step"`` and
-    ``blocked_by_mined`` are the authors' code's rule (see :class:`MiningConfig`).
-    """
-    scores = np.asarray(scores)
-    T = scores.shape[0]
-    pred = scores[:, argmax_from:].argmax(axis=1)
-    blocked = np.zeros(T, bool) if blocked is None else np.array(blocked, bool)
-    mined: list[tuple[int, int]] = []
-    for t, y in anchors:
-        anchor_score = scores[t, y]
-        for s in (-1, 1):
-            for j in range(1, radius + 1):
-                ref, cur, fut = (t + (j - 1) * s if past == "previous" else t + s), t + j * s, t + (j + 1) * s
-                if not (0 <= cur < T and 0 <= fut < T) or blocked[cur]:
-                    break
-                if pred[ref] == pred[cur] == pred[fut] and scores[cur, y] >= xi * anchor_score:
-                    mined.append((cur, y))
-                    if blocked_by_mined:
-                        blocked[cur] = True
-                elif stop_at_failure:
-                    break
-    return mined
-
-
-# ------------------------------------------------------------------------------------------------- loss terms
-
-
-def mined_background_loss(C: torch.Tensor, candidates: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 2: the ``n`` (= eta K) ``candidates [B, T]`` of the whole batch with the highest background activation
-    ``C[..., 0]`` are labelled background; returns ``(-mean log p_background over them, their [B, T] mask)``.
-    The selection itself is not differentiated."""
-    sel = top_mask(C[..., 0].detach(), candidates, n)
-    return background_loss(C, sel, column=0), sel
-
-
-# ------------------------------------------------------------------------------------------------- network
+from .sfnet_losses import centre_terms, sfnet_losses, video_target
+from .sfnet_mining import ActionMiner
 
 
 class _Stream(nn.Module):
@@ -110,7 +52,13 @@ class _Stream(nn.Module):
 
 class SFNet(Localizer):
     """SF-Net. ``forward(features [B, T, D], mask [B, T]) -> LocalizerOutput`` with fused ``class_scores
-    [B, T, K]`` and ``actionness [B, T]``; ``aux`` holds ``class_scores/<stream>`` and ``actionness/<stream>``."""
+    [B, T, K]`` and ``actionness [B, T]``; ``aux`` holds ``class_scores/<stream>``, ``actionness/<stream>`` and
+    ``hidden/<stream>`` (the classifier's input ``[B, T, H]``), and after :meth:`losses` with online mining
+    ``mined`` (``[B, T, Nc]`` bool: what Algorithm 1 found on the batch, which :meth:`after_step` keeps).
+
+    The labels the miner keeps are training state, not weights: :meth:`training_state` (the trainer checkpoints it
+    beside the weights), not the state dict. A state dict written before that split holds them as the module's
+    ``_extra_state``; it still loads, strictly, into the miner."""
 
     def __init__(self, *, config: SFNetConfig, input_dim: int, num_classes: int,
                  streams: dict[str, tuple[int, int]] | None = None):
@@ -129,7 +77,7 @@ class SFNet(Localizer):
         act_init = config.actionness_fusion_init
         self.act_mul = StreamFusion(streams=names, mode="weighted", size=1,
                                     init=1.0 / len(names) if act_init is None else act_init)
-        self._mined: dict[str, list[list[int]]] = {}  # "once" mining: video -> [[snippet, class column], ...]
+        self.miner = ActionMiner(config.mining, offset=self.offset)
         if config.centre_loss:  # 3C-Net's class centres per stream, moved by their own update (no autograd)
             init = torch.randn if config.centre_update == "code_sgd" else torch.zeros
             for name, (a, b) in self.stream_slices.items():
@@ -145,11 +93,13 @@ class SFNet(Localizer):
         self.class_mul.reset_parameters()
         self.act_mul.reset_parameters()
 
-    def get_extra_state(self):
-        return {"mined": self._mined}
-
-    def set_extra_state(self, state) -> None:
-        self._mined = {k: [list(map(int, p)) for p in v] for k, v in (state or {}).get("mined", {}).items()}
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # state dicts written before the miner's labels became training state hold them as this module's extra
+        # state ({"mined": ...}); they go to the miner, and the key is not left over as unexpected
+        old = state_dict.pop(prefix + "_extra_state", None)
+        if old is not None:
+            self.miner.load_state_dict(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> LocalizerOutput:
         features = features * mask.to(features.dtype).unsqueeze(-1)
@@ -161,194 +111,69 @@ class SFNet(Localizer):
         fused_a = self.act_mul(acts) if self.config.actionness else None
         return LocalizerOutput(self.class_mul(cs), fused_a, mask.bool(), aux)
 
-    # ------------------------------------------------------------------------------------------- losses
-
-    def _score_sets(self, output: LocalizerOutput) -> list[tuple[str, torch.Tensor, torch.Tensor | None]]:
-        sets = [("fused", output.class_scores, output.actionness)]
-        if self.config.stream_losses and len(self.stream_slices) > 1:
-            for name in self.stream_slices:
-                act = output.aux[f"actionness/{name}"] if self.config.actionness else None
-                sets.append((name, output.aux[f"class_scores/{name}"], act))
-        return sets
-
-    def labelled_snippets(self, output: LocalizerOutput, batch, *, iteration: int
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(labelled ``[B, T]`` bool, targets ``[B, T, Nc]``, mined ``[B, T]`` bool): the batch's labelled
-        snippets with the mined action snippets added (Algorithm 1) when mining is active."""
-        labelled, targets = batch.action_mask & output.mask, batch.action_targets
-        mined = torch.zeros_like(labelled)
-        cfg = self.config.mining
-        if not (cfg.enabled and iteration >= cfg.start_iteration):
-            return labelled, targets, mined
-        extra = torch.zeros_like(targets)
-        if cfg.mode == "online":
-            for b, t, y in self._mine_batch(output, batch, labelled):
-                extra[b, t, y - self.offset] = 1.0
-                start = int(batch.offsets[b])
-                # only training batches add to the kept labels: the engine's held-out validation pass calls
-                # losses() in eval mode, and labels mined on held-out videos must not enter the model or its
-                # checkpoints
-                if cfg.keep and self.training and start >= 0:
-                    kept = self._mined.setdefault(batch.video_ids[b], [])
-                    if [start + t, y] not in kept:
-                        kept.append([start + t, y])
-        if cfg.mode == "once" or cfg.keep:
-            for b, vid in enumerate(batch.video_ids):
-                start, T = int(batch.offsets[b]), int(batch.lengths[b])
-                if start < 0:  # not a contiguous crop of the video (resized or segment-sampled): no snippet map
-                    continue
-                for t, y in self._mined.get(vid, ()):
-                    if start <= t < start + T and not bool(labelled[b, t - start]):
-                        extra[b, t - start, y - self.offset] = 1.0
-        mined = extra.sum(-1) > 0
-        if mined.any():
-            targets = targets + extra
-            targets = targets / targets.sum(-1, keepdim=True).clamp_min(1e-12)
-            labelled = labelled | mined
-        return labelled, targets, mined
-
-    def _mine_batch(self, output: LocalizerOutput, batch, labelled: torch.Tensor) -> list[tuple[int, int, int]]:
-        """Algorithm 1 on every sample of the batch: ``(sample, snippet, class column)`` of each mined snippet."""
-        cfg = self.config.mining
-        if cfg.scores_from == "eval_pass":
-            was_training = self.training
-            self.eval()
-            with torch.no_grad():
-                scores = self(batch.features, batch.mask).class_scores
-            self.train(was_training)
-        else:
-            scores = output.class_scores.detach()
-        if cfg.score == "probability":
-            scores = scores.softmax(-1)
-        scores = scores.cpu().numpy()
-        anchors_all = batch.anchor_mask.cpu().numpy()
-        tg = batch.action_targets.cpu().numpy()
-        blocked_all = labelled.cpu().numpy()
-        found = []
-        for b in range(scores.shape[0]):
-            T = int(batch.lengths[b])
-            anchors = [(int(t), int(y) + self.offset) for t in np.flatnonzero(anchors_all[b, :T])
-                       for y in np.flatnonzero(tg[b, t] > 0)]
-            found += [(b, t, y) for t, y in self._mine(scores[b, :T], anchors, blocked_all[b, :T])]
-        return found
-
-    def _mine(self, scores: np.ndarray, anchors: list[tuple[int, int]], blocked: np.ndarray) -> list[tuple[int, int]]:
-        cfg = self.config.mining
-        return mine_action_frames(scores, anchors, radius=cfg.radius, xi=cfg.xi, blocked=blocked,
-                                  argmax_from=self._argmax_from(), stop_at_failure=cfg.stop_at_failure,
-                                  past=cfg.past, blocked_by_mined=cfg.blocked_by_mined)
-
-    def _argmax_from(self) -> int:
-        return self.offset if self.config.mining.argmax_over == "actions" else 0
+    # ------------------------------------------------------------------------------------------- training
 
     def losses(self, output: LocalizerOutput, batch, *, iteration: int) -> dict[str, torch.Tensor]:
+        """The miner proposes the batch's labels (clicks and mined snippets; nothing is kept here), then the terms of
+        :func:`~clicktal.models.sfnet_losses.sfnet_losses`. In training the centre loss's centres move (Wen et
+        al.'s update, or the code's SGD step from iteration 1 on). With online mining, what Algorithm 1 found is
+        left in ``output.aux["mined"]`` for :meth:`after_step`."""
         cfg = self.config
-        labelled, targets, mined = self.labelled_snippets(output, batch, iteration=iteration)
-        zero = output.class_scores.sum() * 0.0
-        terms = {k: zero for k in ("frame_action", "frame_background", "video", "actionness")}
-        q = video_targets(labelled, targets, batch.video_labels, from_clicks=cfg.video_target != "video_labels",
-                          presence=cfg.video_target == "click_classes")  # Eq. 5's target, shared by every term
-        centre = self._centre_loss(output, q, iteration) if cfg.centre_loss else zero
-        # a zero target row leaves a sample out of L_video (the code skips crops shorter than 5 snippets)
-        q_video = q * (output.mask.sum(1, keepdim=True) >= cfg.video_min_length)
-        n_bg = zero.detach()
-        for name, C, A in self._score_sets(output):
-            t = self._losses_one(C, A, output.mask, labelled, targets, q_video)
-            for k in terms:
-                terms[k] = terms[k] + t[k]
-            if name == "fused":
-                n_bg = t["n_background"]
-        norm = self.num_classes + (1 if cfg.background_norm == "num_classes_plus_one" else 0)
-        frame = terms["frame_action"] + terms["frame_background"] / norm
-        total = zero
-        if cfg.frame_loss:
-            total = total + frame
-        if cfg.video_loss:
-            total = total + cfg.alpha * terms["video"]
-        if cfg.actionness and (cfg.actionness_gate is None or terms["actionness"].item() > cfg.actionness_gate):
-            total = total + cfg.beta * terms["actionness"]
-        total = total + cfg.gamma * centre
-        out = dict(terms, frame=frame, centre=centre, total=total)
-        out["n_labelled"] = labelled.sum().float()
-        out["n_mined"] = mined.sum().float()
-        out["n_clicks"] = (batch.anchor_mask & output.mask).sum().float()  # the mining yield is n_mined / n_clicks
-        if batch.truth_targets is not None:  # mined snippets (never clicked ones) whose ground truth holds the class
-            out["n_mined_true"] = ((batch.truth_targets > 0) & (targets > 0) & mined[..., None]).any(-1).sum().float()
-        out["n_background"] = n_bg
-        return out
+        labels = self.miner.propose(self, output, batch, batch.masks["actions"] & output.mask, iteration=iteration)
+        if labels.found is not None:
+            output.aux["mined"] = labels.found
+        q = video_target(cfg, batch, labels)
+        centre = output.class_scores.sum() * 0.0
+        if cfg.centre_loss:
+            centre, aggregates = centre_terms(cfg, output, q, self._centres(), offset=self.offset,
+                                              iteration=iteration)
+            if self.training:
+                self._move_centres(aggregates, iteration)
+        return sfnet_losses(cfg, output, batch, labels, q=q, centre=centre, streams=list(self.stream_slices),
+                            num_classes=self.num_classes, offset=self.offset)
 
-    def _centre_loss(self, output: LocalizerOutput, q: torch.Tensor, iteration: int) -> torch.Tensor:
-        """3C-Net's centre loss, summed over the streams: each stream's classifier inputs aggregated per (video,
-        class of its video target) by that class's attention (:func:`~clicktal.models.losses.class_attention_features`)
-        are pulled to the class centre; the centres follow in training (Wen et al.'s update, ``centre_rate``).
-        Before ``centre_multi_class_from`` only single-class videos take part (the code's ``itr_th = 500``).
-        ``q [B, Nc]``: the video targets (Eq. 5)."""
+    def _centres(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, f"centres_{name}") for name in self.stream_slices}
+
+    def _move_centres(self, aggregates: dict[str, tuple[torch.Tensor, torch.Tensor]], iteration: int) -> None:
+        """The centres follow their streams' aggregates (``[N, H]``, classes ``[N]``), in place."""
         cfg = self.config
-        present = q > 0
-        if iteration < cfg.centre_multi_class_from:
-            present = present & (present.sum(1, keepdim=True) == 1)
-        total = output.class_scores.sum() * 0.0
-        code = cfg.centre_update == "code_sgd"
-        for name in self.stream_slices:
-            feats, cls = class_attention_features(output.aux[f"hidden/{name}"],
-                                                  output.aux[f"class_scores/{name}"][..., self.offset:],
-                                                  output.mask, present)
+        for name, (feats, cls) in aggregates.items():
             centres = getattr(self, f"centres_{name}")
-            total = total + centre_loss(feats, cls, centres, form="code" if code else "wen")
-            if self.training and not code:
+            if cfg.centre_update != "code_sgd":
                 update_centres(centres, feats, cls, cfg.centre_rate)
-            elif self.training and iteration > 0:  # main.py steps the centres from itr 1 on
+            elif iteration > 0:  # main.py steps the centres from itr 1 on
                 sgd_step_centres(centres, feats, cls, cfg.centre_lr, cfg.gamma / cfg.beta)
-        return total
 
-    def _losses_one(self, C: torch.Tensor, A: torch.Tensor | None, mask: torch.Tensor, labelled: torch.Tensor,
-                    targets: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss terms of one score set: ``C [B, T, K]``, ``A [B, T]`` or None; ``q [B, Nc]`` the video
-        targets."""
-        cfg, off = self.config, self.offset
-        zero = C.sum() * 0.0
-        out = {"frame_action": zero, "frame_background": zero, "video": zero, "actionness": zero,
-               "n_background": zero.detach()}
-        K_lab = int(labelled.sum())
-        if cfg.frame_loss:
-            out["frame_action"] = soft_cross_entropy(C, labelled, targets, offset=off)
-        candidates = mask & ~labelled
-        n = min(int(cfg.eta * K_lab), int(candidates.sum()))
-        bg_sel = torch.zeros_like(mask)
-        if cfg.background and cfg.frame_loss:
-            out["frame_background"], bg_sel = mined_background_loss(C, candidates, n)
-            out["n_background"] = bg_sel.sum().float()
-        if cfg.actionness and A is not None and K_lab:
-            if cfg.actionness_negatives == "mined_background":
-                neg = bg_sel
-            else:  # the authors' code: the eta*K unlabelled snippets of highest actionness
-                neg = top_mask(A.detach(), candidates, n)
-            out["actionness"] = actionness_loss(A, labelled, neg)
-        if cfg.video_loss:
-            out["video"] = video_loss(C, mask, q, topk=TopK("ceil", cfg.topk_divisor), offset=off)
-        return out
+    def after_step(self, output: LocalizerOutput, batch, *, iteration: int) -> None:
+        """After a training step: the miner keeps what Algorithm 1 found on the batch (with ``mining.keep``)."""
+        found = output.aux.get("mined")
+        if found is not None:
+            self.miner.after_step(batch, found)
 
-    # ------------------------------------------------------------------------------------------- training hook
+    def training_state(self) -> dict:
+        """The miner's kept labels: ``{"mined": {video: [[snippet, class column], ...]}}``."""
+        return self.miner.state_dict()
+
+    def load_training_state(self, state: dict) -> None:
+        self.miner.load_state_dict(state)
 
     def training_hook(self, iteration: int, context: TrainingContext) -> bool:
-        """``mining.mode = "once"``: at ``start_iteration`` mine every training video (whole, eval mode) and keep
-        the result; optionally re-initialise the network (the authors' code)."""
+        """``mining.mode = "once"``: at ``start_iteration`` the miner mines every training video (whole, eval mode)
+        and keeps the result; optionally the network is re-initialised (the authors' code)."""
         cfg = self.config.mining
         if not (cfg.enabled and cfg.mode == "once" and iteration == cfg.start_iteration):
             return False
         was_training = self.training
         self.eval()
-        mined: dict[str, list[list[int]]] = {}
+
+        def class_scores(item) -> torch.Tensor:
+            feats = torch.from_numpy(np.asarray(item.features, np.float32))[None].to(context.device)
+            mask = torch.ones(feats.shape[:2], dtype=torch.bool, device=context.device)
+            return self(feats, mask).class_scores[0]
+
         with torch.no_grad():
-            for item in context.iter_videos():
-                feats = torch.from_numpy(np.asarray(item.features, np.float32))[None].to(context.device)
-                mask = torch.ones(feats.shape[:2], dtype=torch.bool, device=context.device)
-                C = self(feats, mask).class_scores[0]
-                scores = (C.softmax(-1) if cfg.score == "probability" else C).cpu().numpy()
-                anchors = [(int(t), int(y) + self.offset) for t in np.flatnonzero(item.anchor_mask)
-                           for y in np.flatnonzero(item.action_targets[t] > 0)]
-                mined[item.video_id] = [[t, y] for t, y in self._mine(scores, anchors, item.action_mask)]
-        self._mined = mined
+            self.miner.mine_videos(context.iter_videos(), class_scores)
         self.train(was_training)
         if cfg.reinit_after:
             self.reset_parameters()

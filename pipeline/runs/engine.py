@@ -2,9 +2,10 @@
 a NaN/inf guard, periodic validation and a log of every loss term.
 
 Exact resume: the batch of iteration ``i`` is drawn from a generator that is a pure function of ``(seed, i)``
-(:func:`~clicktal.pipeline.data.datasets.batch_rng`), and a checkpoint holds the model (with any state it keeps, such as
-mined labels), the optimiser, the torch / numpy / python RNG states and the iteration; so a run killed and resumed
-ends with the same weights as one that was never interrupted. A checkpoint holds tensors and plain values only and
+(:func:`~clicktal.pipeline.data.datasets.batch_rng`), and a checkpoint holds the model's weights, the state its method
+keeps beside them (``Localizer.training_state``, such as SF-Net's kept mined labels), the optimiser, the torch /
+numpy / python RNG states and the iteration; so a run killed and resumed ends with the same weights as one that was
+never interrupted. A checkpoint holds tensors and plain values only and
 is read with torch's restricted unpickler (:func:`load_checkpoint`): run folders are shared, and a pickle that
 names a callable is refused before anything in it runs.
 
@@ -324,7 +325,7 @@ class Trainer:
 
     def _state(self, iteration: int, optimizer, best: dict) -> dict:
         return {"iteration": iteration, "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(),
+                "method_state": self.model.training_state(), "rng": _rng_state(),
                 "best": best, "config": self._config_dict(), "train_config": config_to_dict(self.cfg),
                 "meta": self.metadata}
 
@@ -409,10 +410,14 @@ class Trainer:
         if ck is not None:
             try:
                 model.load_state_dict(ck["model"])
+                # checkpoints written before the method's state was stored beside the weights have none (SF-Net's
+                # kept labels were in its state dict then, which load_state_dict reads)
+                if "method_state" in ck:
+                    model.load_training_state(ck["method_state"])
                 optimizer.load_state_dict(ck["optimizer"])
-            except (RuntimeError, ValueError, KeyError) as e:
-                raise CheckpointError(f"{self.last_path}: its weights or optimiser state do not fit this model: "
-                                      f"{_first_line(e)}") from e
+            except (RuntimeError, ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{self.last_path}: its weights, method state or optimiser state do not fit "
+                                      f"this model: {_first_line(e)}") from e
             _set_rng_state(ck["rng"])
             start, best = int(ck["iteration"]), dict(ck.get("best") or {})
         if self.resolved_config is not None:
@@ -445,6 +450,7 @@ class Trainer:
             if not math.isfinite(gnorm):
                 raise NonFiniteLossError(it, "the gradient norm", gnorm)
             optimizer.step()
+            model.after_step(output, batch, iteration=it)
             it += 1
             row = {"iteration": it, **{k: float(v.detach()) for k, v in terms.items()}, "grad_norm": gnorm,
                    "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}

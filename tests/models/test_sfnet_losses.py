@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from clicktal.models import build_localizer
-from clicktal.models.sfnet import SFNetConfig, mined_background_loss
+from clicktal.models.sfnet_config import SFNetConfig
+from clicktal.models.sfnet_losses import mined_background_loss
 from clicktal.pipeline.data.datasets import Batch
 
 
@@ -49,9 +50,10 @@ def _batch(B=2, T=12, C=3, D=8, seed=0):
         targets[b, t, c] = 1
         amask[b, t] = True
     vl = (targets.sum(1) > 0).float()
-    return Batch(video_ids=["a", "b"], features=feats, mask=mask, video_labels=vl, action_targets=targets,
-                 action_mask=amask, anchor_mask=amask.clone(), background_mask=torch.zeros(B, T, dtype=torch.bool),
-                 offsets=torch.zeros(B, dtype=torch.long), lengths=mask.sum(1))
+    return Batch(video_ids=["a", "b"], features=feats, mask=mask, offsets=torch.zeros(B, dtype=torch.long),
+                 lengths=mask.sum(1), targets={"video_labels": vl, "actions": targets, "anchors": amask.clone(),
+                                               "background": torch.zeros(B, T, dtype=torch.bool)},
+                 masks={"actions": amask})
 
 
 def _model(**params):

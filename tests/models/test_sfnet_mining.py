@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from clicktal.models import TrainingContext, build_localizer
-from clicktal.models.sfnet import mine_action_frames
+from clicktal.models.sfnet_mining import mine_action_frames
 from clicktal.pipeline.data.datasets import VideoItem, collate
 from clicktal.pipeline.core.geometry import FeatureGeometry
 
@@ -72,23 +72,29 @@ def _item(vid="v", T=12, click=5):
     feats = np.tile(np.linspace(0.5, 1.0, 6, dtype=np.float32), (T, 1))  # constant in time: one prediction
     targets = np.zeros((T, 2), np.float32)
     targets[click, 0] = 1
-    mask = targets.sum(1) > 0
-    return VideoItem(vid, feats, np.array([1.0, 0.0], np.float32), targets, mask, mask.copy(), np.zeros(T, bool),
-                     FeatureGeometry())
+    return VideoItem(vid, feats, geometry=FeatureGeometry(), targets={
+        "video_labels": np.array([1.0, 0.0], np.float32), "actions": targets, "anchors": targets.sum(1) > 0,
+        "background": np.zeros(T, bool)})
+
+
+def propose(model, batch, iteration):
+    """The miner's labels for ``batch`` under ``model``'s output (labelled, targets, mined)."""
+    out = model(batch.features, batch.mask)
+    labels = model.miner.propose(model, out, batch, batch.masks["actions"] & out.mask, iteration=iteration)
+    return labels.labelled, labels.targets, labels.mined
 
 
 def test_online_mining_labels_the_neighbours_of_each_click():
     model = _model(start_iteration=3).eval()
     batch = collate([_item()])
-    out = model(batch.features, batch.mask)
-    lab, targets, mined_mask = model.labelled_snippets(out, batch, iteration=2)
+    lab, targets, mined_mask = propose(model, batch, iteration=2)
     assert not mined_mask.any()  # before start_iteration
-    lab, targets, mined_mask = model.labelled_snippets(out, batch, iteration=3)
+    lab, targets, mined_mask = propose(model, batch, iteration=3)
     assert mined_mask[0].nonzero().flatten().tolist() == [3, 4, 6, 7]
     assert torch.equal(targets[0, 3], torch.tensor([1.0, 0.0])) and lab[0, 3:8].all()
 
 
-def test_once_mining_is_kept_in_the_state_dict_and_applied_to_crops():
+def test_once_mining_is_kept_in_the_training_state_and_applied_to_crops():
     model = _model(mode="once", start_iteration=0, reinit_after=True)
     items = [_item("v")]
     with torch.no_grad():
@@ -98,13 +104,13 @@ def test_once_mining_is_kept_in_the_state_dict_and_applied_to_crops():
     # re-initialised: zero biases and unit class multipliers again
     assert all(p.abs().sum() == 0 for n, p in model.named_parameters() if n.endswith("bias"))
     assert all(torch.equal(p, torch.ones_like(p)) for p in model.class_mul.parameters())
-    assert sorted(t for t, _ in model.get_extra_state()["mined"]["v"]) == [3, 4, 6, 7]
+    assert sorted(t for t, _ in model.training_state()["mined"]["v"]) == [3, 4, 6, 7]
     clone = _model(mode="once", start_iteration=0)
     clone.load_state_dict(model.state_dict())
-    assert clone.get_extra_state() == model.get_extra_state()
+    clone.load_training_state(model.training_state())
+    assert clone.miner.kept == model.miner.kept
     crop = collate([items[0].sample(np.arange(6))])  # snippets 0..5 of the video: 3 and 4 are inside
-    out = clone(crop.features, crop.mask)
-    _, _, mined_mask = clone.labelled_snippets(out, crop, iteration=1)
+    _, _, mined_mask = propose(clone, crop, iteration=1)
     assert mined_mask[0].nonzero().flatten().tolist() == [3, 4]
 
 
@@ -112,8 +118,8 @@ def test_once_mining_is_not_applied_to_samples_without_a_snippet_map():
     model = _model(mode="once", start_iteration=0)
     items = [_item("v")]
     model.training_hook(0, TrainingContext(lambda: iter(items), torch.device("cpu")))
-    assert model.get_extra_state()["mined"]["v"]
+    assert model.miner.kept["v"]
     resized = collate([items[0].sample(np.linspace(0, 11, 6))])  # offset -1: not a contiguous crop
     assert int(resized.offsets[0]) == -1
-    _, _, mined_mask = model.labelled_snippets(model(resized.features, resized.mask), resized, iteration=1)
+    _, _, mined_mask = propose(model, resized, iteration=1)
     assert not mined_mask.any()

@@ -8,7 +8,7 @@ import torch
 
 from clicktal.models import build_localizer
 from clicktal.models.losses import video_targets
-from clicktal.models.sfnet import mine_action_frames
+from clicktal.models.sfnet_mining import mine_action_frames
 from clicktal.pipeline.data.datasets import Batch
 from clicktal.pipeline.core.config import load_config
 from clicktal.pipeline.runs.schema import ExperimentConfig
@@ -32,10 +32,11 @@ def block_batch(seed: int = 0, B: int = 4, T: int = 60, C: int = 3) -> Batch:
     mask = torch.ones(B, T, dtype=torch.bool)
     amask = torch.from_numpy(targets.sum(-1) > 0)
     return Batch(video_ids=[f"v{b}" for b in range(B)], features=torch.from_numpy(feats), mask=mask,
-                 video_labels=torch.from_numpy((targets.sum(1) > 0).astype(np.float32)),
-                 action_targets=torch.from_numpy(targets), action_mask=amask, anchor_mask=amask.clone(),
-                 background_mask=torch.zeros(B, T, dtype=torch.bool), offsets=torch.zeros(B, dtype=torch.long),
-                 lengths=mask.sum(1), truth_targets=torch.from_numpy(truth))
+                 offsets=torch.zeros(B, dtype=torch.long), lengths=mask.sum(1),
+                 targets={"video_labels": torch.from_numpy((targets.sum(1) > 0).astype(np.float32)),
+                          "actions": torch.from_numpy(targets), "anchors": amask.clone(),
+                          "background": torch.zeros(B, T, dtype=torch.bool), "truth": torch.from_numpy(truth)},
+                 masks={"actions": amask})
 
 
 def sfnet(**params):
@@ -75,10 +76,14 @@ def test_kept_mining_applies_earlier_labels_to_later_batches():
     batch = block_batch()
     model = sfnet(mining={"start_iteration": 0, "keep": True})
     model.train()
-    first = model.labelled_snippets(model(batch.features, batch.mask), batch, iteration=0)[2]
-    assert first.any() and sum(len(v) for v in model._mined.values()) == int(first.sum())
+    labels = model.miner.propose(model, model(batch.features, batch.mask), batch, batch.masks["actions"],
+                                 iteration=0)
+    first = labels.mined
+    model.miner.after_step(batch, labels.found)  # what the model's after_step does after a training step
+    assert first.any() and sum(len(v) for v in model.miner.kept.values()) == int(first.sum())
     noisy = Batch(**{**vars(batch), "features": torch.randn_like(batch.features) * 5})
-    kept = model.labelled_snippets(model(noisy.features, noisy.mask), noisy, iteration=1)[2]
+    out = model(noisy.features, noisy.mask)
+    kept = model.miner.propose(model, out, noisy, noisy.masks["actions"], iteration=1).mined
     assert bool((kept >= first).all())  # every earlier label is still there, whatever the new scores say
 
 
@@ -149,17 +154,18 @@ def click_batch(lengths: list[int], T: int = 6, seed: int = 0) -> Batch:
         targets[b, 1, b % 2] = 1
     amask = targets.sum(-1) > 0
     return Batch(video_ids=[f"v{b}" for b in range(B)], features=feats * mask[..., None], mask=mask,
-                 video_labels=(targets.sum(1) > 0).float(), action_targets=targets, action_mask=amask,
-                 anchor_mask=amask.clone(), background_mask=torch.zeros(B, T, dtype=torch.bool),
-                 offsets=torch.zeros(B, dtype=torch.long), lengths=mask.sum(1))
+                 offsets=torch.zeros(B, dtype=torch.long), lengths=mask.sum(1),
+                 targets={"video_labels": (targets.sum(1) > 0).float(), "actions": targets,
+                          "anchors": amask.clone(), "background": torch.zeros(B, T, dtype=torch.bool)},
+                 masks={"actions": amask})
 
 
 def test_code_video_loss_leaves_out_crops_shorter_than_5_snippets():
     # crops of 4 and 6 snippets: the code's video_loss skips seq_len < 5, so L_video is the 6-snippet crop's alone
     both, long_only = click_batch([4, 6]), click_batch([6])
     long_only.features[0] = both.features[1]
-    long_only.action_targets[0] = both.action_targets[1]
-    long_only.video_labels[0] = both.video_labels[1]
+    long_only.targets["actions"][0] = both.targets["actions"][1]  # a click at snippet 1 in both: masks agree
+    long_only.targets["video_labels"][0] = both.targets["video_labels"][1]
     plain = dict(background=False, actionness=False, mining={"enabled": False})
 
     def video(model, batch):
