@@ -145,3 +145,21 @@ def test_evaluate_run_regroups_saved_outputs_without_a_forward_pass(trained, tmp
     assert not (run_dir / "raw").exists()
     rescored = evaluate_run(run_dir, log=notes.append)  # no raw outputs: scored again, and saved
     assert rescored.mAP == pytest.approx(result.mAP, abs=1e-12) and raw_path(run_dir, "test").is_file()
+
+
+def test_tiled_inference_saves_every_tile_and_regroups_exactly(tiny_run, tmp_path):
+    """Overlapping inference tiles: each tile's output is saved with its positions; the saved outputs make the
+    grouped scores again, and regrouping gives the run's detections."""
+    tiny_run({"data": {"labels": {"action_clicks": {"source": "uniform"}},
+                       "sampling": {"inference": {"kind": "windows", "length": 16, "stride": 10}}},
+              "train": {"iterations": 3}, "evaluation": {"use_ambiguous": False}})
+    run = load_run(tmp_path / "run")
+    raw = load_raw(tmp_path / "run", "test")
+    vid, video = max(raw.videos.items(), key=lambda kv: len(kv[1].samples))
+    assert len(video.samples) > 2 and all(len(s.class_scores) == 16 for s in video.samples[:-1])
+    assert np.array_equal(video.samples[1].grid.positions, np.arange(10, 26))
+    again = rescore(run, raw.videos)
+    assert all(np.allclose(again[v].scores.scores, raw.videos[v].scores.scores, atol=1e-6) for v in raw.videos)
+    post = postprocess_config(run.config.postprocess)
+    dets = regroup(run, "test", post)
+    assert dets and dets == read_detections(tmp_path / "run" / "detections.json")
