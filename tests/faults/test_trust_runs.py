@@ -142,6 +142,7 @@ def test_every_unpickling_path_of_the_package_is_restricted():
         ("pipeline/core/safe_pickle.py", "np.load"): "allow_pickle left False (object arrays: the unpickler)",
         ("pipeline/core/safe_pickle.py", "numpy.load"): "named in a docstring only",
         ("pipeline/data/layouts.py", "np.load"): "allow_pickle=False (per-video .npy and .npz files)",
+        ("pipeline/runs/raw.py", "np.load"): "allow_pickle=False (a run's raw outputs)",
         ("extractors/weights.py", "torch.load"): "weights_only=True",
         ("pipeline/runs/engine.py", "torch.load"): "weights_only=True, numpy's array constructor allowed",
         ("pipeline/data/cache.py", "np.load"): "allow_pickle left False",
