@@ -5,8 +5,7 @@ only seconds <-> snippet mapping), one array per target kind of the registry (:m
 which lists them). A :class:`VideoItem` holds one whole video, or one sample of it drawn by the temporal sampling
 stage (:mod:`clicktal.pipeline.data.sampling`, which moves every target with the features); :func:`collate` pads a
 list of them into a :class:`Batch` with masks. Items and batches carry their targets in ``targets`` (kind ->
-array); the named fields of before (``click_targets``, ``anchor_mask``, ...: ``ITEM_FIELDS``, ``BATCH_FIELDS``)
-are views of it. A dataset builds the kinds it is told to (a run's: the kinds its method declares, ``Method.targets``;
+array) and nowhere else. A dataset builds the kinds it is told to (a run's: the kinds its method declares, ``Method.targets``;
 default: ``DEFAULT_KINDS``), ``frames`` with ``data.labels.frame_targets``, the kinds they require, and nothing
 else.
 
@@ -36,79 +35,30 @@ from clicktal.pipeline.data.supervision import Supervision
 from clicktal.pipeline.data.targets import (DEFAULT_KINDS, build_targets, frame_labels, pad, segment_snippets,
                                             target_kind, with_requirements)
 
-# the named fields of an item and of a batch, each a view of one target kind (models read them until they read
-# ``targets``)
-ITEM_FIELDS = {"video_labels": "video_labels", "action_targets": "actions", "anchor_mask": "anchors",
-               "background_mask": "background", "click_targets": "clicks", "segment_targets": "segments",
-               "boundary_targets": "boundaries", "frame_labels": "frames", "truth_targets": "truth"}
-BATCH_FIELDS = {**{k: v for k, v in ITEM_FIELDS.items() if k != "frame_labels"}, "frame_targets": "frames"}
-# a batch's masks of the rows holding a label, per kind
-BATCH_MASKS = {"action_mask": "actions", "segment_mask": "segments", "boundary_mask": "boundaries",
+# the keywords the first Batch took, one per target kind or row mask; the constructor still accepts them
+NAMED_TARGETS = {"video_labels": "video_labels", "action_targets": "actions", "anchor_mask": "anchors",
+                 "background_mask": "background", "click_targets": "clicks", "segment_targets": "segments",
+                 "boundary_targets": "boundaries", "frame_targets": "frames", "truth_targets": "truth"}
+NAMED_MASKS = {"action_mask": "actions", "segment_mask": "segments", "boundary_mask": "boundaries",
                "frame_mask": "frames"}
-_UNSET = object()  # an item field not given to the constructor (None given: the kind is absent)
 
 
-def _view(mapping: str, kind: str) -> property:
-    def get(self):
-        return getattr(self, mapping).get(kind)
-
-    def put(self, value) -> None:
-        if value is None:
-            getattr(self, mapping).pop(kind, None)
-        else:
-            getattr(self, mapping)[kind] = value
-    return property(get, put, doc=f"``{mapping}[{kind!r}]`` (None when absent)")
-
-
-@dataclass(init=False, eq=False)
+@dataclass(eq=False)
 class VideoItem:
-    """One video, or one sample of it (``grid`` says which native snippets it stands for): its features and
-    ``targets`` (kind -> array on the sample's grid; see :mod:`~clicktal.pipeline.data.targets`).
-
-    Built from ``targets``, or from today's named fields (``ITEM_FIELDS``; ``click_targets``, ``segment_targets``
-    and ``boundary_targets`` are then zeros when not given); a named field given beside ``targets`` replaces that
-    kind (None: removes it). ``action_mask`` is the rows of ``actions`` holding a label; given, it must be them."""
+    """One video, or one sample of it (``grid`` says which native snippets it stands for; default: the whole
+    video): its features ``[T, D]`` and ``targets`` (kind -> array on the sample's grid; see
+    :mod:`~clicktal.pipeline.data.targets`)."""
 
     video_id: str
     features: np.ndarray
     geometry: FeatureGeometry  # the native grid of the video's features
-    grid: SampleGrid
-    targets: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
+    grid: SampleGrid | None = None
 
-    def __init__(self, video_id: str, features: np.ndarray, video_labels=_UNSET, action_targets=_UNSET,
-                 action_mask=_UNSET, anchor_mask=_UNSET, background_mask=_UNSET,
-                 geometry: FeatureGeometry | None = None, click_targets=_UNSET, segment_targets=_UNSET,
-                 boundary_targets=_UNSET, frame_labels=_UNSET, grid: SampleGrid | None = None, truth_targets=_UNSET,
-                 *, targets: Mapping[str, np.ndarray] | None = None):
-        if geometry is None:
-            raise TypeError("VideoItem needs the features' geometry")
-        self.video_id, self.features, self.geometry = video_id, features, geometry
-        named = dict(video_labels=video_labels, action_targets=action_targets, anchor_mask=anchor_mask,
-                     background_mask=background_mask, click_targets=click_targets, segment_targets=segment_targets,
-                     boundary_targets=boundary_targets, frame_labels=frame_labels, truth_targets=truth_targets)
-        if targets is None:  # today's constructor: every kind of before, the per-kind ones zeros when not given
-            missing = [k for k in ("video_labels", "action_targets", "anchor_mask", "background_mask")
-                       if named[k] is _UNSET]
-            if missing:
-                raise TypeError(f"VideoItem needs targets= or {', '.join(missing)}")
-            T, C = features.shape[0], np.shape(video_labels)[0]
-            for name in ("click_targets", "segment_targets", "boundary_targets"):
-                if named[name] is _UNSET or named[name] is None:
-                    named[name] = np.zeros((T, C), np.float32)
-        self.targets = dict(targets or {})
-        for name, value in named.items():
-            if value is not _UNSET:
-                setattr(self, name, value)
-        if action_mask is not _UNSET and action_mask is not None and not np.array_equal(action_mask,
-                                                                                          self.action_mask):
-            raise ValueError(f"video {video_id}: action_mask must be the rows of action_targets holding a label")
-        self.grid = grid if grid is not None else whole_grid(geometry, self.length)
-
-    @property
-    def action_mask(self) -> np.ndarray | None:
-        """``[T]`` the snippets ``actions`` labels (None without that kind)."""
-        actions = self.targets.get("actions")
-        return None if actions is None else actions.sum(axis=1) > 0
+    def __post_init__(self) -> None:
+        self.targets = dict(self.targets)
+        if self.grid is None:
+            self.grid = whole_grid(self.geometry, self.length)
 
     @property
     def length(self) -> int:
@@ -144,8 +94,6 @@ class VideoItem:
         return fraction, int(counts.argmax()) if counts.any() else -1
 
 
-for _name, _kind in ITEM_FIELDS.items():
-    setattr(VideoItem, _name, _view("targets", _kind))
 
 
 @dataclass
@@ -165,11 +113,9 @@ class Batch:
     for the kinds every sample has; ``masks``: kind -> ``[B, T]`` (or ``[B, F]``) the rows holding a label, for the
     kinds with a row mask.
 
-    Today's named fields are views (``BATCH_FIELDS``, ``BATCH_MASKS``): ``video_labels``, ``action_targets`` /
-    ``action_mask``, ``anchor_mask``, ``background_mask``, ``click_targets``, ``segment_targets`` /
-    ``segment_mask``, ``boundary_targets`` / ``boundary_mask``, ``frame_targets`` / ``frame_mask``,
-    ``truth_targets`` (diagnostics only, never a loss); None when the kind is absent. Given to the constructor
-    they replace that kind; a kind with a row mask and no mask given gets the rows of its tensor holding a label."""
+    A kind with a row mask and no mask given gets the rows of its tensor holding a label. The constructor also takes
+    the first Batch's keywords (``video_labels=``, ``action_targets=``, ``action_mask=``, ...: ``NAMED_TARGETS``,
+    ``NAMED_MASKS``) and stores each as its kind; a batch has no attributes of those names."""
 
     video_ids: list[str]
     features: torch.Tensor
@@ -180,25 +126,19 @@ class Batch:
     targets: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor]
 
-    def __init__(self, video_ids: list[str], features: torch.Tensor, mask: torch.Tensor, video_labels=None,
-                 action_targets=None, action_mask=None, anchor_mask=None, background_mask=None,
-                 offsets: torch.Tensor | None = None, lengths: torch.Tensor | None = None, click_targets=None,
-                 segment_targets=None, segment_mask=None, boundary_targets=None, boundary_mask=None,
-                 frame_targets=None, frame_mask=None, grids: list[SampleGrid] | None = None, truth_targets=None, *,
-                 targets: Mapping[str, torch.Tensor] | None = None, masks: Mapping[str, torch.Tensor] | None = None):
-        if offsets is None or lengths is None:
-            raise TypeError("Batch needs offsets and lengths")
+    def __init__(self, video_ids: list[str], features: torch.Tensor, mask: torch.Tensor, *, offsets: torch.Tensor,
+                 lengths: torch.Tensor, grids: list[SampleGrid] | None = None,
+                 targets: Mapping[str, torch.Tensor] | None = None, masks: Mapping[str, torch.Tensor] | None = None,
+                 **named: torch.Tensor | None):
+        unknown = sorted(set(named) - set(NAMED_TARGETS) - set(NAMED_MASKS))
+        if unknown:
+            raise TypeError(f"Batch got unexpected keyword(s) {', '.join(unknown)}")
         self.video_ids, self.features, self.mask = video_ids, features, mask
         self.offsets, self.lengths, self.grids = offsets, lengths, grids
         self.targets, self.masks = dict(targets or {}), dict(masks or {})
-        named = dict(video_labels=video_labels, action_targets=action_targets, anchor_mask=anchor_mask,
-                     background_mask=background_mask, click_targets=click_targets, segment_targets=segment_targets,
-                     boundary_targets=boundary_targets, frame_targets=frame_targets, truth_targets=truth_targets,
-                     action_mask=action_mask, segment_mask=segment_mask, boundary_mask=boundary_mask,
-                     frame_mask=frame_mask)
         for name, value in named.items():
             if value is not None:
-                setattr(self, name, value)
+                (self.targets if name in NAMED_TARGETS else self.masks)[{**NAMED_TARGETS, **NAMED_MASKS}[name]] = value
         for name, values in self.targets.items():
             if name not in self.masks and target_kind(name).row_mask:
                 self.masks[name] = values.sum(-1) > 0
@@ -211,10 +151,6 @@ class Batch:
                      masks={k: move(v) for k, v in self.masks.items()})
 
 
-for _name, _kind in BATCH_FIELDS.items():
-    setattr(Batch, _name, _view("targets", _kind))
-for _name, _kind in BATCH_MASKS.items():
-    setattr(Batch, _name, _view("masks", _kind))
 
 
 def make_item(video_id: str, features: np.ndarray, geometry: FeatureGeometry, supervision: Supervision,
@@ -475,5 +411,4 @@ def label_counts(dataset: VideoDataset) -> dict[str, int]:
 
 __all__ = ["DataConfig", "VideoItem", "TrainingContext", "Batch", "VideoDataset", "DataBundle", "make_item",
            "requested_kinds", "collate", "sample_batch", "batch_rng", "split_holdout", "load_data",
-           "open_data_features", "segment_snippets", "frame_labels", "label_counts", "ITEM_FIELDS", "BATCH_FIELDS",
-           "BATCH_MASKS"]
+           "open_data_features", "segment_snippets", "frame_labels", "label_counts", "NAMED_TARGETS", "NAMED_MASKS"]

@@ -10,7 +10,7 @@ from clicktal.pipeline.core.geometry import FeatureGeometry
 from clicktal.pipeline.data import targets as registry
 from clicktal.pipeline.data.annotations import ActionClick, Segment
 from clicktal.pipeline.data.cache import FeatureMeta
-from clicktal.pipeline.data.datasets import (BATCH_FIELDS, BATCH_MASKS, ITEM_FIELDS, Batch, VideoDataset, VideoItem,
+from clicktal.pipeline.data.datasets import (NAMED_MASKS, NAMED_TARGETS, Batch, VideoDataset, VideoItem,
                                              collate, make_item)
 from clicktal.pipeline.data.supervision import Supervision
 from clicktal.pipeline.data.targets import (DEFAULT_KINDS, TargetKind, register_target_kind, target_kind,
@@ -42,18 +42,16 @@ def own_registry(monkeypatch):
     monkeypatch.setattr(registry, "_KINDS", dict(registry._KINDS))
 
 
-def test_today_s_kinds_are_registered_and_the_named_fields_are_views_of_them():
+def test_today_s_kinds_are_registered_and_a_batch_holds_them_by_kind():
     assert set(DEFAULT_KINDS) | {"frames"} <= set(target_kinds())
     it = full_item()
     assert set(it.targets) == set(target_kinds())
-    for name, kind in ITEM_FIELDS.items():
-        assert getattr(it, name) is it.targets[kind], name
-    assert np.array_equal(it.action_mask, it.targets["actions"].sum(1) > 0)
     batch = collate([it, it.sample(np.arange(10, 40))])
-    for name, kind in BATCH_FIELDS.items():
-        assert getattr(batch, name) is batch.targets[kind], name
-    for name, kind in BATCH_MASKS.items():
-        assert torch.equal(getattr(batch, name), batch.masks[kind]), name
+    assert set(batch.targets) == set(target_kinds())
+    assert set(batch.masks) == {"actions", "segments", "boundaries", "frames"}  # the kinds with a row mask
+    # the named fields of before are gone: a batch is read by kind only
+    assert not any(hasattr(batch, name) for name in {**NAMED_TARGETS, **NAMED_MASKS})
+    assert not any(hasattr(it, name) for name in ("action_targets", "anchor_mask", "frame_labels", "action_mask"))
     assert batch.targets["frames"].shape == (2, T * 5, 3)
     frame_mask = batch.masks["frames"]
     assert frame_mask[1, :150].all() and not frame_mask[1, 150:].any()  # 30 snippets, then padding
@@ -100,9 +98,10 @@ def test_actions_move_clicks_as_points_and_spans_densely_and_stay_distributions(
     it = full_item(frames=False)
     s = it.sample(np.linspace(0, T - 1, 150))
     actions = s.targets["actions"]
-    assert np.allclose(actions[s.action_mask].sum(1), 1.0)
+    labelled = s.targets["actions"].sum(1) > 0
+    assert np.allclose(actions[labelled].sum(1), 1.0)
     spans = s.targets["segments"].any(1) | s.targets["boundaries"].any(1)
-    assert np.array_equal(s.action_mask, spans | s.targets["anchors"])
+    assert np.array_equal(labelled, spans | s.targets["anchors"])
 
 
 def test_video_and_frame_kinds():
@@ -122,7 +121,7 @@ def test_a_kind_not_asked_for_is_not_built(own_registry, monkeypatch):
     for name in ("clicks", "boundaries", "frames", "truth", "actions", "anchors"):
         monkeypatch.setitem(registry._KINDS, name, dataclasses.replace(target_kind(name), build=refuse))
     it = make_item("v", np.zeros((T, 4), np.float32), G, supervision(), CLASSES, kinds=("video_labels", "segments"))
-    assert set(it.targets) == {"video_labels", "segments"} and it.action_mask is None
+    assert set(it.targets) == {"video_labels", "segments"}
     batch = collate([it, it.sample(np.arange(5, 25))])
     assert set(batch.targets) == {"video_labels", "segments"} and set(batch.masks) == {"segments"}
     assert batch.targets["segments"].shape == (2, T, 2)
@@ -163,27 +162,21 @@ def test_a_user_registered_kind_reaches_the_batch_when_asked_for(own_registry, t
         VideoDataset(Source(), sups, CLASSES, kinds=("clicks_typo",))
 
 
-def test_an_unregistered_requirement_and_an_inconsistent_action_mask_are_refused(own_registry):
+def test_an_unregistered_requirement_is_refused(own_registry):
     with pytest.raises(ValueError, match="requires unregistered kind"):
         register_target_kind(TargetKind("x", lambda ctx: None, "dense", requires=("nope",)))
-    t = full_item().targets
-    with pytest.raises(ValueError, match="action_mask must be the rows"):
-        VideoItem("v", np.zeros((T, 8), np.float32), t["video_labels"], t["actions"], ~(t["actions"].sum(1) > 0),
-                  t["anchors"], t["background"], G)
 
 
-def test_items_and_batches_keep_today_s_constructors():
-    """The named fields stay views until every model reads ``targets``."""
-    it = full_item()
-    t = it.targets
-    legacy = VideoItem("v", it.features, t["video_labels"], t["actions"], it.action_mask, t["anchors"],
-                       t["background"], G)
-    assert set(legacy.targets) == {"video_labels", "actions", "anchors", "background", "clicks", "segments",
-                                   "boundaries"}
-    assert not legacy.targets["clicks"].any()  # zeros when not given, as before
-    no_frames = dataclasses.replace(it, frame_labels=None)
-    assert "frames" not in no_frames.targets and "frames" in it.targets
-    batch = collate([it])
+def test_a_batch_takes_the_first_batch_s_keywords_and_stores_them_by_kind():
+    ref = batch = collate([full_item()])
+    named = Batch(ref.video_ids, ref.features, ref.mask, offsets=ref.offsets, lengths=ref.lengths,
+                  video_labels=ref.targets["video_labels"], action_targets=ref.targets["actions"],
+                  anchor_mask=ref.targets["anchors"], frame_mask=ref.masks["frames"])
+    assert set(named.targets) == {"video_labels", "actions", "anchors"}
+    assert torch.equal(named.masks["actions"], ref.masks["actions"])  # made from the targets, as for any kind
+    assert named.masks["frames"] is ref.masks["frames"]
+    with pytest.raises(TypeError, match="unexpected keyword.*anchors_mask"):
+        Batch(ref.video_ids, ref.features, ref.mask, offsets=ref.offsets, lengths=ref.lengths, anchors_mask=None)
     again = Batch(**vars(batch))
     assert again.targets.keys() == batch.targets.keys() and torch.equal(again.masks["frames"], batch.masks["frames"])
     moved = batch.to("cpu")
