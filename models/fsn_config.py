@@ -85,6 +85,7 @@ FSN = Method(
     FSNConfig, "clicktal.models.fsn:build_fsn",
     needs=(LabelNeed(("frame_targets",), "Eq. 4 is a per-frame loss (frame_targets needs boundaries)"),),
     targets=("frames",),
+    default_preset="fsn",
     presets={
         # FSN (Yang et al., "Exploring Frame Segmentation Networks for Temporal Action Localization"). What the paper
         # states: the network's scores are upsampled to frames (Sec. 3.3: frame resolution), thresholds "uniformly

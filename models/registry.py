@@ -59,13 +59,25 @@ class Method:
     (names registered with :func:`~clicktal.pipeline.data.targets.register_target_kind`), as a tuple, or as a
     function of the typed config returning them when a switched-off loss reads fewer. A run's training and
     held-out datasets build these kinds and the kinds they require, nothing else (``data.labels.frame_targets``
-    adds ``frames``); a method that declares none trains from no targets."""
+    adds ``frames``); a method that declares none trains from no targets. ``default_preset``: the preset a config
+    naming this method gets when its ``postprocess.preset`` is left out (default: the first of ``presets``)."""
 
     config_type: type
     builder: Callable[..., Localizer] | str
     needs: tuple[LabelNeed, ...] = ()
     presets: Mapping[str, PostprocessConfig] = field(default_factory=dict)
     targets: tuple[str, ...] | Callable[[Any], Iterable[str]] = ()
+    default_preset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.default_preset is not None and self.default_preset not in self.presets:
+            raise ValueError(f"default_preset {self.default_preset!r} is not one of the method's presets "
+                             f"({', '.join(self.presets) or 'none'})")
+
+    @property
+    def preset(self) -> str | None:
+        """The name of the method's default post-processing preset (None for a method without presets)."""
+        return self.default_preset or next(iter(self.presets), None)
 
     def build(self, *, config, input_dim: int, num_classes: int, streams: dict[str, tuple[int, int]] | None,
               geometry: FeatureGeometry) -> Localizer:

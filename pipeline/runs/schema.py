@@ -146,17 +146,21 @@ class ModelSpec:
 
 @dataclass
 class PostprocessSpec:
-    """A post-processing preset (see ``clicktal.pipeline.postprocess.grouping``) and overrides of its fields,
-    checked (:func:`postprocess_config`) when the spec is built."""
+    """A post-processing preset (registered by a method, ``clicktal.models.Method.presets``) and overrides of its
+    fields, checked (:func:`postprocess_config`) when the spec is built. Left out (None), an experiment config
+    resolves it to its method's default preset (``Method.preset``) when it loads, and records that name."""
 
-    preset: str = "sfnet"
+    preset: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _resolve_postprocess(self)
+        if self.preset is not None:
+            _resolve_postprocess(self)
 
 
 def _resolve_postprocess(spec: PostprocessSpec) -> PostprocessConfig:
+    if spec.preset is None:
+        raise FieldError("preset", "not set (an experiment config sets its method's default preset)")
     if spec.preset not in PRESETS:
         raise FieldError("preset", f"unknown post-processing preset {spec.preset!r}; known: "
                                    f"{', '.join(PRESETS.names())}")
@@ -277,6 +281,16 @@ class ExperimentConfig:
         return data
 
     def __post_init__(self) -> None:
+        if self.postprocess.preset is None:  # the method's own recipe, named in the resolved config
+            default = LOCALIZERS.get(self.model.name).preset
+            if default is None:
+                raise FieldError("postprocess.preset", f"method {self.model.name!r} has no presets of its own: "
+                                                       f"name one (known: {', '.join(PRESETS.names())})")
+            try:
+                self.postprocess = PostprocessSpec(default, self.postprocess.params)
+            except FieldError as e:
+                raise FieldError(f"postprocess.{e.key}", f"{e.reason} (preset {default!r}, method "
+                                                         f"{self.model.name!r}'s default)") from None
         validates = self.train.validate_every > 0 and self.data.val_fraction > 0
         # a config that names no features yet is a template (filled in by --features or overrides, then checked)
         missing = LOCALIZERS.get(self.model.name).missing_labels(

@@ -55,3 +55,12 @@ def test_a_taken_name_or_preset_is_refused_and_registers_nothing():
     assert "another" not in LOCALIZERS
     with pytest.raises(ValueError, match="label kinds among"):
         LabelNeed(("clicks",), "a typo in a kind")
+
+
+def test_a_method_s_default_preset_is_its_first_unless_named():
+    post = PostprocessConfig()
+    assert Method(dict, lambda **kw: None, presets={"a": post, "b": post}).preset == "a"
+    assert Method(dict, lambda **kw: None, presets={"a": post, "b": post}, default_preset="b").preset == "b"
+    assert Method(dict, lambda **kw: None).preset is None
+    with pytest.raises(ValueError, match="default_preset 'c' is not one of the method's presets"):
+        Method(dict, lambda **kw: None, presets={"a": post}, default_preset="c")

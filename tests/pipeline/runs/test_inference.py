@@ -34,6 +34,17 @@ def test_postprocess_presets_with_overrides():
         config_from_dict(ExperimentConfig, {"postprocess": {"params": {"min_snippets": 0}}}, "<cfg>")
 
 
+def test_a_config_without_a_preset_gets_its_method_s_default_and_records_it():
+    for method, preset in (("sfnet", "sfnet"), ("backtal", "backtal"), ("fsn", "fsn"), ("wfsn", "wfsn")):
+        cfg = config_from_dict(ExperimentConfig, {"model": {"name": method}}, "<cfg>")
+        assert cfg.postprocess.preset == preset, method  # FSN's default is its measured recipe, not fsn_literal
+    cfg = config_from_dict(ExperimentConfig, {"model": {"name": "backtal"}, "postprocess": {"params": {"nms_tiou": 0.4}}},
+                           "<cfg>")
+    assert postprocess_config(cfg.postprocess) == postprocess_config(PostprocessSpec("backtal", {"nms_tiou": 0.4}))
+    with pytest.raises(ValueError, match="preset: not set"):
+        postprocess_config(PostprocessSpec())
+
+
 def test_predict_scores_covers_every_snippet_in_eval_mode():
     m = model().train()
     feats = np.random.default_rng(0).random((37, 6)).astype(np.float32)
