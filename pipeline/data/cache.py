@@ -135,8 +135,7 @@ def check_finite(arr: np.ndarray, path: Path, streams: dict[str, tuple[int, int]
 
     Cost: one pass over the array in chunks of :data:`CHECK_CHUNK_BYTES` (32 MiB of rows): a memory-mapped file is
     read once (into the page cache, not the heap), with at most one 8 MiB mask allocated at a time and no copy of
-    the array; about 0.25 s per GB from the page cache on this project's 2-core CPU (4 GB/s, faster than copying
-    the array), disk speed on a cold read. A file found finite is not checked again in the same process while its
+    the array (docs/engine.md has its measured speed). A file found finite is not checked again in the same process while its
     inode, size and modification time stay the same, so a dataset that reopens its memory-mapped videos for every
     batch pays once per video.
     """
