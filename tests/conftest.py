@@ -55,3 +55,30 @@ def tiny_run(tmp_path):
         return res, [json.loads(line) for line in log]
 
     return run
+
+
+def _train_small_run(root: Path, *, seed: int, n_videos: int = 10, data: dict | None = None,
+                     train: dict | None = None, **sections):
+    """Train a short SF-Net run on generated features (``n_videos`` videos, 8-d, ``seed``) in ``root / "run"``:
+    uniform simulated clicks, no ambiguous segments, batch 2, 4 iterations, the sections given merged over that.
+    Returns ``(root, result)``."""
+    from clicktal.pipeline.core.config import merge_overrides
+    from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
+    from clicktal.pipeline.runs.experiments import apply_overrides, run_experiment
+    from clicktal.pipeline.runs.schema import ExperimentConfig
+
+    gt = random_ground_truth(n_videos=n_videos, seed=seed)
+    synthesize_features(gt, root / "feats", dim=8, seed=seed)
+    base = {"data": {"features": str(root / "feats"), "ground_truth": str(gt.write(root / "gt.json")),
+                     "train_subset": "training", "test_subset": "test",
+                     "labels": {"action_clicks": {"source": "uniform"}}},
+            "train": {"iterations": 4, "batch_size": 2, "progress": False, "num_threads": 1},
+            "evaluation": {"use_ambiguous": False}}
+    cfg = merge_overrides(base, {"data": data or {}, "train": train or {}, **sections})
+    return root, run_experiment(apply_overrides(ExperimentConfig(), cfg), root / "run")
+
+
+@pytest.fixture(scope="session")
+def train_small_run():
+    """:func:`_train_small_run`, for module-scoped fixtures that share one trained run."""
+    return _train_small_run

@@ -5,25 +5,12 @@ import shutil
 
 import pytest
 
-from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
-from clicktal.pipeline.runs.experiments import apply_overrides, run_experiment
 from clicktal.pipeline.runs.raw import clear_raw, raw_path
-from clicktal.pipeline.runs.schema import ExperimentConfig
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate_run")
-    gt = random_ground_truth(n_videos=10, seed=8)
-    synthesize_features(gt, root / "feats", dim=8, seed=8)
-    cfg = apply_overrides(ExperimentConfig(), {
-        "data": {"features": str(root / "feats"), "ground_truth": str(gt.write(root / "gt.json")),
-                 "train_subset": "training", "test_subset": "test",
-                 "labels": {"action_clicks": {"source": "uniform"}}},
-        "train": {"iterations": 4, "batch_size": 2, "progress": False, "num_threads": 1},
-        "evaluation": {"use_ambiguous": False}})
-    result = run_experiment(cfg, root / "run")
-    return root, result
+def trained(tmp_path_factory, train_small_run):
+    return train_small_run(tmp_path_factory.mktemp("evaluate_run"), seed=8)
 
 
 def test_another_preset_from_the_saved_raw_outputs(trained, load_tool, capsys, tmp_path, monkeypatch):

@@ -9,24 +9,14 @@ from clicktal.pipeline.data.cache import CacheSource
 from clicktal.pipeline.data.formats import open_features
 from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 from clicktal.pipeline.runs.engine import load_checkpoint
-from clicktal.pipeline.runs.experiments import apply_overrides, evaluate_run, run_experiment
+from clicktal.pipeline.runs.experiments import evaluate_run
 from clicktal.pipeline.runs.inference import load_run, predict_scores
-from clicktal.pipeline.runs.schema import ExperimentConfig
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("normalize")
-    gt = random_ground_truth(n_videos=10, seed=5)
-    synthesize_features(gt, root / "feats", dim=8, seed=5)
-    cfg = apply_overrides(ExperimentConfig(), {
-        "data": {"features": str(root / "feats"), "ground_truth": str(gt.write(root / "gt.json")),
-                 "train_subset": "training", "test_subset": "test", "normalize": "standardize",
-                 "val_fraction": 0.25, "labels": {"action_clicks": {"source": "uniform"}}},
-        "train": {"iterations": 4, "batch_size": 2, "progress": False, "num_threads": 1, "validate_every": 4},
-        "evaluation": {"use_ambiguous": False}})
-    result = run_experiment(cfg, root / "run")
-    return root, result
+def run(tmp_path_factory, train_small_run):
+    return train_small_run(tmp_path_factory.mktemp("normalize"), seed=5,
+                           data={"normalize": "standardize", "val_fraction": 0.25}, train={"validate_every": 4})
 
 
 def test_the_statistics_are_the_training_videos_and_are_recorded_in_the_run(run):

@@ -8,30 +8,20 @@ import numpy as np
 import pytest
 
 from clicktal.pipeline.data.detections import read_detections
-from clicktal.pipeline.data.synthetic import random_ground_truth, synthesize_features
 from clicktal.pipeline.runs import experiments
-from clicktal.pipeline.runs.experiments import apply_overrides, evaluate_run, run_experiment
+from clicktal.pipeline.runs.experiments import evaluate_run
 from clicktal.pipeline.runs.inference import load_run
 from clicktal.pipeline.runs.raw import (HELDOUT, RawOutputError, clear_raw, load_raw, raw_path, regroup, rescore,
                                         with_inference)
-from clicktal.pipeline.runs.schema import ExperimentConfig, postprocess_config
+from clicktal.pipeline.runs.schema import postprocess_config
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("raw")
-    gt = random_ground_truth(n_videos=12, seed=6)
-    synthesize_features(gt, root / "feats", dim=8, seed=6)
-    cfg = apply_overrides(ExperimentConfig(), {
-        "data": {"features": str(root / "feats"), "ground_truth": str(gt.write(root / "gt.json")),
-                 "train_subset": "training", "test_subset": "test", "val_fraction": 0.25,
-                 "labels": {"action_clicks": {"source": "uniform"}}},
-        "train": {"iterations": 6, "batch_size": 2, "seed": 1, "progress": False, "num_threads": 1,
-                  "validate_every": 6},
-        "evaluation": {"use_ambiguous": False},
-        "postprocess": {"preset": "sfnet", "params": {"class_ratio": None, "class_threshold": 0.05}}})
-    result = run_experiment(cfg, root / "run")
-    return root, result
+def trained(tmp_path_factory, train_small_run):
+    return train_small_run(
+        tmp_path_factory.mktemp("raw"), seed=6, n_videos=12, data={"val_fraction": 0.25},
+        train={"iterations": 6, "seed": 1, "validate_every": 6},
+        postprocess={"preset": "sfnet", "params": {"class_ratio": None, "class_threshold": 0.05}})
 
 
 def test_the_run_saves_the_test_and_held_out_videos_numeric_arrays_only(trained):
