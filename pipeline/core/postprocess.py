@@ -102,7 +102,7 @@ class PostprocessConfig:
 
     def at_evaluation_tiou(self, tiou: float) -> "PostprocessConfig":
         """The recipe for an evaluation at ``tiou``: NMS at ``tiou + nms_tiou_offset`` (itself without an offset).
-        An NMS threshold of 0 or below (FSN's rule at tIoU 0.1) suppresses any overlap but keeps disjoint segments."""
+        An NMS threshold of 0 or below (offset -0.1 at tIoU 0.1) suppresses any overlap but keeps disjoint segments."""
         if self.nms_tiou_offset is None:
             return self
         return NmsPerTiou(self.nms_tiou_offset).recipe_at(self, tiou)
@@ -133,7 +133,7 @@ STANDARD = EvaluationProtocol()
 
 @dataclass(frozen=True)
 class NmsPerTiou(EvaluationProtocol):
-    """NMS tied to the evaluation threshold (FSN's "0.1 lower than the IoU threshold used during the evaluation"):
+    """NMS tied to the evaluation threshold (e.g. "0.1 lower than the IoU threshold used during the evaluation"):
     the scores are grouped once per evaluation tIoU ``t`` with hard NMS at ``t + offset``, and each grouping is
     evaluated at ``t`` alone. ``detections.json`` stays the recipe's own grouping (its ``nms_tiou``, what detection
     on new videos uses)."""

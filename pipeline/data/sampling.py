@@ -7,12 +7,11 @@ Kinds (:class:`SamplerConfig`):
   750), or of ``alternate_length`` at the even iterations after the first when it is set (SF-Net's main.py
   alternates 750 and 2800 on THUMOS14: ``t_max``, ``t_max_ctc``); inference tiles the video with consecutive windows
   of ``length``;
-* ``resize(length)``: features and targets linearly resampled to exactly ``length`` snippets (BackTAL: 750 on
-  THUMOS14, its change to BaS-Net); element ``j`` stands for native position ``j (T - 1) / (length - 1)``
+* ``resize(length)``: features and targets linearly resampled to exactly ``length`` snippets; element ``j`` stands for native position ``j (T - 1) / (length - 1)``
   (corners aligned, so the first and last elements are the first and last snippets and the grid stays uniform);
 * ``segments(count, random|uniform)``: the video cut into ``count`` equal parts and one snippet drawn from each
-  (``random``, WFSN's M = 100) or its middle one (``uniform``);
-* ``windows(length, stride, min_action_fraction, balance)``: sliding windows (FSN: 7 snippets = 35 frames); training
+  (``random``) or its middle one (``uniform``);
+* ``windows(length, stride, min_action_fraction, balance)``: sliding windows of ``length`` snippets; training
   keeps those whose action fraction (of frames when frame targets exist, else of snippets labelled by boundaries)
   is at least ``min_action_fraction`` and, with ``balance``, draws them with probability inversely proportional to
   the number of kept windows of their majority class, so that every class is drawn equally often; inference tiles

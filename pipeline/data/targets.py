@@ -16,11 +16,11 @@ Today's kinds (``[T]`` per video, ``[B, T]`` in a batch; ``C`` classes):
 
 * ``video_labels [C]``: the video-level multi-hot labels;
 * ``clicks [T, C]``: action clicks per snippet and class (counts); ``anchors [T]``: snippets holding one (the
-  anchors SF-Net's mining expands); ``background [T]``: snippets holding a background click (BackTAL);
-* ``segments [T, C]``: labelled segments (Ding et al.), multi-hot on the snippets whose centre they hold;
+  anchors a mining step may expand); ``background [T]``: snippets holding a background click;
+* ``segments [T, C]``: labelled segments, multi-hot on the snippets whose centre they hold;
   ``boundaries [T, C]``: full boundaries, likewise;
 * ``actions [T, C]``: all of these together, each labelled row a distribution over the classes (two clicks of
-  different classes on one snippet share it): what SF-Net's frame loss reads; a snippet labelled by clicks alone
+  different classes on one snippet share it): what a frame loss over every labelled snippet reads; a snippet labelled by clicks alone
   moves as a point, one labelled by a segment or boundary as a span;
 * ``frames [T * f, C + 1]`` (asked for by ``data.labels.frame_targets``): multi-hot per frame of the resampled
   video, column ``c + 1`` for every instance of class ``c`` holding the frame (overlapping instances all count:

@@ -78,8 +78,8 @@ def parse_tiou(spec: str) -> tuple[float, ...]:
     return values
 
 
-# Averages reported when the evaluated thresholds contain them: SF-Net's 0.1:0.5 and 0.1:0.7, BackTAL's and most
-# THUMOS14 papers' 0.3:0.7, ActivityNet's 0.5:0.05:0.95.
+# Averages reported when the evaluated thresholds contain them: the 0.1:0.5, 0.1:0.7 and 0.3:0.7 of THUMOS14 papers,
+# ActivityNet's 0.5:0.05:0.95.
 NAMED_RANGES: dict[str, tuple[float, ...]] = {
     name: parse_tiou(name) for name in ("0.1:0.5", "0.1:0.7", "0.3:0.7", "0.5:0.05:0.95")}
 
@@ -335,7 +335,7 @@ class FrameLevelResult:
 
 def frame_level_map(gt: GroundTruth, scores: Mapping[str, np.ndarray], classes: Sequence[str],
                     geometry: FeatureGeometry, subset: str | None = None) -> FrameLevelResult:
-    """Frame-level mAP as in FSN (Sec. 4.2, after MultiLSTM): per class, every snippet of every video of the subset
+    """Frame-level mAP (MultiLSTM's per-frame protocol): per class, every snippet of every video of the subset
     is ranked by its score; AP of that ranking; mAP = mean over the classes with ground truth in the subset.
 
     A snippet is positive for a class when its centre (the time its score belongs to) lies inside a ground-truth

@@ -85,7 +85,7 @@ def predict_scores(model: Localizer, features: np.ndarray, geometry: FeatureGeom
     samples (tiles) are averaged where they overlap; its video-level scores are the maximum over the samples (a
     class present in any part is present in the video). Consecutive samples of one length (tiles) go through the
     model together, up to ``SAMPLES_PER_CALL`` at a time and unpadded, so a sample's output is what it is alone up
-    to float rounding (FSN's 7-snippet windows are otherwise a thousand tiny convolution calls per video).
+    to float rounding (7-snippet windows are otherwise a thousand tiny convolution calls per video).
     ``outputs_out`` receives each sample's :class:`SampleOutput` (for saving raw outputs)."""
     model.eval()
     grids = (sampler or Sampler()).inference_grids(geometry, int(features.shape[0]))

@@ -187,8 +187,8 @@ def postprocess_config(spec: PostprocessSpec) -> PostprocessConfig:
 
 @dataclass
 class EvalConfig:
-    """tIoU thresholds of the mAP; ``average_over`` the ones averaged into "AVG" (SF-Net: 0.1:0.1:0.7) and
-    ``report`` the ones printed, both among ``tiou_thresholds``; ``frame_map``: also frame-level mAP (FSN's Table 1
+    """tIoU thresholds of the mAP; ``average_over`` the ones averaged into "AVG" (e.g. 0.1:0.1:0.7) and
+    ``report`` the ones printed, both among ``tiou_thresholds``; ``frame_map``: also frame-level mAP (the per-frame
     metric) in ``results.json``; ``without_class_selection``: also the mAP of the same scores grouped for every
     class, with no video-level class rule (``results.json`` ``mAP_without_class_selection``)."""
 
