@@ -31,7 +31,8 @@ from clicktal.pipeline.data.annotations import AnnotationError, GroundTruth, loa
 from clicktal.pipeline.data.detections import write_detections, write_detections_csv
 from clicktal.pipeline.runs.inference import LoadedRun, load_run
 from clicktal.pipeline.runs.videos import DetectionReport, detect_files, extraction_config
-from clicktal.tools.timeline import plot_timeline
+from clicktal.pipeline.runs.schema import postprocess_config
+from clicktal.pipeline.runs.timeline import plot_timeline
 
 
 def write_outputs(report: DetectionReport, run: LoadedRun, out: Path, *, gt: GroundTruth | None = None,
@@ -46,7 +47,7 @@ def write_outputs(report: DetectionReport, run: LoadedRun, out: Path, *, gt: Gro
         fs, grid = report.scores[vid]
         truth = gt.videos[vid].segments if gt is not None and vid in gt.videos else ()
         plot_timeline(pictures / f"{vid}.png", vid, fs.scores, grid, run.classes, report.of(vid), truth=truth,
-                      duration_s=report.durations[vid], top=top)
+                      duration_s=report.durations[vid], top=top, post=postprocess_config(run.postprocess()))
     return csv_path, pictures
 
 
