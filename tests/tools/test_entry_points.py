@@ -19,7 +19,7 @@ def scripts() -> dict[str, str]:
 
 def test_every_tool_has_its_command_and_each_points_at_the_tools_main():
     commands = scripts()
-    tools = {p.stem for p in (REPO / "tools").glob("*.py") if p.stem not in ("__init__", "tables", "timeline")}
+    tools = {p.stem for p in (REPO / "tools").glob("*.py") if p.stem not in ("__init__", "tables")}
     assert {target.split(":")[0].rsplit(".", 1)[1] for target in commands.values()} == tools
     for name, target in commands.items():
         module, func = target.split(":")
