@@ -30,6 +30,13 @@ def load_tool():
     return load
 
 
+@pytest.fixture(autouse=True)
+def _no_weight_downloads(monkeypatch):
+    """No test reaches the canonical weight addresses: downloads are forbidden unless a test serves its own weights
+    (and removes this)."""
+    monkeypatch.setenv("CLICKTAL_OFFLINE", "1")
+
+
 @pytest.fixture
 def tiny_run(tmp_path):
     """Train and evaluate a short run on generated features (12 videos, 16-d, seed 4) with the config ``overrides``
