@@ -194,6 +194,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     """``--run``: the run's test subset (or ``--subset``) evaluated with ``--preset`` / ``--set``, from its saved
     raw outputs where it has them; nothing in the run folder is written."""
     from clicktal.pipeline.data.cache import CacheError  # the run's stack (torch) only for --run
+    from clicktal.pipeline.runs.engine import console_logging
     from clicktal.pipeline.runs.experiments import evaluate_run, parse_set
 
     if args.out:
@@ -204,8 +205,9 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         except OSError as e:
             return _fail(e, 2)
     try:
-        result = evaluate_run(args.run, subset=args.subset[0] if args.subset else None, preset=args.preset,
-                              overrides=parse_set(args.set), write=False, log=print)
+        with console_logging():  # the library's messages (where the scores come from, warnings) on the console
+            result = evaluate_run(args.run, subset=args.subset[0] if args.subset else None, preset=args.preset,
+                                  overrides=parse_set(args.set), write=False)
     except (ValueError, KeyError, OSError, CacheError) as e:
         return _fail(e, 2)
     record = result.record

@@ -17,14 +17,18 @@ checkpoint, features, contract, options, an output that cannot be written: check
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from clicktal.pipeline.core.files import DiskFullError, check_writable
 from clicktal.pipeline.data.cache import CacheError
 from clicktal.pipeline.data.formats import FeatureLayoutConfig, describe_no_features, detect_format, open_features
 from clicktal.pipeline.data.detections import write_detections
+from clicktal.pipeline.runs.engine import add_log_options, console_logging, log_level
 from clicktal.pipeline.runs.experiments import parse_set
 from clicktal.pipeline.runs.inference import load_run
+
+logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a post-processing field")
     p.add_argument("--accept-changed-sources", action="store_true",
                    help="use features whose source video file was replaced since extraction (named on stderr)")
+    add_log_options(p)
     args = p.parse_args(argv)
+    with console_logging(log_level(args)):
+        return _infer(args)
+
+
+def _infer(args: argparse.Namespace) -> int:
+    """The work of :func:`main` on its parsed arguments ``args``."""
     try:
         check_writable(args.out)
         run = load_run(args.run, checkpoint=args.checkpoint)
@@ -57,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             raise CacheError(describe_no_features(args.features))
         dets = run.detect(source, ids, preset=args.preset, overrides=parse_set(args.set),
                           accept_changed_sources=args.accept_changed_sources,
-                          note=lambda line: print(f"note: {line}", file=sys.stderr))
+                          note=logger.warning)
     except DiskFullError as e:
         print(f"error: {e}", file=sys.stderr)
         return 4

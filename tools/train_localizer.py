@@ -18,6 +18,11 @@ the first). Exit status: 0 done; 2 a config, data, checkpoint or run-folder erro
 key); 3 a non-finite loss (naming the iteration and loss term); 4 the disk is full (naming the file; the run
 resumes from its last checkpoint once there is space); 130 interrupted (Ctrl-C; ``--resume`` continues from the
 last checkpoint).
+
+Watching: what the run logs (label summary, a progress line every 5 % of the schedule or 30 s when the output is
+not a terminal, validation) is shown on stdout (warnings on stderr) and appended to ``run.log`` in the run folder;
+``--quiet`` shows warnings only (``run.log`` keeps everything), ``--verbose`` adds debug messages. TensorBoard:
+``tensorboard --logdir RUN`` (``train.tensorboard``).
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from clicktal.pipeline.core.config import ConfigError, load_config
 from clicktal.pipeline.core.files import DiskFullError
 from clicktal.pipeline.core.locks import FolderBusyError
 from clicktal.pipeline.data.cache import CacheError
-from clicktal.pipeline.runs.engine import NonFiniteLossError
+from clicktal.pipeline.runs.engine import NonFiniteLossError, add_log_options, console_logging, log_level
 from clicktal.pipeline.runs.schema import ExperimentConfig
 from clicktal.pipeline.runs.experiments import apply_overrides, evaluate_run, parse_set, run_experiment
 from clicktal.tools.tables import format_results
@@ -53,10 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", help="with --eval-only: evaluate this subset instead of data.test_subset")
     p.add_argument("--seed", type=int, help="overrides train.seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    add_log_options(p)
     args = p.parse_args(argv)
     if args.resume and args.overwrite:
         p.error("--resume continues the run in --out, --overwrite replaces it: give one")
+    with console_logging(log_level(args)):
+        return _train(p, args)
 
+
+def _train(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The work of :func:`main` on its parsed arguments ``args``."""
     try:
         if args.eval_only:
             if not args.out:

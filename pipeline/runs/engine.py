@@ -11,7 +11,13 @@ names a callable is refused before anything in it runs.
 
 Run folder layout (``out``): ``config.yaml`` (the full resolved config), ``checkpoint_last.pt``
 (``checkpoint_best.pt`` when selecting on validation), ``train_log.jsonl`` and ``train_log.csv`` (one row per
-iteration: every loss term, gradient norm, learning rate, seconds), ``val_log.jsonl``.
+iteration: every loss term, gradient norm, learning rate, seconds), ``val_log.jsonl``, and (``train.tensorboard``)
+TensorBoard event files ``events.out.tfevents.*`` holding the same numbers, the validation scores and the mining
+yield (:class:`_Board`).
+
+Watching: messages go through :mod:`logging` (one logger per module); :func:`console_logging` is the tools' console
+and ``run.log`` (:mod:`~clicktal.pipeline.runs.experiments`) keeps it in the run folder. Progress is a tqdm bar on a
+terminal, else a log line every 5 % of the schedule or 30 s (:class:`_Progress`).
 
 Faults: a resume reads the checkpoint and the logs and names the file in every error (:class:`CheckpointError`);
 the last log line, cut short by a kill or a full disk during its append, is dropped with a note. A resume whose
@@ -22,10 +28,13 @@ and are removed. A full disk raises :class:`~clicktal.pipeline.core.files.DiskFu
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
+import importlib.util
 import io
 import json
+import logging
 import math
 import os
 import pickle
@@ -33,9 +42,10 @@ import random
 import re
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -48,6 +58,8 @@ from clicktal.pipeline.data.datasets import TrainingContext, VideoDataset, batch
 from clicktal.pipeline.data.sampling import Sampler
 from clicktal.pipeline.runs.schema import (RESUME_MAY_CHANGE, RESUME_MAY_CHANGE_WITHOUT_VALIDATION, OptimConfig,
                                            TrainConfig, resume_conflicts)
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -72,7 +84,9 @@ class RunExistsError(ValueError):
 
 TRAINER_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "config.yaml", "train_log.jsonl", "train_log.csv",
                  "val_log.jsonl", "val_log.csv")
-RUN_FILES = ("labels.json", "run_meta.json", "detections.json", "results.json")  # an experiment's, besides the trainer's
+RUN_FILES = ("labels.json", "run_meta.json", "detections.json", "results.json",
+             "run.log")  # an experiment's, besides the trainer's
+EVENT_FILES = "events.out.tfevents.*"  # the trainer's TensorBoard event files (one per fit), a glob pattern
 RUN_RESULT_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "train_log.jsonl", "results.json", "detections.json")
 
 
@@ -81,6 +95,8 @@ def remove_run_files(out: Path) -> None:
     ``checkpoint_best.pt`` that :func:`~clicktal.pipeline.runs.inference.load_run` would pick)."""
     for name in TRAINER_FILES + RUN_FILES:
         (out / name).unlink(missing_ok=True)
+    for path in out.glob(EVENT_FILES):
+        path.unlink()
 
 
 def existing_run(out: Path) -> str | None:
@@ -95,6 +111,53 @@ def existing_run(out: Path) -> str | None:
     except (OSError, ValueError) as e:
         last = f"an unreadable log ({e})"
     return f"a run ({last}; {', '.join(found)})"
+
+
+class ConsoleHandler(logging.Handler):
+    """The tools' console: records below WARNING on stdout as bare lines (what ``print`` wrote before), WARNING and
+    up on stderr prefixed with their level (``warning: ...``). The streams are looked up at each record, so a
+    redirected ``sys.stdout`` (a test's capture) is followed."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.WARNING:
+                stream, text = sys.stderr, f"{record.levelname.lower()}: {text}"
+            else:
+                stream = sys.stdout
+            stream.write(text + "\n")
+            stream.flush()
+        except Exception:  # logging's contract: a failing handler reports itself, never raises into the caller
+            self.handleError(record)
+
+
+@contextmanager
+def console_logging(level: int = logging.INFO) -> Iterator[None]:
+    """What a tool shows while the block runs: records of ``level`` and up on the console (:class:`ConsoleHandler`
+    on the root logger). clicktal's loggers log INFO (DEBUG too at ``level`` DEBUG) whatever the console shows, so
+    a run's ``run.log`` keeps them under ``--quiet``; other libraries keep their levels. The logging setup before
+    the block is restored after it."""
+    root, package = logging.getLogger(), logging.getLogger("clicktal")
+    handler, package_level = ConsoleHandler(level), package.level
+    root.addHandler(handler)
+    package.setLevel(min(level, logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        package.setLevel(package_level)
+
+
+def add_log_options(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, read by :func:`log_level`."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="show warnings and errors only")
+    group.add_argument("-v", "--verbose", action="store_true", help="show debug messages too")
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """The console level that :func:`add_log_options`'s flags ask for (INFO without them)."""
+    return logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
 
 
 @dataclass
@@ -294,8 +357,9 @@ class Trainer:
     iterations when given (it must only look at held-out training videos). ``sampler`` draws the training samples
     (``DataConfig.sampling``; whole videos by default). ``resolved_config`` is written to ``run_dir/config.yaml``
     and, with ``metadata`` (what rebuilding the model needs: classes, input width, streams), into every checkpoint.
-    ``note`` receives what the trainer repairs on its own (a cut-short log line, stale temp files); stderr by
-    default.
+    ``note`` receives what the trainer repairs on its own (a cut-short log line, stale temp files); a warning of
+    this module's logger by default. With ``cfg.tensorboard`` the tensorboard package must be installed (checked
+    here, before any work).
     """
 
     def __init__(self, model: Localizer, train_set: VideoDataset, cfg: TrainConfig, run_dir: str | os.PathLike, *,
@@ -308,8 +372,11 @@ class Trainer:
         self.validator = validator
         self.resolved_config = resolved_config
         self.metadata = dict(metadata or {})
-        self.note = note or (lambda message: print(message, file=sys.stderr))
+        self.note = note or logger.warning
         self.device = resolve_device(cfg.device)
+        if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("train.tensorboard: the tensorboard package is not installed; install it (pip install "
+                             "tensorboard) or set train.tensorboard=false")
         self._resume_ck: dict | None = None
         if cfg.select != "last" and (validator is None or cfg.validate_every <= 0):
             raise ValueError(f"train.select {cfg.select!r} needs a held-out validation set (data.val_fraction > 0) "
@@ -403,6 +470,9 @@ class Trainer:
         if stale:
             self.note(f"{self.run_dir}: removed {len(stale)} temp file(s) a killed run left: "
                       f"{', '.join(p.name for p in stale)}")
+        if not resume:  # a new run replaces the trainer's files: an earlier run's events would mix with its own
+            for path in self.run_dir.glob(EVENT_FILES):
+                path.unlink()
         seed_everything(cfg.seed, cfg.deterministic)
         model = self.model.to(self.device)
         optimizer = make_optimizer(model, cfg.optimizer)
@@ -427,7 +497,36 @@ class Trainer:
         context = TrainingContext(iter_videos=lambda: iter(self.train_set), device=self.device)
         end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
         t_run = time.perf_counter()
-        bar = _progress(start, cfg.iterations, cfg.progress)
+        if start < end:
+            logger.info(f"{self.run_dir}: training iterations {start + 1}-{end} of {cfg.iterations} on "
+                        f"{self.device}" + (f" (resumed at iteration {start})" if resume else ""))
+        board = _Board(self.run_dir, start if resume else None) if cfg.tensorboard and start < end else None
+        progress = _Progress(start, end, cfg.iterations, cfg.progress)
+        try:
+            with board or nullcontext():
+                it, optimizer, best = self._loop(model, optimizer, context, start, end, best, log, val_log, board,
+                                                 progress)
+        finally:
+            progress.close()
+        if it == start:  # nothing ran (already complete): keep the files as they are
+            if not self.last_path.exists():
+                atomic_torch_save(self._state(it, optimizer, best), self.last_path)
+        model.eval()
+        selected, ckpt = "last", self.last_path
+        if cfg.select != "last" and best:
+            selected, ckpt = f"{cfg.select}@{best['iteration']}", self.best_path
+        seconds = time.perf_counter() - t_run
+        if it > start:
+            logger.info(f"{self.run_dir}: trained to iteration {it} in {seconds:.1f} s; weights: {selected}")
+        return TrainResult(self.run_dir, it, ckpt, selected, log.rows, seconds)
+
+    def _loop(self, model: Localizer, optimizer: torch.optim.Optimizer, context: TrainingContext, start: int,
+              end: int, best: dict, log: _Log, val_log: _Log, board: _Board | None, progress: _Progress
+              ) -> tuple[int, torch.optim.Optimizer, dict]:
+        """Iterations ``start + 1`` to ``end``: each logged (``log``, ``board``, ``progress``), validated and
+        checkpointed on schedule. Returns the iteration reached, the optimiser (a training hook may replace it) and
+        the best validation so far."""
+        cfg = self.cfg
         it = start
         while it < end:
             t0 = time.perf_counter()
@@ -455,28 +554,26 @@ class Trainer:
             row = {"iteration": it, **{k: float(v.detach()) for k, v in terms.items()}, "grad_norm": gnorm,
                    "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
             log.write(row)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['total']:.3f}")
+            if board is not None:
+                board.iteration(row, terms)
+            progress.update(it, row["total"])
             if self.validator is not None and cfg.validate_every > 0 and it % cfg.validate_every == 0:
                 model.eval()
                 scores = self.validator(model, it)
                 val_log.write({"iteration": it, **scores})
+                if board is not None:
+                    board.validation(it, scores)
+                shown = {k: v for k, v in scores.items() if k in ("val_loss", "val_map")} or scores
+                logger.info(f"validation at iteration {it}: "
+                            + ", ".join(f"{name} {value:.4g}" for name, value in shown.items()))
                 if cfg.select != "last" and _better(cfg.select, scores, best):
                     best = {"iteration": it, cfg.select: scores[cfg.select]}
                     atomic_torch_save(self._state(it, optimizer, best), self.best_path)
             if it % max(cfg.checkpoint_every, 1) == 0 or it == end:
+                if board is not None:  # every event up to the checkpoint on disk before it: a resume loses none
+                    board.flush()
                 atomic_torch_save(self._state(it, optimizer, best), self.last_path)
-        if bar is not None:
-            bar.close()
-        if it == start:  # nothing ran (already complete): keep the files as they are
-            if not self.last_path.exists():
-                atomic_torch_save(self._state(it, optimizer, best), self.last_path)
-        model.eval()
-        selected, ckpt = "last", self.last_path
-        if cfg.select != "last" and best:
-            selected, ckpt = f"{cfg.select}@{best['iteration']}", self.best_path
-        return TrainResult(self.run_dir, it, ckpt, selected, log.rows, time.perf_counter() - t_run)
+        return it, optimizer, best
 
 
 def _better(key: str, scores: dict, best: dict) -> bool:
@@ -487,9 +584,99 @@ def _better(key: str, scores: dict, best: dict) -> bool:
     return scores[key] < best[key] if key == "val_loss" else scores[key] > best[key]
 
 
-def _progress(start: int, total: int, enabled: bool):
-    if not enabled:
-        return None
+class _Board:
+    """The run's TensorBoard event file (``train.tensorboard``), its steps the iteration numbers of
+    ``train_log.jsonl``: per iteration every loss term (``loss/<term>``), the gradient norm, learning rate and
+    seconds (``train/grad_norm``, ``train/lr``, ``train/seconds``) and, where the terms count mined and clicked
+    snippets (SF-Net's ``n_mined`` and ``n_clicks``), the mining yield (``mining/yield``: mined per clicked
+    snippet); per validation every score (``val/<name>``, the ``val_`` prefix dropped: ``val/map``, ``val/loss``).
+
+    A resumed fit (``resume_at``: the checkpoint's iteration) writes a new file whose first event tells TensorBoard
+    to drop the earlier files' steps past the checkpoint (what a killed run logged after its last checkpoint, which
+    the resumed run logs again), so no step is shown twice; :meth:`flush` before each checkpoint keeps every step up
+    to it on disk, so none is lost. A full disk is a :class:`DiskFullError` naming the event files."""
+
+    def __init__(self, run_dir: Path, resume_at: int | None):
+        from torch.utils.tensorboard import SummaryWriter  # the package's presence is checked by Trainer
+
+        self.where = run_dir / EVENT_FILES
+        # TensorBoard keeps the earlier steps below purge_step: the checkpoint's own iteration is one of them
+        with naming_full_disk(self.where):
+            self.writer = SummaryWriter(str(run_dir), purge_step=None if resume_at is None else resume_at + 1)
+
+    def iteration(self, row: dict[str, float], terms: dict) -> None:
+        """The ``train_log`` ``row`` of an iteration, whose loss terms are the keys of ``terms``."""
+        scalars = {f"loss/{name}": row[name] for name in terms}
+        scalars.update({f"train/{name}": row[name] for name in ("grad_norm", "lr", "seconds")})
+        if "n_mined" in row and row.get("n_clicks"):  # no clicked snippet in the batch: no yield to speak of
+            scalars["mining/yield"] = row["n_mined"] / row["n_clicks"]
+        self._add(scalars, row["iteration"])
+
+    def validation(self, iteration: int, scores: dict[str, float]) -> None:
+        self._add({f"val/{name.removeprefix('val_')}": value for name, value in scores.items()}, iteration)
+
+    def _add(self, scalars: dict[str, float], step: int) -> None:
+        with naming_full_disk(self.where):
+            for tag, value in scalars.items():
+                self.writer.add_scalar(tag, value, step)
+
+    def flush(self) -> None:
+        with naming_full_disk(self.where):
+            self.writer.flush()
+
+    def __enter__(self) -> _Board:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            with naming_full_disk(self.where):
+                self.writer.close()
+        except OSError:
+            if kind is None:  # with an error already on its way, that one is reported, not the close's
+                raise
+
+
+class _Progress:
+    """How far training is: a tqdm bar when ``bar`` (``train.progress``) and the console is a terminal; else a log
+    line (iteration, schedule, loss, iterations per second, seconds left) every 5 % of the schedule or 30 s, and
+    at ``end``, the last iteration of this fit."""
+
+    EVERY_FRACTION, EVERY_S = 0.05, 30.0
+
+    def __init__(self, start: int, end: int, total: int, bar: bool):
+        self.start, self.end, self.total = start, end, total
+        self.t_start = self.t_line = time.perf_counter()
+        self.line_at, self.step = start, max(1, math.ceil(total * self.EVERY_FRACTION))
+        self.bar = _tqdm(start, total) if bar and _on_terminal() else None
+
+    def update(self, it: int, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.3f}")
+            return
+        now = time.perf_counter()
+        if it - self.line_at < self.step and now - self.t_line < self.EVERY_S and it != self.end:
+            return
+        rate = (it - self.start) / max(now - self.t_start, 1e-9)
+        logger.info(f"iteration {it}/{self.total} ({100 * it / self.total:.0f} %): loss {loss:.4g}, "
+                    f"{rate:.3g} it/s, {(self.total - it) / rate:.0f} s left")
+        self.line_at, self.t_line = it, now
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _on_terminal() -> bool:
+    """Whether stdout and stderr (where tqdm draws) are both terminals: a bar written to a file or pipe is noise."""
+    try:
+        return sys.stdout.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # no stream (pythonw), or a closed one
+        return False
+
+
+def _tqdm(start: int, total: int):
+    """A tqdm bar from ``start`` to ``total``, or None without tqdm (then :class:`_Progress` logs lines)."""
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover

@@ -6,16 +6,22 @@ held-out videos: :mod:`clicktal.pipeline.runs.raw`) into one run folder.
 :func:`evaluate_run` is ``--eval-only`` and ``clicktal-evaluate --run`` (another preset on the saved raw outputs,
 without a forward pass). Model selection never looks at the test subset: a run ends with its last
 weights, or with the best on a held-out part of the training subset (``train.select``), and the results say which.
+
+Messages go to this module's logger (INFO; WARNING for what was repaired or left out), or to a ``log`` callable a
+caller passes instead; a training run's console output is also kept in its folder as ``run.log``.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -24,7 +30,7 @@ from clicktal.models import build_localizer
 from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth, read_ambiguous
 from clicktal.pipeline.core.config import (ConfigError, config_from_dict, config_to_dict, merge_overrides,
                                           parse_yaml_value)
-from clicktal.pipeline.core.files import atomic_write_text, sweep_temp_files
+from clicktal.pipeline.core.files import atomic_write_text, naming_full_disk, sweep_temp_files
 from clicktal.pipeline.core.locks import FolderLock
 from clicktal.pipeline.data.datasets import (DataBundle, load_data, label_counts, open_data_features,
                                             resolve_ground_truth)
@@ -40,6 +46,62 @@ from clicktal.pipeline.evaluation.detection import evaluate_detections, frame_le
 from clicktal.pipeline.runs.inference import VideoOutputs, group_scores, infer_videos, load_run, score_videos
 from clicktal.pipeline.runs.raw import (HELDOUT, RawOutputError, RawOutputs, check_weights, clear_raw, load_raw,
                                         raw_path, save_raw)
+
+logger = logging.getLogger(__name__)
+
+Log = Callable[[str], object]  # a caller's receiver of messages (every level), instead of the logger
+
+
+def _say(log: Log | None, level: int) -> Log:
+    """Where a message of ``level`` goes: to ``log`` when the caller passes one, else to this module's logger."""
+    return log if log is not None else partial(logger.log, level)
+
+
+class _RunLog(logging.Handler):
+    """A run's console output, kept in its folder as ``run.log`` (appended: a resumed run continues it): the records
+    that reach the root logger from the thread that runs it (INFO and up when a tool runs it, whatever its console
+    shows). Those from before the folder is known to be the run's (loading the data, the folder's lock, the check
+    for a run already there) are held, and written when :meth:`open` names the file; if it never does, nothing is
+    written."""
+
+    def __init__(self):
+        super().__init__()
+        thread = threading.get_ident()
+        self.addFilter(lambda record: record.thread == thread)  # runs in other threads keep their own files
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        self.held: list[logging.LogRecord] = []
+        self.file: logging.FileHandler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.file is None:
+            self.held.append(record)
+        else:
+            self.file.handle(record)
+
+    def open(self, path: Path) -> None:
+        with naming_full_disk(path):
+            self.file = logging.FileHandler(path, mode="a", encoding="utf-8")
+        self.file.setFormatter(self.formatter)
+        for record in self.held:
+            self.file.handle(record)
+        self.held.clear()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        super().close()
+
+
+@contextmanager
+def _run_log() -> Iterator[_RunLog]:
+    """A :class:`_RunLog` on the root logger while the block runs."""
+    handler, root = _RunLog(), logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 @dataclass
@@ -181,10 +243,11 @@ def make_validator(cfg: ExperimentConfig, bundle: DataBundle, device):
     return validate
 
 
-def write_label_report(bundle: DataBundle, out: Path, *, log=print) -> dict:
+def write_label_report(bundle: DataBundle, out: Path, *, log: Log | None = None) -> dict:
     """``labels.json`` in the run folder: how many labels of each kind every training video got and how many fall
     inside / outside its ground-truth actions, and what the label files' readers kept and skipped; a summary is
-    printed."""
+    logged (INFO)."""
+    log = _say(log, logging.INFO)
     used = set(bundle.train.ids) | set(bundle.val.ids if bundle.val else ())
     stats = label_statistics({v: s for v, s in bundle.labels.supervision.items() if v in used}, bundle.gt)
     stats["files"] = [r.summary() for r in bundle.labels.reports]
@@ -199,12 +262,13 @@ def write_label_report(bundle: DataBundle, out: Path, *, log=print) -> dict:
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume: bool = False,
                    overwrite: bool = False, evaluate: bool = True, stop_after: int | None = None,
-                   log=print) -> ExperimentResult | TrainResult:
+                   log: Log | None = None) -> ExperimentResult | TrainResult:
     """Train ``cfg`` into ``out_dir``; then (``evaluate``) detect on ``cfg.data.test_subset``, write
     ``detections.json`` and ``results.json`` and return the :class:`ExperimentResult`. ``stop_after`` ends training
-    early with a checkpoint (for tests of resuming) and returns the :class:`TrainResult`. ``log`` prints the label
-    summary (``labels.json`` has the details), the ground-truth videos without features and what the trainer
-    repairs on its own.
+    early with a checkpoint (for tests of resuming) and returns the :class:`TrainResult`. The label summary
+    (``labels.json`` has the details) is logged as INFO; the ground-truth videos without features and what the
+    trainer repairs on its own as warnings; ``log``, when given, receives them all instead. What the run logs
+    (the engine's progress too) is appended to ``run.log`` in the run folder.
 
     The run folder has one writer: its lock (:class:`~clicktal.pipeline.core.locks.FolderLock`) is held throughout,
     and a second run on it is refused naming the holder. A folder that already holds a run is refused
@@ -213,8 +277,16 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
     a config that changes training is refused, naming the keys) and writes nothing into the run folder before
     that."""
     out = Path(out_dir)
+    with _run_log() as run_log:
+        return _run_experiment(cfg, out, resume, overwrite, evaluate, stop_after, log, run_log)
+
+
+def _run_experiment(cfg: ExperimentConfig, out: Path, resume: bool, overwrite: bool, evaluate: bool,
+                    stop_after: int | None, log: Log | None, run_log: _RunLog) -> ExperimentResult | TrainResult:
+    """:func:`run_experiment`, its records going to ``run_log``, opened once the folder is known to be the run's."""
+    info, warn = _say(log, logging.INFO), _say(log, logging.WARNING)
     seed = cfg.train.seed
-    bundle = load_data(cfg.data, seed=seed, kinds=cfg.model.targets, note=log)
+    bundle = load_data(cfg.data, seed=seed, kinds=cfg.model.targets, note=warn)
     meta = _metadata(bundle)
     seed_everything(seed, cfg.train.deterministic)  # the initial weights are part of what the seed reproduces
     contract = bundle.contract
@@ -225,7 +297,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
     meta["labels"] = label_counts(bundle.train)
     device = resolve_device(cfg.train.device)
     trainer = Trainer(model, bundle.train, cfg.train, out, sampler=Sampler(cfg.data.sampling),
-                      validator=make_validator(cfg, bundle, device), resolved_config=cfg, metadata=meta, note=log)
+                      validator=make_validator(cfg, bundle, device), resolved_config=cfg, metadata=meta, note=warn)
     with FolderLock(out, what="training"):
         if resume:
             trainer.resume_checkpoint()
@@ -235,11 +307,12 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
                                      f"--overwrite, or train into another folder")
             remove_run_files(out)
             clear_raw(out)
-            log(f"{out}: replaced {held} (--overwrite)")
+            info(f"{out}: replaced {held} (--overwrite)")
         # the run folder's one writer is starting
+        run_log.open(out / "run.log")
         stale = sweep_temp_files(out, list(RUN_FILES)) + clear_raw(out, temp_only=True)
         if stale:
-            log(f"{out}: removed {len(stale)} temp file(s) a killed run left: {', '.join(p.name for p in stale)}")
+            warn(f"{out}: removed {len(stale)} temp file(s) a killed run left: {', '.join(p.name for p in stale)}")
         write_label_report(bundle, out, log=log)
         atomic_write_text(out / "run_meta.json", json.dumps(meta, indent=1))
         result = trainer.fit(resume=resume, stop_after=stop_after)
@@ -253,7 +326,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | os.PathLike, *, resume:
 
 def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: Path, selected: str,
                          seconds: float, iterations: int, device, weights: tuple[str, int], *, write: bool = True,
-                         log=print) -> ExperimentResult:
+                         log: Log | None = None) -> ExperimentResult:
     """Score the test videos with ``model`` (the weights ``weights``: checkpoint file name and iteration), save
     their raw outputs in ``out/raw`` with the held-out training videos' (when the run holds some out: for tuning
     post-processing offline, never on the test subset), then group, evaluate and write the results (without
@@ -281,7 +354,7 @@ def _detect_and_evaluate(model, cfg: ExperimentConfig, bundle: DataBundle, out: 
 
 def _evaluate_and_write(cfg: ExperimentConfig, gt: GroundTruth, classes: list[str], videos: dict[str, VideoOutputs],
                         dets: list[Detection], out: Path, selected: str, seconds: float, iterations: int,
-                        extra: dict, *, write: bool = True, log=print) -> ExperimentResult:
+                        extra: dict, *, write: bool = True, log: Log | None = None) -> ExperimentResult:
     """Evaluate the test videos' detections ``dets`` (grouped from ``videos`` with ``cfg.postprocess``) as the
     config asks, and (``write``) write ``detections.json`` and ``results.json`` into the run folder ``out``."""
     post = postprocess_config(cfg.postprocess)
@@ -300,7 +373,8 @@ def _evaluate_and_write(cfg: ExperimentConfig, gt: GroundTruth, classes: list[st
         _, plain, plain_avg = _evaluate(cfg, gt, every_class, cfg.data.test_subset, ambiguous)
         extra["mAP_without_class_selection"] = {f"{t:.2f}": m for t, m in plain.items()}
         extra["average_mAP_without_class_selection"] = plain_avg
-    validations = read_log(out / "val_log.jsonl", log) if (out / "val_log.jsonl").exists() else []
+    validations = (read_log(out / "val_log.jsonl", _say(log, logging.WARNING)) if (out / "val_log.jsonl").exists()
+                   else [])
     if validations:
         extra["last_validation"] = validations[-1]
     det_path = out / "detections.json" if write else None
@@ -320,14 +394,15 @@ def _evaluate_and_write(cfg: ExperimentConfig, gt: GroundTruth, classes: list[st
 
 def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, checkpoint: str | None = None,
                  subset: str | None = None, preset: str | None = None, overrides: dict | None = None,
-                 write: bool = True, log=print) -> ExperimentResult:
+                 write: bool = True, log: Log | None = None) -> ExperimentResult:
     """``--eval-only``: the run's selected (or given) checkpoint on the test subset (or ``subset``), grouped with the
     run's post-processing, or ``preset`` (the run's own overrides kept) with ``overrides`` (post-processing fields)
     on top. Without ``features``, the subset's raw outputs the run saved (``raw/<subset>.npz``) are regrouped when
     they are the checkpoint's (no forward pass; ``extra["scores_from"]`` names the file); else the videos are scored
     again from the features (``features``, default the run's) and their raw outputs saved. ``write``: detections and
     results replace the run's own ``detections.json`` and ``results.json``; without it nothing is written (the
-    result's ``record`` holds what ``results.json`` would)."""
+    result's ``record`` holds what ``results.json`` would). Messages as :func:`run_experiment`'s."""
+    warn = _say(log, logging.WARNING)
     run = load_run(run_dir, checkpoint=checkpoint)
     cfg = run.config
     data = replace(cfg.data, features=features or cfg.data.features,
@@ -338,7 +413,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, che
         try:
             train_s = json.loads(previous.read_text()).get("train_seconds", 0.0)
         except ValueError as e:  # a results file of an older, non-atomic write, cut short
-            log(f"{previous}: not readable ({e}); its training time is lost, recorded as 0")
+            warn(f"{previous}: not readable ({e}); its training time is lost, recorded as 0")
     selected = {"checkpoint_best.pt": "best", "checkpoint_last.pt": "last"}.get(run.checkpoint.name,
                                                                                 str(run.checkpoint))
     out = Path(run_dir)
@@ -347,11 +422,11 @@ def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, che
         try:
             check_weights(raw, run)
         except RawOutputError as e:
-            log(f"note: {e}; scoring the videos again from the features")
+            warn(f"{e}; scoring the videos again from the features")
         else:
             return _evaluate_raw(cfg, run.classes, raw, out, selected, train_s, run.iteration, write=write, log=log)
     bundle = load_data(cfg.data, seed=cfg.train.seed, contract=run.contract, normalization=run.normalization,
-                       note=log)
+                       note=warn)
     if bundle.classes != run.classes:
         raise ValueError(f"the run was trained on classes {run.classes}, the data has {bundle.classes}")
     with FolderLock(out, what="evaluation") if write else nullcontext():
@@ -360,7 +435,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, features: str | None = None, che
 
 
 def _evaluate_raw(cfg: ExperimentConfig, classes: list[str], raw: RawOutputs, out: Path, selected: str,
-                  seconds: float, iterations: int, *, write: bool, log=print) -> ExperimentResult:
+                  seconds: float, iterations: int, *, write: bool, log: Log | None = None) -> ExperimentResult:
     """Evaluate the test videos' saved raw outputs ``raw`` grouped with ``cfg.postprocess``, without the network
     or the features."""
     if raw.classes != classes:
@@ -372,7 +447,7 @@ def _evaluate_raw(cfg: ExperimentConfig, classes: list[str], raw: RawOutputs, ou
              "test_videos_without_features": [v for v in sorted(gt.subset(cfg.data.test_subset))
                                               if v not in raw.videos],
              "changed_sources": raw.changed_sources}
-    log(f"scores: the raw outputs saved in {raw.path} (no forward pass)")
+    _say(log, logging.INFO)(f"scores: the raw outputs saved in {raw.path} (no forward pass)")
     with FolderLock(out, what="evaluation") if write else nullcontext():
         return _evaluate_and_write(cfg, gt, classes, raw.videos, dets, out, selected, seconds, iterations, extra,
                                    write=write, log=log)

@@ -64,7 +64,10 @@ class TrainConfig:
     """The schedule. ``select``: which weights a run ends with: ``last`` (the paper: a fixed number of iterations)
     or the best of the periodic validations on the held-out part of the training subset (``val_loss``: lowest
     loss; ``val_map``: highest mAP against the held-out videos' boundaries). Never the test subset.
-    ``device``: ``auto`` (CUDA when there is one), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    ``device``: ``auto`` (CUDA when there is one), ``cpu``, ``cuda``, ``cuda:1``, ... ``progress``: a bar while
+    the console is a terminal (else, and without it, a log line every 5 % of the schedule or 30 s).
+    ``tensorboard``: TensorBoard event files in the run folder (every loss term, learning rate, gradient norm,
+    validation score)."""
 
     iterations: int = 5000
     batch_size: int = 32
@@ -77,6 +80,7 @@ class TrainConfig:
     num_threads: int | None = None
     device: str = "auto"
     progress: bool = True
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         _require([
@@ -311,7 +315,7 @@ class ExperimentConfig:
 
 # What a resumed run may change: nothing here changes the weights it trains (RNG draws depend on (seed, iteration)
 # only), nor its test results except as the new value says.
-#   train.progress, train.checkpoint_every: bookkeeping;
+#   train.progress, train.tensorboard, train.checkpoint_every: bookkeeping;
 #   train.device, train.num_threads: where it runs (another device or thread count may round floats differently,
 #     so the weights can differ from an uninterrupted run's in the last bits; the draws stay the same);
 #   train.iterations: a longer (or shorter, not below the checkpoint) schedule; nothing in the engine depends on the
@@ -324,8 +328,8 @@ class ExperimentConfig:
 #     change only when the run does not validate (train.validate_every 0 or data.val_fraction 0).
 # Everything else (seed, model, optimiser, data, labels, sampling, batch size, validation schedule, selection,
 # determinism) changes what is trained and is refused, naming the keys.
-RESUME_MAY_CHANGE = ("name", "train.progress", "train.checkpoint_every", "train.device", "train.num_threads",
-                     "train.iterations", "data.test_subset", "data.ambiguous", "data.preload",
+RESUME_MAY_CHANGE = ("name", "train.progress", "train.tensorboard", "train.checkpoint_every", "train.device",
+                     "train.num_threads", "train.iterations", "data.test_subset", "data.ambiguous", "data.preload",
                      "data.accept_changed_sources", "evaluation.report",
                      "evaluation.use_ambiguous", "evaluation.frame_map", "evaluation.without_class_selection")
 RESUME_MAY_CHANGE_WITHOUT_VALIDATION = ("postprocess", "evaluation.tiou_thresholds", "evaluation.average_over")
