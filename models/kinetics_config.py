@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from clicktal.pipeline.core.config import FieldError
 from clicktal.pipeline.core.postprocess import PostprocessConfig
 
-from .registry import LabelNeed, Method
+from .registry import Method
 
 KINETICS_CLASSES = 400
 

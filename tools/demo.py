@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from clicktal.extractors.runner import extract_folder, i3d_weights_present
+from clicktal.extractors.runner import Summary, extract_folder, i3d_weights_present
 from clicktal.pipeline.data.annotations import GroundTruth, load_ground_truth, read_action_clicks, read_background_clicks
 from clicktal.pipeline.runs.engine import add_log_options, console_logging, log_level
 from clicktal.pipeline.runs.experiments import ExperimentResult, apply_overrides, run_experiment
