@@ -157,11 +157,12 @@ def demo_extract(videos: str | os.PathLike | Iterable, out_dir: str | os.PathLik
         log(f"I3D weights found: extracting with the Kinetics checkpoints (default settings, {workers} workers)")
         options: dict = {"weights_dir": str(weights_dir) if weights_dir else None}
     else:
-        from clicktal.extractors.weights import I3D_FILES, I3D_URL, default_weights_dir
+        from clicktal.extractors.weights import I3D_FILES, default_weights_dir
 
         folder = weights_dir or default_weights_dir()
         log("!" * 100)
-        log(f"!!! NO I3D WEIGHTS in {folder} ({', '.join(I3D_FILES.values())}; download: {I3D_URL}).")
+        log(f"!!! NO I3D WEIGHTS in {folder} ({', '.join(I3D_FILES.values())}): `clicktal-weights fetch i3d` downloads")
+        log("!!! them (the demo itself never downloads, so that it runs offline).")
         log("!!! Extracting with UNTRAINED (random-init) networks and TV-L1 at 32 px: the pipeline runs, the features")
         log("!!! carry no meaning, and their metadata says 'untrained'.")
         log("!" * 100)
