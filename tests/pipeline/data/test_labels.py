@@ -327,7 +327,7 @@ def test_label_statistics_on_the_real_thumos_a1_clicks(benchkit, thumos):
     labels = _supervision(thumos, action_clicks=clicks,
                           background_clicks={"source": "annotator", "files": _files(benchkit, "background", 1)})
     totals = label_statistics(labels.supervision, thumos)["totals"]
-    # the README's annotation statistics (SF-Net Table 1): A1 2980 clicks, 121 (4.1%) misplaced; A1 background
+    # the annotation statistics of docs/reference.md (SF-Net Table 1): A1 2980 clicks, 121 (4.1%) misplaced; A1 background
     # clicks 2264, 175 inside actions
     assert totals["action_clicks"] == {"count": 2980, "inside": 2859, "outside": 121}
     assert totals["background_clicks"] == {"count": 2264, "inside": 175, "outside": 2089}
