@@ -109,7 +109,7 @@ def tiles_row(base: dict, work: Path, threads: int, reevaluate: bool, **tags) ->
     base_results = json.loads((work / "runs" / base["name"] / "results.json").read_text())
     t0 = time.perf_counter()
     res = _detect_and_evaluate(run.model, cfg, bundle, out, "last", base_results["train_seconds"],
-                               base_results["iterations"], run.device)
+                               base_results["iterations"], run.device, (run.checkpoint.name, run.iteration))
     row = res.row(cfg.evaluation.report)
     print(f"  {cfg.name}: AVG {row[-1]:.1f}  ({(time.perf_counter() - t0) / 60:.1f} min, evaluation only)", flush=True)
     return {**tags, "name": cfg.name, "row": row, "minutes": (time.perf_counter() - t0) / 60,
