@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_INDEX ?=
 EXTRAS ?= test
 
-.PHONY: demo test test-fast venv clean-venv
+.PHONY: demo test test-fast venv clean-venv docker-test
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,10 @@ test-fast: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The Docker images built with podman on this machine (root; podman and debootstrap installed; tens of minutes at
+# nice 19): the local base image when missing, the CPU image, and a test stage that runs the Kinetics baseline on the
+# benchkit sample videos inside the image; passes when its detections JSON equals this venv's, byte for byte
+# (docker/docker_test.py, docker/README.md). The images take torch from where this venv took it (TORCH_INDEX).
+docker-test: $(STAMP)
+	$(PY) docker/docker_test.py --torch-index '$(TORCH_INDEX)'
