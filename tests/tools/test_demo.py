@@ -34,5 +34,5 @@ def test_demo_extract_says_loudly_that_it_is_untrained(tmp_path):
     summary = demo_extract(tmp_path, tmp_path / "out", weights_dir=tmp_path / "no_weights", progress=False,
                            log=lines.append)
     assert summary.ok and summary.done == 1
-    assert any("UNTRAINED" in line for line in lines) and any("pytorch-i3d" in line for line in lines)
+    assert any("UNTRAINED" in line for line in lines) and any("clicktal-weights fetch i3d" in line for line in lines)
     assert FeatureCache(tmp_path / "out").read_meta("v").weights_sha256["rgb"] == "untrained"
