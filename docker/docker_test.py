@@ -122,7 +122,7 @@ def image_size(tag: str) -> int:
 
 def host_detect(videos: Path, out: Path, logfile: Path) -> float:
     """The Kinetics baseline on the host: the same two commands as the test stage; seconds taken."""
-    env = {**os.environ, "CLICKTAL_OFFLINE": "1"}
+    env = {**os.environ, "CLICKTAL_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as the test stage
     clicktal = str(BIN / "clicktal")
     return (run([clicktal, "kinetics-run", "--gt", str(videos / "annotations.json"), "--out", str(out / "run")],
                 logfile, env)
